@@ -1,0 +1,127 @@
+# convnet.c build.
+#   make            library, apps and bench programs (gpu/ compiled with nvcc when found)
+#   make test       build and run every Check suite (CPU ops, grad checks, GPU kernels
+#                   under the CUDA-on-CPU emulator, data, model, checkpoints)
+#   make asan       the same tests under AddressSanitizer + UBSan (SANITIZE=1)
+#   make run        the main job: find or download CIFAR-10, train apps/resnet
+#   make data       download the official CIFAR-10 binary archive into ./data
+#   make bench      kernel and end-to-end benchmarks, appended to bench/RESULTS.md
+CC      ?= gcc
+CXX     ?= g++
+OPT     ?= -O2
+CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fopenmp -D_DEFAULT_SOURCE -I.
+LDLIBS  = -fopenmp -lpthread -lm
+ifeq ($(SANITIZE),1)
+  SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  BUILD ?= build-asan
+else
+  BUILD ?= build
+endif
+CFLAGS  = $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
+
+# ---- CUDA: compiled whenever nvcc exists; CUDA_ARCH selects the real target (PTX for
+# newer cards is embedded too, so the binary JITs on anything >= CUDA_ARCH). ----
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_ARCH ?= 90
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCCFLAGS = -std=c++17 $(OPT) -I. -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) \
+            -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) \
+            -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+
+CORE_SRC = $(wildcard core/*.c)
+CORE_SRC := $(filter-out core/ops_gpu_none.c,$(CORE_SRC))
+CPU_SRC  = $(wildcard cpu/*.c)
+GPU_SRC  = $(wildcard gpu/*.cu)
+APPS     = apps/resnet apps/rotation apps/shuffle
+APPS    := $(foreach a,$(APPS),$(if $(wildcard $(a).c),$(a)))
+BENCHES  = $(patsubst %.c,%,$(filter-out bench/bench_util.c,$(wildcard bench/*.c)))
+
+OBJ_CORE = $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(CPU_SRC))
+ifneq ($(NVCC),)
+  OBJ_GPU   = $(patsubst %.cu,$(BUILD)/cuda/%.o,$(GPU_SRC))
+  GPU_LIBS  = -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+else
+  OBJ_GPU   = $(BUILD)/core/ops_gpu_none.o
+  GPU_LIBS  =
+endif
+LIB = $(BUILD)/libconvnet.a
+
+# Tests: the CPU operators again with real = double (gradient checks), and gpu/*.cu compiled
+# by g++ against the CUDA-on-CPU emulator in tests/emu/.
+OBJ_F64  = $(patsubst %.c,$(BUILD)/f64/%.o,$(CPU_SRC))
+OBJ_EMU  = $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC))
+EMU_SRC  = $(wildcard tests/emu/*.cc)
+OBJ_EMUC = $(patsubst %.cc,$(BUILD)/%.o,$(EMU_SRC))
+TEST_SRC = $(wildcard tests/test_*.c)
+OBJ_TEST = $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC) tests/check_main.c tests/gradcheck.c)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
+EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
+               -Wno-unused-parameter -Wno-unknown-pragmas
+
+.PHONY: all test asan run data bench clean gpu-objs
+all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
+
+$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/f64/%.o: %.c $(wildcard core/*.h cpu/*.h) tests/f64_names.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCONVNET_REAL_DOUBLE -include tests/f64_names.h -c $< -o $@
+
+$(BUILD)/cuda/%.o: %.cu $(wildcard gpu/*.h core/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/emu/%.o: %.cu $(wildcard gpu/*.h core/*.h tests/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -x c++ -include tests/emu/cuda_emu.h -c $< -o $@
+
+$(BUILD)/tests/emu/%.o: tests/emu/%.cc $(wildcard tests/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ_CORE)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+apps/%: apps/%.c $(LIB) $(OBJ_GPU)
+	$(CC) $(CFLAGS) $< $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
+
+bench/%: bench/%.c bench/bench_util.c $(LIB) $(OBJ_GPU)
+	$(CC) $(CFLAGS) $< bench/bench_util.c $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(BENCH_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB) $(BUILD)/core/ops_gpu_none.o
+	$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
+
+# `make test` also compiles gpu/ with nvcc (when present) so CUDA compile errors fail it.
+test: $(BUILD)/run_tests $(OBJ_GPU)
+	cd $(CURDIR) && $(BUILD)/run_tests
+
+asan:
+	$(MAKE) SANITIZE=1 test
+
+DATA_DIR ?= data/cifar-10-batches-bin
+CIFAR_URL = https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
+CIFAR_MD5 = c32a1d4ab5d03f1284b67883e8d87530
+data:
+	@if [ -f $(DATA_DIR)/data_batch_1.bin ] && [ -f $(DATA_DIR)/test_batch.bin ]; then \
+	  echo "CIFAR-10 already present in $(DATA_DIR)"; exit 0; fi; \
+	mkdir -p data && \
+	{ curl -fL --retry 2 -o data/cifar-10-binary.tar.gz.part $(CIFAR_URL) || \
+	  { echo "make data: could not download $(CIFAR_URL) (no network?); set CIFAR10_DIR or pass --data DIR" >&2; \
+	    rm -f data/cifar-10-binary.tar.gz.part; exit 1; }; } && \
+	if [ "$$(md5sum data/cifar-10-binary.tar.gz.part | cut -d' ' -f1)" != "$(CIFAR_MD5)" ]; then \
+	  echo "make data: md5 mismatch for the downloaded archive (expected $(CIFAR_MD5))" >&2; \
+	  rm -f data/cifar-10-binary.tar.gz.part; exit 1; fi && \
+	mv data/cifar-10-binary.tar.gz.part data/cifar-10-binary.tar.gz && \
+	tar -xzf data/cifar-10-binary.tar.gz -C data && echo "CIFAR-10 extracted to $(DATA_DIR)"
+
+# The main job: train the practical's ResNet (data from CIFAR10_DIR, else ./data, downloaded
+# when missing). Extra flags: make run ARGS="--epochs 30 --milestones 21,27".
+run: all
+	@if [ -z "$$CIFAR10_DIR" ]; then $(MAKE) --no-print-directory data || exit 1; fi
+	apps/resnet $(ARGS)
+
+clean:
+	rm -rf build build-asan $(APPS) $(BENCHES)

@@ -1,0 +1,110 @@
+/* The op table: one signature per operator, shared by every device.
+ *
+ * Tensors are plain float pointers in NCHW layout living in the device's memory
+ * (host memory for the CPU table, cudaMalloc'd memory for the GPU table). Shapes are
+ * passed explicitly, llm.c style. Unless a comment says "accumulates", an operator
+ * overwrites its outputs. The model code (core/model.c) only ever calls through a
+ * `const Ops *`, so it never knows which device runs it.
+ */
+#ifndef CONVNET_OPS_H
+#define CONVNET_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Ops {
+    const char *name;
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes);          /* never returns NULL: exits with a message */
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    void (*sync)(void);
+
+    /* ---- convolution (cross-correlation, zero padding), cpu/conv2d.c ----
+     * in [N,C,H,W], weight [K,C,R,S], out [N,K,P,Q] with
+     * P = (H + 2 pad - R)/stride + 1, Q = (W + 2 pad - S)/stride + 1.
+     * workspace: conv2d_workspace_floats(...) floats. */
+    void (*conv2d_forward)(float *out, const float *in, const float *weight,
+                           int N, int C, int H, int W, int K, int R, int S,
+                           int stride, int pad, float *workspace);
+    void (*conv2d_backward_input)(float *din, const float *dout, const float *weight,
+                                  int N, int C, int H, int W, int K, int R, int S,
+                                  int stride, int pad, float *workspace);
+    void (*conv2d_backward_weight)(float *dweight, const float *dout, const float *in,
+                                   int N, int C, int H, int W, int K, int R, int S,
+                                   int stride, int pad, float *workspace);
+    /* out[n,k,:] += bias[k]  /  dbias[k] = sum_{n,p} dout[n,k,p] ; HW = P*Q */
+    void (*bias_forward)(float *out, const float *bias, int N, int K, int HW);
+    void (*bias_backward)(float *dbias, const float *dout, int N, int K, int HW);
+
+    /* ---- batch normalization over (N,H,W) per channel, cpu/batchnorm.c ---- */
+    void (*batchnorm_forward_train)(float *out, float *save_mean, float *save_invstd,
+                                    float *running_mean, float *running_var,
+                                    const float *in, const float *gamma, const float *beta,
+                                    int N, int C, int HW, float momentum, float eps);
+    void (*batchnorm_forward_eval)(float *out, const float *in, const float *gamma,
+                                   const float *beta, const float *running_mean,
+                                   const float *running_var, int N, int C, int HW, float eps);
+    void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *in, const float *gamma, const float *save_mean,
+                               const float *save_invstd, int N, int C, int HW);
+
+    /* ---- elementwise ---- */
+    void (*relu_forward)(float *out, const float *in, size_t n);          /* out may == in */
+    void (*relu_backward)(float *din, const float *dout, const float *out, size_t n);
+    void (*add_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*add_inplace)(float *y, const float *x, size_t n);              /* y += x */
+
+    /* ---- pooling, cpu/pool.c ---- */
+    void (*maxpool2d_forward)(float *out, int32_t *argmax, const float *in,
+                              int N, int C, int H, int W, int k, int stride, int pad);
+    void (*maxpool2d_backward)(float *din, const float *dout, const int32_t *argmax,
+                               int N, int C, int H, int W, int k, int stride, int pad);
+    void (*avgpool2d_forward)(float *out, const float *in,
+                              int N, int C, int H, int W, int k, int stride, int pad);
+    void (*avgpool2d_backward)(float *din, const float *dout,
+                               int N, int C, int H, int W, int k, int stride, int pad);
+
+    /* ---- linear, cpu/linear.c: out[N,O] = in[N,I] W[O,I]^T + b[O] ---- */
+    void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias,
+                           int N, int I, int O);
+    void (*linear_backward)(float *din, float *dweight, float *dbias, const float *dout,
+                            const float *in, const float *weight, int N, int I, int O);
+
+    /* ---- loss, cpu/softmax_xent.c ----
+     * forward: probs[N,C] = softmax(logits); losses[n] = -log probs[n, labels[n]];
+     * correct[n] = (argmax == label). Mean loss is summed on the host.
+     * backward: dlogits = (probs - onehot) / N. */
+    void (*softmax_xent_forward)(float *losses, float *probs, int32_t *correct,
+                                 const float *logits, const int32_t *labels, int N, int C);
+    void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
+                                  int N, int C);
+
+    /* ---- optimizer, cpu/sgd.c (PyTorch SGD) ----
+     * g' = g + wd*w; buf = first ? g' : momentum*buf + g'; w -= lr*buf */
+    void (*sgd_step)(float *w, const float *g, float *buf, size_t n,
+                     float lr, float momentum, float wd, int first_step);
+} Ops;
+
+/* Floats of workspace conv2d_* needs for these shapes (same for every device). */
+size_t conv2d_workspace_floats(int N, int C, int H, int W, int K, int R, int S,
+                               int stride, int pad);
+static inline int conv_out_size(int H, int R, int stride, int pad)
+{
+    return (H + 2 * pad - R) / stride + 1;
+}
+
+extern const Ops ops_cpu;
+
+/* The GPU table, or NULL with a one-line reason in *why when no usable GPU exists
+ * (or this build has no CUDA). */
+const Ops *ops_gpu(const char **why);
+
+/* "cpu" / "gpu" to a table; prints one line and exits 2 when unavailable. */
+const Ops *ops_for_device(const char *device);
+
+#endif

@@ -1,0 +1,81 @@
+/* 2-D convolution (PyTorch Conv2d: cross-correlation, zero padding), via im2col + GEMM.
+ *   in [N,C,H,W], weight [K,C,R,S], out [N,K,P,Q], P = (H+2pad-R)/stride+1 (same for Q)
+ *   out[n,k,p,q] = sum_{c,r,s} weight[k,c,r,s] * in[n, c, p*stride-pad+r, q*stride-pad+s]
+ *
+ * Per image n, with col_n = im2col(in[n]) of shape [CRS, PQ]:
+ *   forward          out[n]  = weight[K,CRS] * col_n                 (GEMM NN)
+ *   backward_input   din[n]  = col2im( weight^T[CRS,K] * dout[n] )   (GEMM TN)
+ *   backward_weight  dweight = sum_n dout[n][K,PQ] * col_n^T         (GEMM NT)
+ * workspace holds N image columns (N*CRS*PQ floats, conv2d_workspace_floats) so images can
+ * be processed in parallel. The weight gradient sums images in order n = 0..N-1, so
+ * results do not depend on the number of threads.
+ */
+#include <string.h>
+#include "cpu/cpu.h"
+
+void conv2d_forward(real *out, const real *in, const real *weight,
+                    int N, int C, int H, int W, int K, int R, int S,
+                    int stride, int pad, real *workspace)
+{
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    int CRS = C * R * S, PQ = P * Q;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        real *col = workspace + (size_t)n * CRS * PQ;
+        im2col(col, in + (size_t)n * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+        gemm(0, 0, K, PQ, CRS, weight, CRS, col, PQ, 0, out + (size_t)n * K * PQ, PQ);
+    }
+}
+
+void conv2d_backward_input(real *din, const real *dout, const real *weight,
+                           int N, int C, int H, int W, int K, int R, int S,
+                           int stride, int pad, real *workspace)
+{
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    int CRS = C * R * S, PQ = P * Q;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        real *col = workspace + (size_t)n * CRS * PQ;
+        gemm(1, 0, CRS, PQ, K, weight, CRS, dout + (size_t)n * K * PQ, PQ, 0, col, PQ);
+        real *dimg = din + (size_t)n * C * H * W;
+        memset(dimg, 0, sizeof(real) * (size_t)C * H * W);
+        col2im(dimg, col, C, H, W, R, S, stride, pad, P, Q);
+    }
+}
+
+void conv2d_backward_weight(real *dweight, const real *dout, const real *in,
+                            int N, int C, int H, int W, int K, int R, int S,
+                            int stride, int pad, real *workspace)
+{
+    int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    int CRS = C * R * S, PQ = P * Q;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        im2col(workspace + (size_t)n * CRS * PQ, in + (size_t)n * C * H * W,
+               C, H, W, R, S, stride, pad, P, Q);
+    for (int n = 0; n < N; n++)   /* fixed order: deterministic sum over the batch */
+        gemm(0, 1, K, CRS, PQ, dout + (size_t)n * K * PQ, PQ,
+             workspace + (size_t)n * CRS * PQ, PQ, n == 0 ? 0 : 1, dweight, CRS);
+}
+
+/* Bias of a convolution: out[n,k,i] += bias[k]; dbias[k] = sum_{n,i} dout[n,k,i]. */
+void bias_forward(real *out, const real *bias, int N, int K, int HW)
+{
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            real *o = out + ((size_t)n * K + k) * HW;
+            for (int i = 0; i < HW; i++) o[i] += bias[k];
+        }
+}
+
+void bias_backward(real *dbias, const real *dout, int N, int K, int HW)
+{
+    for (int k = 0; k < K; k++) {
+        double acc = 0;
+        for (int n = 0; n < N; n++) {
+            const real *d = dout + ((size_t)n * K + k) * HW;
+            for (int i = 0; i < HW; i++) acc += d[i];
+        }
+        dbias[k] = (real)acc;
+    }
+}
