@@ -1,0 +1,161 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "core/augment.h"
+#include "core/util.h"
+
+void hflip_u8(uint8_t *dst, const uint8_t *src, int C, int H, int W)
+{
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++) {
+            const uint8_t *s = src + ((size_t)c * H + y) * W;
+            uint8_t *d = dst + ((size_t)c * H + y) * W;
+            for (int x = 0; x < W / 2; x++) {   /* swap pairs: works in place too */
+                uint8_t a = s[x], b = s[W - 1 - x];
+                d[x] = b;
+                d[W - 1 - x] = a;
+            }
+            if (W % 2) d[W / 2] = s[W / 2];
+        }
+}
+
+void random_resized_crop_params(Rng *rng, int H, int W, double scale_lo, double scale_hi,
+                                double ratio_lo, double ratio_hi, int *top, int *left,
+                                int *h, int *w)
+{
+    double area = (double)H * W, lr0 = log(ratio_lo), lr1 = log(ratio_hi);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * rng_uniform_range(rng, scale_lo, scale_hi);
+        double ar = exp(rng_uniform_range(rng, lr0, lr1));
+        int cw = (int)lround(sqrt(target * ar)), ch = (int)lround(sqrt(target / ar));
+        if (cw > 0 && cw <= W && ch > 0 && ch <= H) {
+            *top = rng_int(rng, H - ch + 1);
+            *left = rng_int(rng, W - cw + 1);
+            *h = ch;
+            *w = cw;
+            return;
+        }
+    }
+    double in_ratio = (double)W / H;                 /* fallback: centre crop */
+    int cw = W, ch = H;
+    if (in_ratio < ratio_lo) ch = (int)lround(cw / ratio_lo);
+    else if (in_ratio > ratio_hi) cw = (int)lround(ch * ratio_hi);
+    *top = (H - ch) / 2;
+    *left = (W - cw) / 2;
+    *h = ch;
+    *w = cw;
+}
+
+void resized_crop_u8(uint8_t *dst, int OH, int OW, const uint8_t *src, int C, int H, int W,
+                     int top, int left, int h, int w)
+{
+    (void)H;
+    double sy = (double)h / OH, sx = (double)w / OW;
+    for (int oy = 0; oy < OH; oy++) {
+        double fy = (oy + 0.5) * sy - 0.5;
+        if (fy < 0) fy = 0;
+        if (fy > h - 1) fy = h - 1;
+        int y0 = (int)fy, y1 = y0 + 1 < h ? y0 + 1 : y0;
+        double wy = fy - y0;
+        for (int ox = 0; ox < OW; ox++) {
+            double fx = (ox + 0.5) * sx - 0.5;
+            if (fx < 0) fx = 0;
+            if (fx > w - 1) fx = w - 1;
+            int x0 = (int)fx, x1 = x0 + 1 < w ? x0 + 1 : x0;
+            double wx = fx - x0;
+            for (int c = 0; c < C; c++) {
+                const uint8_t *p = src + (size_t)c * H * W;
+#define PX(yy, xx) p[(size_t)(top + (yy)) * W + left + (xx)]
+                double v = (1 - wy) * ((1 - wx) * PX(y0, x0) + wx * PX(y0, x1)) +
+                           wy * ((1 - wx) * PX(y1, x0) + wx * PX(y1, x1));
+#undef PX
+                long r = lround(v);
+                dst[((size_t)c * OH + oy) * OW + ox] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+            }
+        }
+    }
+}
+
+void rotate_u8(uint8_t *dst, const uint8_t *src, int C, int H, int W, double degrees)
+{
+    /* Inverse map: output pixel centre (x', y') relative to the image centre comes from
+     * x = cos(a) x' - sin(a) y',  y = sin(a) x' + cos(a) y'   (y axis pointing down). */
+    double a = fmod(degrees, 360.0);
+    if (a < 0) a += 360;
+    double cs, sn;
+    if (a == 0) { cs = 1; sn = 0; }                 /* exact at the right angles */
+    else if (a == 90) { cs = 0; sn = 1; }
+    else if (a == 180) { cs = -1; sn = 0; }
+    else if (a == 270) { cs = 0; sn = -1; }
+    else { cs = cos(a * M_PI / 180); sn = sin(a * M_PI / 180); }
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double xo = x + 0.5 - W / 2.0, yo = y + 0.5 - H / 2.0;
+            double xi = cs * xo - sn * yo + W / 2.0 - 0.5, yi = sn * xo + cs * yo + H / 2.0 - 0.5;
+            long ix = lrint(xi), iy = lrint(yi);          /* round half to even, as grid_sample */
+            int inside = ix >= 0 && ix < W && iy >= 0 && iy < H;
+            for (int c = 0; c < C; c++)
+                dst[((size_t)c * H + y) * W + x] =
+                    inside ? src[((size_t)c * H + iy) * W + ix] : 0;
+        }
+}
+
+void permute_pixels_u8(uint8_t *dst, const uint8_t *src, const int *perm, int C, int HW)
+{
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < HW; k++) dst[(size_t)c * HW + k] = src[(size_t)c * HW + perm[k]];
+}
+
+void permutation_from_seed(int *perm, int n, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) perm[i] = i;
+    Rng r;
+    rng_seed(&r, seed, 0x9e37);
+    rng_shuffle(&r, perm, n);
+}
+
+/* Text format: "convnet-permutation <n>" then n indices, one per line. Written atomically. */
+int permutation_save(const char *path, const int *perm, int n)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "convnet-permutation %d\n", n);
+    for (int i = 0; i < n; i++) fprintf(f, "%d\n", perm[i]);
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) { unlink(tmp); return -1; }
+    return 0;
+}
+
+int permutation_load(const char *path, int *perm, int n, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
+    int m = -1, ok = fscanf(f, "convnet-permutation %d", &m) == 1 && m == n;
+    char *seen = xcalloc(n > 0 ? n : 1, 1);
+    for (int i = 0; ok && i < n; i++) {
+        ok = fscanf(f, "%d", &perm[i]) == 1 && perm[i] >= 0 && perm[i] < n && !seen[perm[i]];
+        if (ok) seen[perm[i]] = 1;
+    }
+    free(seen);
+    fclose(f);
+    if (!ok) snprintf(err, errlen, "%s: not a valid permutation of %d pixels", path, n);
+    return ok ? 0 : -1;
+}
+
+void normalize_u8(float *dst, const uint8_t *src, int n, int C, int HW, const float *mean,
+                  const float *std)
+{
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const uint8_t *s = src + ((size_t)i * C + c) * HW;
+            float *d = dst + ((size_t)i * C + c) * HW;
+            float k = 1.0f / (255.0f * std[c]), b = mean[c] / std[c];
+            for (int j = 0; j < HW; j++) d[j] = s[j] * k - b;
+        }
+}

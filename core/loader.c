@@ -1,0 +1,138 @@
+#include <stdlib.h>
+#include <string.h>
+#include "core/augment.h"
+#include "core/loader.h"
+#include "core/util.h"
+
+Loader *loader_create(const LoaderConfig *cfg)
+{
+    Loader *l = xcalloc(1, sizeof *l);
+    l->cfg = *cfg;
+    l->n = cfg->indices ? cfg->n : cfg->ds->n;
+    l->n_batches = cfg->drop_last ? l->n / cfg->batch : (l->n + cfg->batch - 1) / cfg->batch;
+    l->order = xmalloc(sizeof(int) * (l->n > 0 ? l->n : 1));
+    for (int s = 0; s < 2; s++) {
+        l->slot[s].x = xmalloc_floats((size_t)cfg->batch * CIFAR_PIXELS);
+        l->slot[s].y = xmalloc(sizeof(int32_t) * cfg->batch);
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    return l;
+}
+
+int loader_num_batches(const Loader *l) { return l->n_batches; }
+
+void loader_fill(const LoaderConfig *cfg, const int *order, int epoch, int b, int count, Batch *out)
+{
+    Rng rng;
+    rng_seed(&rng, cfg->seed ^ ((uint64_t)epoch << 32), 0x1000 + (uint64_t)b);
+    uint8_t img[CIFAR_PIXELS], tmp[CIFAR_PIXELS];
+    for (int i = 0; i < count; i++) {
+        int idx = order[(size_t)b * cfg->batch + i];
+        memcpy(img, cfg->ds->images + (size_t)idx * CIFAR_PIXELS, CIFAR_PIXELS);
+        /* the practical's order: flip, crop, (then ToTensor + Normalize) */
+        if (cfg->flip && rng_uniform(&rng) < 0.5) hflip_u8(img, img, CIFAR_C, CIFAR_H, CIFAR_W);
+        if (cfg->crop) {
+            int t, le, h, w;
+            random_resized_crop_params(&rng, CIFAR_H, CIFAR_W, 0.8, 1.0, 0.9, 1.1, &t, &le, &h, &w);
+            resized_crop_u8(tmp, CIFAR_H, CIFAR_W, img, CIFAR_C, CIFAR_H, CIFAR_W, t, le, h, w);
+            memcpy(img, tmp, CIFAR_PIXELS);
+        }
+        if (cfg->rotate_deg != 0) {
+            rotate_u8(tmp, img, CIFAR_C, CIFAR_H, CIFAR_W, cfg->rotate_deg);
+            memcpy(img, tmp, CIFAR_PIXELS);
+        }
+        if (cfg->perm) {
+            permute_pixels_u8(tmp, img, cfg->perm, CIFAR_C, CIFAR_H * CIFAR_W);
+            memcpy(img, tmp, CIFAR_PIXELS);
+        }
+        normalize_u8(out->x + (size_t)i * CIFAR_PIXELS, img, 1, CIFAR_C, CIFAR_H * CIFAR_W,
+                     cifar_mean, cifar_std);
+        out->y[i] = cfg->ds->labels[idx];
+    }
+    out->n = count;
+}
+
+static int batch_count(const Loader *l, int b)
+{
+    int left = l->n - b * l->cfg.batch;
+    return left < l->cfg.batch ? left : l->cfg.batch;
+}
+
+/* Worker: fills batch b into slot b % 2 once the consumer has released that slot.
+ * ready[s] = b + 1 means slot s holds batch b; 0 means free. */
+static void *worker(void *arg)
+{
+    Loader *l = arg;
+    for (int b = 0; b < l->n_batches; b++) {
+        int s = b % 2;
+        pthread_mutex_lock(&l->mu);
+        while (l->ready[s] != 0 && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
+        int stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        if (stop) break;
+        loader_fill(&l->cfg, l->order, l->epoch, b, batch_count(l, b), &l->slot[s]);
+        pthread_mutex_lock(&l->mu);
+        l->ready[s] = b + 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return NULL;
+}
+
+static void stop_thread(Loader *l)
+{
+    if (!l->running) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    l->running = 0;
+}
+
+void loader_start_epoch(Loader *l, int epoch)
+{
+    stop_thread(l);
+    for (int i = 0; i < l->n; i++) l->order[i] = l->cfg.indices ? l->cfg.indices[i] : i;
+    if (l->cfg.shuffle) {
+        Rng r;
+        rng_seed(&r, l->cfg.seed, 0x2000 + (uint64_t)epoch);
+        rng_shuffle(&r, l->order, l->n);
+    }
+    l->epoch = epoch;
+    l->next_take = 0;
+    l->ready[0] = l->ready[1] = 0;
+    l->stop = 0;
+    l->wait_seconds = 0;
+    if (pthread_create(&l->thread, NULL, worker, l) != 0) die("cannot start the data loader thread");
+    l->running = 1;
+}
+
+const Batch *loader_next(Loader *l)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->next_take > 0) {                 /* release the slot handed out last time */
+        l->ready[(l->next_take - 1) % 2] = 0;
+        pthread_cond_broadcast(&l->cv);
+    }
+    if (l->next_take >= l->n_batches) { pthread_mutex_unlock(&l->mu); return NULL; }
+    int b = l->next_take, s = b % 2;
+    double t0 = now_seconds();
+    while (l->ready[s] != b + 1) pthread_cond_wait(&l->cv, &l->mu);
+    l->wait_seconds += now_seconds() - t0;
+    l->next_take++;
+    pthread_mutex_unlock(&l->mu);
+    return &l->slot[s];
+}
+
+void loader_free(Loader *l)
+{
+    if (!l) return;
+    stop_thread(l);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    for (int s = 0; s < 2; s++) { free(l->slot[s].x); free(l->slot[s].y); }
+    free(l->order);
+    free(l);
+}
