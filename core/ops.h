@@ -102,7 +102,13 @@ extern const Ops ops_cpu;
 
 /* The GPU table, or NULL with a one-line reason in *why when no usable GPU exists
  * (or this build has no CUDA). */
+#ifdef __cplusplus
+extern "C" {
+#endif
 const Ops *ops_gpu(const char **why);
+#ifdef __cplusplus
+}
+#endif
 
 /* "cpu" / "gpu" to a table; prints one line and exits 2 when unavailable. */
 const Ops *ops_for_device(const char *device);

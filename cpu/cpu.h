@@ -14,6 +14,14 @@ void gemm_ref(int transA, int transB, int M, int N, int K, const real *A, int ld
 void gemm(int transA, int transB, int M, int N, int K, const real *A, int lda,
           const real *B, int ldb, real beta, real *C, int ldc);
 
+#ifndef CONVNET_REAL_DOUBLE
+/* gemm_fast.c: packed AVX2/FMA GEMM (float only); gemm_fast_available() says if the CPU
+ * runs the vector kernel (else a plain C micro-kernel with the same packing). */
+void gemm_fast(int transA, int transB, int M, int N, int K, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+int gemm_fast_available(void);
+#endif
+
 /* im2col.c */
 void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q);

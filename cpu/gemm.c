@@ -4,10 +4,13 @@
  * beta == 0 means C is write-only (never read, so it may hold NaN).
  *
  * gemm_ref: the definition, one dot product per output element. Tests compare against it.
- * gemm:     the same result with loops ordered for contiguous access, and output rows
- *           split across OpenMP threads. Every C element is still summed by one thread in
+ * gemm:     in the float build, gemm_fast (gemm_fast.c: packed, AVX2/FMA micro-kernel);
+ *           with CONVNET_GEMM=simple (and in the double build used by the gradient checks)
+ *           the loops below, ordered for contiguous access, output rows split across threads. Every C element is still summed by one thread in
  *           a fixed k order, so the result does not depend on the thread count.
  */
+#include <stdlib.h>
+#include <string.h>
 #include "cpu/cpu.h"
 
 #define AT(X, ld, i, j) (X)[(size_t)(i) * (ld) + (j)]
@@ -58,6 +61,13 @@ static void gemm_row(int transA, int transB, int i, int N, int K, const real *A,
 void gemm(int transA, int transB, int M, int N, int K, const real *A, int lda,
           const real *B, int ldb, real beta, real *C, int ldc)
 {
+#ifndef CONVNET_REAL_DOUBLE
+    /* float build: the packed AVX2 GEMM of gemm_fast.c unless CONVNET_GEMM=simple asks for
+     * the readable loops below (kept for reading and for comparison in bench/). */
+    static int simple = -1;
+    if (simple < 0) { const char *e = getenv("CONVNET_GEMM"); simple = e && !strcmp(e, "simple"); }
+    if (!simple) { gemm_fast(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc); return; }
+#endif
     #pragma omp parallel for schedule(static) if ((long)M * N * K > 32768)
     for (int i = 0; i < M; i++)
         gemm_row(transA, transB, i, N, K, A, lda, B, ldb, beta, &AT(C, ldc, i, 0));

@@ -1,0 +1,29 @@
+/* Part 1 of the practical: train the pre-activation ResNet (or the original block) on
+ * CIFAR-10, keep the best-validation weights, report validation and test accuracy.
+ *   apps/resnet [--device cpu|gpu] [--epochs 100] ... (apps/resnet --help) */
+#include <stdio.h>
+#include <string.h>
+#include "core/cli.h"
+#include "core/util.h"
+
+int main(int argc, char **argv)
+{
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s [flags]\nTrain the practical's ResNet on CIFAR-10 (Part 1).\n%s", argv[0], cli_train_help);
+            return 0;
+        }
+        if (!cli_train_flag(&cfg, argc, argv, &i, &threads))
+            die_code(2, "unknown flag '%s' (see --help)", argv[i]);
+    }
+    cli_apply_threads(threads);
+    TrainResult res;
+    train_run(&cfg, &res);
+    if (res.epochs_run)
+        printf("%d epochs, %.1f s/epoch, %.0f img/s; best val %.4f at epoch %d\n", res.epochs_run,
+               res.seconds_per_epoch, res.images_per_second, res.best_val, res.best_epoch);
+    return 0;
+}

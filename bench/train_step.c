@@ -1,0 +1,56 @@
+/* End-to-end training throughput: forward + backward + SGD of the practical's ResNet at
+ * batch 128 on random data. Last line: "train_step img/s: <number>".
+ *   bench/train_step [--device cpu|gpu] [--steps 20] [--threads N] [--batch-size 128]
+ *                    [--eval] (inference only, eval-mode BN) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/cli.h"
+#include "core/model.h"
+#include "core/util.h"
+
+double median(double *v, int n);
+
+int main(int argc, char **argv)
+{
+    const char *device = "cpu";
+    int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2;
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--device", 8)) device = cli_value(argc, argv, &i);
+        else if (!strncmp(argv[i], "--steps", 7)) steps = (int)cli_long("--steps", cli_value(argc, argv, &i), 1, 100000);
+        else if (!strncmp(argv[i], "--threads", 9)) threads = (int)cli_long("--threads", cli_value(argc, argv, &i), 1, 1024);
+        else if (!strncmp(argv[i], "--batch-size", 12)) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
+        else if (!strcmp(argv[i], "--eval")) eval = 1;
+        else die_code(2, "unknown flag '%s'", argv[i]);
+    }
+    cli_apply_threads(threads);
+    const Ops *ops = ops_for_device(device);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    Model *m = model_create(ops, &cfg, batch);
+    Rng rng;
+    rng_seed(&rng, 1, 1);
+    model_init(m, &rng);
+    float *x = xmalloc_floats((size_t)batch * 3 * 32 * 32);
+    int32_t *y = xmalloc(sizeof(int32_t) * batch);
+    for (size_t i = 0; i < (size_t)batch * 3 * 32 * 32; i++) x[i] = (float)rng_normal(&rng);
+    for (int i = 0; i < batch; i++) y[i] = rng_int(&rng, 10);
+    double *t = xmalloc(sizeof(double) * steps);
+    for (int s = -warmup; s < steps; s++) {
+        double t0 = now_seconds();
+        model_forward(m, x, batch, !eval);
+        model_loss(m, y, batch, NULL);
+        if (!eval) {
+            model_backward(m, batch);
+            model_sgd_step(m, 0.01f, 0.9f, 1e-4f);
+        }
+        ops->sync();
+        if (s >= 0) t[s] = now_seconds() - t0;
+    }
+    double med = median(t, steps);
+    printf("%s %s batch %d: median %.1f ms/step over %d steps\n", device, eval ? "eval" : "train", batch, med * 1e3, steps);
+    printf("%s img/s: %.1f\n", eval ? "eval_step" : "train_step", batch / med);
+    free(x); free(y); free(t);
+    model_free(m);
+    return 0;
+}

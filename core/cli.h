@@ -1,0 +1,16 @@
+/* Command-line helpers: every malformed value is one clear line and exit 2. */
+#ifndef CONVNET_CLI_H
+#define CONVNET_CLI_H
+#include "core/train.h"
+
+long cli_long(const char *flag, const char *val, long lo, long hi);
+double cli_double(const char *flag, const char *val, double lo, double hi);
+/* Value of a flag at argv[*i] ("--flag value" or "--flag=value"); advances *i. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* The flags shared by the training apps (resnet, shuffle). Returns 1 if argv[*i] was one. */
+int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads);
+extern const char cli_train_help[];
+void cli_apply_threads(int threads);
+
+#endif

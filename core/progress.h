@@ -1,0 +1,12 @@
+/* Progress display: a live one-line bar on a terminal, one plain line per epoch otherwise. */
+#ifndef CONVNET_PROGRESS_H
+#define CONVNET_PROGRESS_H
+
+typedef struct Progress { int tty, epoch, epochs, steps; double t0; } Progress;
+
+void progress_begin(Progress *p, int epoch, int epochs, int steps);
+void progress_step(Progress *p, int step, double loss, double acc, double img_per_s);
+void progress_end(Progress *p, double loss, double acc, double val_acc, double lr, double seconds,
+                  double img_per_s);
+
+#endif

@@ -1,0 +1,223 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "core/checkpoint.h"
+#include "core/loader.h"
+#include "core/progress.h"
+#include "core/train.h"
+#include "core/util.h"
+
+void train_config_default(TrainConfig *c)
+{
+    memset(c, 0, sizeof *c);
+    c->device = "cpu";
+    model_config_default(&c->model);
+    c->epochs = 100;
+    c->batch = 128;
+    c->lr = 0.1;
+    c->momentum = 0.9;
+    c->weight_decay = 1e-4;
+    c->gamma = 0.1;
+    c->milestones[0] = 70; c->milestones[1] = 90; c->n_milestones = 2;
+    c->val_every = 10;
+    c->seed = 42;
+    c->out_dir = "saved_models/practical2/ResNet";
+    c->flip = c->crop = 1;
+    c->n_val = 5000;
+}
+
+double lr_at_epoch(const TrainConfig *c, int epoch)
+{
+    double lr = c->lr;
+    for (int i = 0; i < c->n_milestones; i++) if (epoch >= c->milestones[i]) lr *= c->gamma;
+    return lr;
+}
+
+static void mkdir_p(const char *dir)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(buf, 0755); *p = '/'; }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) die_code(2, "cannot create output directory %s: %s", dir, strerror(errno));
+}
+
+static int file_exists(const char *p) { return access(p, F_OK) == 0; }
+
+double evaluate(Model *m, const Dataset *ds, const int *idx, int n, const int *perm, double rotate_deg, int batch)
+{
+    LoaderConfig lc = {.ds = ds, .indices = idx, .n = n, .batch = batch, .perm = perm, .rotate_deg = rotate_deg};
+    Loader *l = loader_create(&lc);
+    long correct = 0, total = 0;
+    loader_start_epoch(l, 0);
+    for (const Batch *b; (b = loader_next(l));) {
+        int ok;
+        model_forward(m, b->x, b->n, 0);
+        model_loss(m, b->y, b->n, &ok);
+        correct += ok;
+        total += b->n;
+    }
+    loader_free(l);
+    return total ? (double)correct / total : 0;
+}
+
+/* Keep the rows of metrics.csv up to `epochs` (a resumed run rewrites the ones after). */
+static void metrics_truncate(const char *path, int epochs)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[1024], *out = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&out, &len);
+    while (fgets(line, sizeof line, f)) {
+        int e;
+        if (sscanf(line, "%d,", &e) == 1 && e > epochs) continue;
+        fputs(line, mem);
+    }
+    fclose(f);
+    fclose(mem);
+    char err[512];
+    if (atomic_write(path, out, len, err, sizeof err) != 0) die("%s", err);
+    free(out);
+}
+
+int train_run(const TrainConfig *cfg, TrainResult *res)
+{
+    memset(res, 0, sizeof *res);
+    for (int i = 0; i < 1024; i++) res->val_history[i] = NAN;
+    const Ops *ops = ops_for_device(cfg->device);
+    char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
+    mkdir_p(cfg->out_dir);
+    snprintf(best_path, sizeof best_path, "%s/best.safetensors", cfg->out_dir);
+    snprintf(state_path, sizeof state_path, "%s/last.state", cfg->out_dir);
+    snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", cfg->out_dir);
+    snprintf(json_path, sizeof json_path, "%s/results.json", cfg->out_dir);
+
+    Dataset train_loaded = {0}, test_loaded = {0};
+    const Dataset *train_set = cfg->train_set, *test_set = cfg->test_set;
+    if (!train_set) {
+        const char *dir = cifar_dir(cfg->data_dir);
+        if (cifar_load_train(dir, &train_loaded, err, sizeof err)) die_code(2, "%s", err);
+        if (cifar_load_test(dir, &test_loaded, err, sizeof err)) die_code(2, "%s", err);
+        train_set = &train_loaded;
+        test_set = &test_loaded;
+    }
+    int n_val = cfg->n_val, n_train = train_set->n - n_val;
+    if (n_train < cfg->batch) die_code(2, "training set (%d) smaller than one batch (%d)", n_train, cfg->batch);
+    int *train_idx = xmalloc(sizeof(int) * n_train), *val_idx = xmalloc(sizeof(int) * n_val);
+    split_train_val(train_set->n, n_val, 42, train_idx, val_idx);   /* the practical's split seed */
+
+    Model *m = model_create(ops, &cfg->model, cfg->batch);
+    if (!cfg->quiet)
+        printf("ResNet (%s) on %s: %zu trainable parameters; train %d / val %d / test %d\n",
+               cfg->model.block == BLOCK_PREACT ? "preact" : "original", ops->name,
+               model_num_trainable(m), n_train, n_val, test_set->n);
+
+    int have_best = file_exists(best_path);
+    if (have_best && !cfg->retrain && !cfg->resume) {
+        if (checkpoint_load(m, best_path, err, sizeof err)) die_code(2, "%s", err);
+        if (!cfg->quiet) printf("found %s: skipping training (pass --retrain to train again)\n", best_path);
+        res->loaded_pretrained = 1;
+    } else {
+        TrainState st = {0, 0, -1, -1, cfg->seed};
+        if (cfg->resume && file_exists(state_path)) {
+            if (train_state_load(m, &st, state_path, err, sizeof err)) die_code(2, "%s", err);
+            if (st.seed != cfg->seed) die_code(2, "%s was trained with --seed %llu, not %llu", state_path,
+                                               (unsigned long long)st.seed, (unsigned long long)cfg->seed);
+            metrics_truncate(csv_path, st.epoch);
+            if (!cfg->quiet) printf("resuming after epoch %d (best val %.4f)\n", st.epoch, st.best_val);
+        } else {
+            if (cfg->resume && !cfg->quiet) printf("no %s to resume from: starting fresh\n", state_path);
+            Rng rng;
+            rng_seed(&rng, cfg->seed, 1);
+            model_init(m, &rng);
+            FILE *f = fopen(csv_path, "w");
+            if (!f) die_code(2, "cannot write %s: %s", csv_path, strerror(errno));
+            fprintf(f, "epoch,lr,train_loss,train_acc,val_acc,seconds,img_per_s\n");
+            fclose(f);
+            unlink(best_path);   /* a fresh run must not keep a stale "best" from another run */
+        }
+        LoaderConfig lc = {.ds = train_set, .indices = train_idx, .n = n_train, .batch = cfg->batch,
+                           .shuffle = 1, .drop_last = 1, .flip = cfg->flip, .crop = cfg->crop,
+                           .perm = cfg->perm, .seed = cfg->seed};
+        Loader *loader = loader_create(&lc);
+        int steps = loader_num_batches(loader);
+        double total_time = 0;
+        long total_imgs = 0;
+        for (int epoch = st.epoch; epoch < cfg->epochs; epoch++) {
+            double lr = lr_at_epoch(cfg, epoch), t0 = now_seconds(), loss_sum = 0;
+            long correct = 0, seen = 0;
+            Progress pr;
+            progress_begin(&pr, epoch, cfg->epochs, steps);
+            loader_start_epoch(loader, epoch);
+            int step = 0;
+            for (const Batch *b; (b = loader_next(loader)); step++) {
+                int ok;
+                model_forward(m, b->x, b->n, 1);
+                double loss = model_loss(m, b->y, b->n, &ok);
+                if (!isfinite(loss))
+                    die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
+                        "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
+                model_backward(m, b->n);
+                model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
+                loss_sum += loss * b->n;
+                correct += ok;
+                seen += b->n;
+                if (!cfg->quiet) progress_step(&pr, step + 1, loss_sum / seen, (double)correct / seen,
+                                               seen / (now_seconds() - t0));
+            }
+            double secs = now_seconds() - t0, val = NAN;
+            total_time += secs;
+            total_imgs += seen;
+            if ((epoch + 1) % cfg->val_every == 0 || epoch + 1 == cfg->epochs) {
+                val = evaluate(m, train_set, val_idx, n_val, cfg->perm, 0, cfg->batch);
+                if (epoch < 1024) res->val_history[epoch] = val;
+                if (val > st.best_val) {
+                    st.best_val = val;
+                    st.best_epoch = epoch + 1;
+                    if (checkpoint_save(m, best_path, err, sizeof err)) die("%s", err);
+                }
+            }
+            if (!cfg->quiet) progress_end(&pr, loss_sum / seen, (double)correct / seen, val, lr, secs, seen / secs);
+            FILE *f = fopen(csv_path, "a");
+            if (!f) die("cannot append to %s: %s", csv_path, strerror(errno));
+            fprintf(f, "%d,%.6g,%.6f,%.6f,", epoch + 1, lr, loss_sum / seen, (double)correct / seen);
+            if (!isnan(val)) fprintf(f, "%.6f", val);
+            fprintf(f, ",%.3f,%.1f\n", secs, seen / secs);
+            fclose(f);
+            st.epoch = epoch + 1;
+            st.steps = m->steps;
+            if (train_state_save(m, &st, state_path, err, sizeof err)) die("%s", err);
+            res->epochs_run++;
+            if (cfg->stop_after_epoch && st.epoch >= cfg->stop_after_epoch) {
+                loader_free(loader);
+                model_free(m);
+                free(train_idx); free(val_idx);
+                dataset_free(&train_loaded); dataset_free(&test_loaded);
+                return 0;
+            }
+        }
+        loader_free(loader);
+        if (res->epochs_run) {
+            res->seconds_per_epoch = total_time / res->epochs_run;
+            res->images_per_second = total_imgs / total_time;
+        }
+        res->best_val = st.best_val;
+        res->best_epoch = st.best_epoch;
+        if (checkpoint_load(m, best_path, err, sizeof err)) die("%s", err);
+    }
+    res->val = evaluate(m, train_set, val_idx, n_val, cfg->perm, 0, cfg->batch);
+    res->test = evaluate(m, test_set, NULL, test_set->n, cfg->perm, 0, cfg->batch);
+    char json[256];
+    int jl = snprintf(json, sizeof json, "{\"test\": %.6f, \"val\": %.6f}\n", res->test, res->val);
+    if (atomic_write(json_path, json, (size_t)jl, err, sizeof err)) die("%s", err);
+    if (!cfg->quiet) printf("best weights: val %.4f  test %.4f  (%s)\n", res->val, res->test, json_path);
+    model_free(m);
+    free(train_idx); free(val_idx);
+    dataset_free(&train_loaded); dataset_free(&test_loaded);
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* The practical's train_model(...) in C: what PyTorch Lightning does for the notebook.
+ *   per epoch: shuffle, forward, loss, backward, SGD step; MultiStepLR per epoch;
+ *   validation every val_every epochs and after the last; keep the best-validation weights
+ *   (ModelCheckpoint mode max on val_acc); at the end evaluate the best weights on the
+ *   validation and test sets and write results.json {"test": ..., "val": ...}.
+ * Files in out_dir: best.safetensors (PyTorch state_dict names), last.state (resume),
+ * metrics.csv (one row per epoch), results.json. */
+#ifndef CONVNET_TRAIN_H
+#define CONVNET_TRAIN_H
+#include <stdint.h>
+#include "core/cifar.h"
+#include "core/model.h"
+
+typedef struct TrainConfig {
+    const char *device;
+    ModelConfig model;
+    int epochs, batch;
+    double lr, momentum, weight_decay, gamma;
+    int milestones[16], n_milestones;
+    int val_every;
+    uint64_t seed;
+    const char *data_dir, *out_dir;
+    int retrain, resume;
+    int flip, crop;            /* training augmentation switches (both on by default) */
+    const int *perm;           /* pixel permutation for every split (Part 3), or NULL */
+    int n_val;                 /* 5000 */
+    const Dataset *train_set, *test_set;   /* given (tests) or NULL: loaded from data_dir */
+    int stop_after_epoch;      /* tests: return after this many epochs (simulated kill), 0 = off */
+    int quiet;
+} TrainConfig;
+
+typedef struct TrainResult {
+    double val, test;          /* accuracy of the best weights */
+    double best_val;
+    int best_epoch, epochs_run, loaded_pretrained;
+    double seconds_per_epoch, images_per_second;
+    double val_history[1024];  /* val accuracy per epoch (NaN where not validated) */
+} TrainResult;
+
+void train_config_default(TrainConfig *cfg);
+double lr_at_epoch(const TrainConfig *cfg, int epoch);   /* MultiStepLR */
+/* Returns 0, or exits with a clear message on user errors (bad data, bad checkpoint). */
+int train_run(const TrainConfig *cfg, TrainResult *res);
+/* Accuracy of the model (eval mode) on the given records. */
+double evaluate(Model *m, const Dataset *ds, const int *idx, int n, const int *perm, double rotate_deg, int batch);
+
+#endif
