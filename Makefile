@@ -49,7 +49,7 @@ LIB = $(BUILD)/libconvnet.a
 # Tests: the CPU operators again with real = double (gradient checks), and gpu/*.cu compiled
 # by g++ against the CUDA-on-CPU emulator in tests/emu/.
 OBJ_F64  = $(patsubst %.c,$(BUILD)/f64/%.o,$(CPU_SRC))
-OBJ_EMU  = $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC))
+OBJ_EMU  = $(if $(wildcard tests/emu/cuda_emu.h),$(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)))
 EMU_SRC  = $(wildcard tests/emu/*.cc)
 OBJ_EMUC = $(patsubst %.cc,$(BUILD)/%.o,$(EMU_SRC))
 TEST_SRC = $(wildcard tests/test_*.c)
@@ -61,7 +61,7 @@ EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopen
 .PHONY: all test asan run data bench clean gpu-objs
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h tests/*.h tests/*.def)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -54,6 +54,12 @@ static void pack_b(float *Bp, int transB, const float *B, int ldb, int N, int k0
     for (int j0 = 0; j0 < N; j0 += NR, Bp += (size_t)kc * NR) {
         if (!transB && j0 + NR <= N) {
             for (int k = 0; k < kc; k++) memcpy(Bp + k * NR, &B[(size_t)(k0 + k) * ldb + j0], NR * sizeof(float));
+        } else if (transB) {   /* read rows of B (contiguous in k), write strided */
+            for (int c = 0; c < NR; c++) {
+                const float *src = &B[(size_t)(j0 + c) * ldb + k0];
+                if (j0 + c < N) for (int k = 0; k < kc; k++) Bp[k * NR + c] = src[k];
+                else for (int k = 0; k < kc; k++) Bp[k * NR + c] = 0;
+            }
         } else {
             for (int k = 0; k < kc; k++)
                 for (int c = 0; c < NR; c++) Bp[k * NR + c] = j0 + c < N ? OPB(k0 + k, j0 + c) : 0;

@@ -7,6 +7,17 @@
  * (pixels covered by several windows receive several contributions). The caller zeroes `in`. */
 #include "cpu/cpu.h"
 
+/* Output columns q whose input column q*stride - pad + s lies inside [0, W): [*lo, *hi). */
+static void valid_range(int W, int Q, int stride, int pad, int s, int *lo, int *hi)
+{
+    int a = pad - s;                                   /* need q*stride >= a */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = W + pad - s;                               /* need q*stride < b */
+    *hi = b <= 0 ? 0 : (b + stride - 1) / stride;
+    if (*hi > Q) *hi = Q;
+    if (*lo > *hi) *lo = *hi;
+}
+
 void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q)
 {
@@ -14,13 +25,16 @@ void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
         for (int r = 0; r < R; r++)
             for (int s = 0; s < S; s++) {
                 real *row = col + ((size_t)(c * R + r) * S + s) * P * Q;
+                int qlo, qhi;
+                valid_range(W, Q, stride, pad, s, &qlo, &qhi);
                 for (int p = 0; p < P; p++) {
                     int h = p * stride - pad + r;
-                    for (int q = 0; q < Q; q++) {
-                        int w = q * stride - pad + s;
-                        int inside = h >= 0 && h < H && w >= 0 && w < W;
-                        row[p * Q + q] = inside ? in[((size_t)c * H + h) * W + w] : 0;
-                    }
+                    real *dst = row + (size_t)p * Q;
+                    if (h < 0 || h >= H) { for (int q = 0; q < Q; q++) dst[q] = 0; continue; }
+                    const real *src = in + ((size_t)c * H + h) * W - pad + s;   /* src[q*stride] */
+                    for (int q = 0; q < qlo; q++) dst[q] = 0;
+                    for (int q = qlo; q < qhi; q++) dst[q] = src[q * stride];
+                    for (int q = qhi; q < Q; q++) dst[q] = 0;
                 }
             }
 }
@@ -32,13 +46,14 @@ void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
         for (int r = 0; r < R; r++)
             for (int s = 0; s < S; s++) {
                 const real *row = col + ((size_t)(c * R + r) * S + s) * P * Q;
+                int qlo, qhi;
+                valid_range(W, Q, stride, pad, s, &qlo, &qhi);
                 for (int p = 0; p < P; p++) {
                     int h = p * stride - pad + r;
                     if (h < 0 || h >= H) continue;
-                    for (int q = 0; q < Q; q++) {
-                        int w = q * stride - pad + s;
-                        if (w >= 0 && w < W) in[((size_t)c * H + h) * W + w] += row[p * Q + q];
-                    }
+                    real *dst = in + ((size_t)c * H + h) * W - pad + s;         /* dst[q*stride] */
+                    const real *src = row + (size_t)p * Q;
+                    for (int q = qlo; q < qhi; q++) dst[q * stride] += src[q];
                 }
             }
 }
