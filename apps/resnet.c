@@ -8,6 +8,7 @@
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines reach logs as they happen */
     TrainConfig cfg;
     train_config_default(&cfg);
     int threads = 0;
