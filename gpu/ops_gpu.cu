@@ -1,22 +1,67 @@
-// The GPU op table: device detection and memory. Operators are filled in by the kernels
-// of gpu/ as they land; until then ops_gpu() reports that plainly.
-#include <cuda_runtime.h>
-#include <stdio.h>
+// The GPU op table: device detection, memory (cudaMalloc once per buffer at model creation,
+// never in the training step), and the kernels of gpu/.
+#include "gpu/cuda_compat.h"
+#include "gpu/gpu.h"
 #include "core/ops.h"
+
+namespace {
+void *dev_alloc(size_t bytes)
+{
+    void *p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "convnet: cudaMalloc of %zu bytes failed: %s\n", bytes, cudaGetErrorString(e));
+        exit(1);
+    }
+    return p;
+}
+void dev_free(void *p) { CUDA_CHECK(cudaFree(p)); }
+void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice)); }
+void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
+void dev_copy(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice)); }
+void dev_zero(void *p, size_t n) { CUDA_CHECK(cudaMemset(p, 0, n)); }
+void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+Ops make_table()
+{
+    Ops t = {};
+    t.name = "gpu";
+    t.alloc = dev_alloc; t.free = dev_free; t.upload = dev_upload; t.download = dev_download;
+    t.copy = dev_copy; t.zero = dev_zero; t.sync = dev_sync;
+    t.conv2d_forward = gpu::conv2d_forward;
+    t.conv2d_backward_input = gpu::conv2d_backward_input;
+    t.conv2d_backward_weight = gpu::conv2d_backward_weight;
+    t.bias_forward = gpu::bias_forward; t.bias_backward = gpu::bias_backward;
+    t.batchnorm_forward_train = gpu::batchnorm_forward_train;
+    t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
+    t.batchnorm_backward = gpu::batchnorm_backward;
+    t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
+    t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
+    t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;
+    t.avgpool2d_forward = gpu::avgpool2d_forward; t.avgpool2d_backward = gpu::avgpool2d_backward;
+    t.linear_forward = gpu::linear_forward; t.linear_backward = gpu::linear_backward;
+    t.softmax_xent_forward = gpu::softmax_xent_forward;
+    t.softmax_xent_backward = gpu::softmax_xent_backward;
+    t.sgd_step = gpu::sgd_step;
+    return t;
+}
+const Ops table = make_table();
+}  // namespace
 
 extern "C" const Ops *ops_gpu(const char **why)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-        if (why) *why = e == cudaErrorInsufficientDriver ? "driver not found"
-                      : e == cudaErrorNoDevice ? "no CUDA device" : cudaGetErrorString(e);
+        // 35: no driver; 34: the toolkit's stub libcuda; 100: driver but no device
+        if (why) *why = (int)e == 35 ? "driver not found" : (int)e == 34 ? "driver stub only, no GPU driver"
+                      : (int)e == 100 ? "no CUDA device" : cudaGetErrorString(e);
         return nullptr;
     }
     if (count == 0) {
         if (why) *why = "no CUDA device";
         return nullptr;
     }
-    if (why) *why = "GPU operators are not built in this version";
-    return nullptr;
+    CUDA_CHECK(cudaSetDevice(0));
+    return &table;
 }

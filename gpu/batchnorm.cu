@@ -1,0 +1,123 @@
+// BatchNorm2d on the GPU (math as cpu/batchnorm.c). One 256-thread block per channel:
+// each thread sums a fixed strided subset of the N*HW values, then a fixed-shape tree in
+// shared memory and a warp-shuffle finish combine them. No atomics: the same input gives the
+// same bits every run, which keeps the weights deterministic.
+#include "gpu/cuda_compat.h"
+#include "gpu/gpu.h"
+
+namespace gpu {
+
+constexpr int BN_THREADS = 256;
+
+// Sum of v over the block; every thread gets the result. sh holds BN_THREADS floats.
+__device__ float block_sum(float v, float *sh)
+{
+    int t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (int s = BN_THREADS / 2; s >= 32; s >>= 1) {
+        if (t < s) sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    float r = 0.f;
+    if (t < 32) {
+        r = sh[t];
+        for (int off = 16; off > 0; off >>= 1) r += __shfl_down_sync(0xffffffffu, r, off);
+        if (t == 0) sh[0] = r;
+    }
+    __syncthreads();
+    r = sh[0];
+    __syncthreads();   // sh may be reused right after
+    return r;
+}
+
+#define IDX(e) (((long)((e) / HW) * C + c) * HW + (e) % HW)   // e-th value of channel c
+
+__global__ void __launch_bounds__(BN_THREADS) bn_forward_train_kernel(float *out, float *save_mean,
+        float *save_invstd, float *running_mean, float *running_var, const float *in,
+        const float *gamma, const float *beta, int N, int C, int HW, float momentum, float eps)
+{
+    __shared__ float sh[BN_THREADS];
+    int c = blockIdx.x;
+    long M = (long)N * HW;
+    float s = 0.f;
+    for (long e = threadIdx.x; e < M; e += BN_THREADS) s += in[IDX(e)];
+    float mean = block_sum(s, sh) / (float)M;
+    float q = 0.f;
+    for (long e = threadIdx.x; e < M; e += BN_THREADS) { float d = in[IDX(e)] - mean; q += d * d; }
+    float var = block_sum(q, sh) / (float)M;
+    float invstd = rsqrtf(var + eps);
+    float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
+    for (long e = threadIdx.x; e < M; e += BN_THREADS) out[IDX(e)] = in[IDX(e)] * scale + shift;
+    if (threadIdx.x == 0) {
+        save_mean[c] = mean;
+        save_invstd[c] = invstd;
+        float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
+        running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (1.f - momentum) * running_var[c] + momentum * unbiased;
+    }
+}
+
+__global__ void bn_forward_eval_kernel(float *out, const float *in, const float *gamma,
+        const float *beta, const float *running_mean, const float *running_var, int N, int C,
+        int HW, float eps)
+{
+    long total = (long)N * C * HW;
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int c = (int)(e / HW % C);
+        float scale = gamma[c] * rsqrtf(running_var[c] + eps);
+        out[e] = (in[e] - running_mean[c]) * scale + beta[c];
+    }
+}
+
+__global__ void __launch_bounds__(BN_THREADS) bn_backward_kernel(float *din, float *dgamma,
+        float *dbeta, const float *dout, const float *in, const float *gamma,
+        const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    __shared__ float sh[BN_THREADS];
+    int c = blockIdx.x;
+    long M = (long)N * HW;
+    float mean = save_mean[c], invstd = save_invstd[c];
+    float sdy = 0.f, sdyx = 0.f;
+    for (long e = threadIdx.x; e < M; e += BN_THREADS) {
+        float dy = dout[IDX(e)];
+        sdy += dy;
+        sdyx += dy * (in[IDX(e)] - mean) * invstd;
+    }
+    sdy = block_sum(sdy, sh);
+    sdyx = block_sum(sdyx, sh);
+    float k = gamma[c] * invstd / (float)M;
+    for (long e = threadIdx.x; e < M; e += BN_THREADS) {
+        float xhat = (in[IDX(e)] - mean) * invstd;
+        din[IDX(e)] = k * ((float)M * dout[IDX(e)] - sdy - xhat * sdyx);
+    }
+    if (threadIdx.x == 0) { dbeta[c] = sdy; dgamma[c] = sdyx; }
+}
+
+void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                             float *running_var, const float *in, const float *gamma,
+                             const float *beta, int N, int C, int HW, float momentum, float eps)
+{
+    LAUNCH(bn_forward_train_kernel, C, BN_THREADS, 0, 0)(out, save_mean, save_invstd, running_mean,
+        running_var, in, gamma, beta, N, C, HW, momentum, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int N, int C,
+                            int HW, float eps)
+{
+    LAUNCH(bn_forward_eval_kernel, grid_for((size_t)N * C * HW, 256), 256, 0, 0)(out, in, gamma,
+        beta, running_mean, running_var, N, C, HW, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                        const float *gamma, const float *save_mean, const float *save_invstd,
+                        int N, int C, int HW)
+{
+    LAUNCH(bn_backward_kernel, C, BN_THREADS, 0, 0)(din, dgamma, dbeta, dout, in, gamma, save_mean,
+        save_invstd, N, C, HW);
+    CUDA_CHECK_LAUNCH();
+}
+}  // namespace gpu

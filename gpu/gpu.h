@@ -1,0 +1,72 @@
+// The GPU operators: same names and signatures as cpu/cpu.h (in namespace gpu), device pointers.
+#ifndef CONVNET_GPU_H
+#define CONVNET_GPU_H
+#include <stddef.h>
+#include <stdint.h>
+
+namespace gpu {
+// gemm.cu. Batched: for b < batch, C_b = op(A_b) op(B_b) + beta C_b with X_b = X + b*strideX;
+// with reduce != 0 all batches accumulate into one C: C = sum_b op(A_b) op(B_b) + beta C
+// (summed in batch order inside each thread: deterministic, no atomics).
+void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA,
+                  const float *B, int ldb, long strideB, float beta, float *C, int ldc, long strideC,
+                  int batch, int reduce);
+void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc);
+void gemm_naive(int transA, int transB, int M, int N, int K, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
+
+void conv2d_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W,
+                    int K, int R, int S, int stride, int pad, float *workspace);
+void conv2d_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
+                           int W, int K, int R, int S, int stride, int pad, float *workspace);
+void conv2d_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                            int W, int K, int R, int S, int stride, int pad, float *workspace);
+void bias_forward(float *out, const float *bias, int N, int K, int HW);
+void bias_backward(float *dbias, const float *dout, int N, int K, int HW);
+void im2col(float *col, const float *in, int N, int C, int H, int W, int R, int S, int stride,
+            int pad, int P, int Q);
+void col2im(float *in, const float *col, int N, int C, int H, int W, int R, int S, int stride,
+            int pad, int P, int Q);
+
+void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                             float *running_var, const float *in, const float *gamma,
+                             const float *beta, int N, int C, int HW, float momentum, float eps);
+void batchnorm_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int N, int C,
+                            int HW, float eps);
+void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                        const float *gamma, const float *save_mean, const float *save_invstd,
+                        int N, int C, int HW);
+
+void relu_forward(float *out, const float *in, size_t n);
+void relu_backward(float *din, const float *dout, const float *out, size_t n);
+void add_forward(float *out, const float *a, const float *b, size_t n);
+void add_inplace(float *y, const float *x, size_t n);
+
+void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
+                       int k, int stride, int pad);
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H,
+                        int W, int k, int stride, int pad);
+void avgpool2d_forward(float *out, const float *in, int N, int C, int H, int W, int k, int stride,
+                       int pad);
+void avgpool2d_backward(float *din, const float *dout, int N, int C, int H, int W, int k,
+                        int stride, int pad);
+
+void linear_forward(float *out, const float *in, const float *weight, const float *bias, int N,
+                    int I, int O);
+void linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in,
+                     const float *weight, int N, int I, int O);
+
+void softmax_xent_forward(float *losses, float *probs, int32_t *correct, const float *logits,
+                          const int32_t *labels, int N, int C);
+void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int C);
+
+void sgd_step(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd,
+              int first_step);
+
+// Grid size for a grid-stride loop over n elements with `threads` per block.
+int grid_for(size_t n, int threads);
+}  // namespace gpu
+
+#endif

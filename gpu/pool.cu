@@ -1,0 +1,127 @@
+// Pooling on the GPU (semantics of cpu/pool.c). Forward: one thread per output. Backward:
+// one thread per INPUT pixel gathering from every window that contains it, so overlapping
+// windows need no atomics and the result is deterministic.
+#include "gpu/cuda_compat.h"
+#include "gpu/gpu.h"
+
+namespace gpu {
+
+__global__ void maxpool_forward_kernel(float *out, int32_t *argmax, const float *in, int NC, int H,
+                                       int W, int k, int stride, int pad, int P, int Q)
+{
+    long total = (long)NC * P * Q;
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int q = (int)(e % Q), p = (int)(e / Q % P);
+        const float *x = in + (e / ((long)P * Q)) * H * W;
+        float best = 0.f;
+        int besti = -1;
+        for (int r = 0; r < k; r++)
+            for (int s = 0; s < k; s++) {
+                int h = p * stride - pad + r, w = q * stride - pad + s;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                if (besti < 0 || x[h * W + w] > best) { best = x[h * W + w]; besti = h * W + w; }
+            }
+        out[e] = best;
+        argmax[e] = besti;
+    }
+}
+
+// The windows (p, q) containing input row h: p*stride - pad <= h < p*stride - pad + k.
+__device__ void window_range(int h, int k, int stride, int pad, int P, int *lo, int *hi)
+{
+    int a = h + pad - k + 1;   // p*stride >= a
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    *hi = (h + pad) / stride + 1;   // p*stride <= h + pad
+    if (*hi > P) *hi = P;
+}
+
+__global__ void maxpool_backward_kernel(float *din, const float *dout, const int32_t *argmax, int NC,
+                                        int H, int W, int k, int stride, int pad, int P, int Q)
+{
+    long total = (long)NC * H * W;
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int w = (int)(e % W), h = (int)(e / W % H);
+        long plane = e / ((long)H * W);
+        int plo, phi, qlo, qhi;
+        window_range(h, k, stride, pad, P, &plo, &phi);
+        window_range(w, k, stride, pad, Q, &qlo, &qhi);
+        float acc = 0.f;
+        for (int p = plo; p < phi; p++)
+            for (int q = qlo; q < qhi; q++) {
+                long o = plane * P * Q + (long)p * Q + q;
+                if (argmax[o] == h * W + w) acc += dout[o];
+            }
+        din[e] = acc;
+    }
+}
+
+__global__ void avgpool_forward_kernel(float *out, const float *in, int NC, int H, int W, int k,
+                                       int stride, int pad, int P, int Q)
+{
+    long total = (long)NC * P * Q;
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int q = (int)(e % Q), p = (int)(e / Q % P);
+        const float *x = in + (e / ((long)P * Q)) * H * W;
+        float acc = 0.f;
+        for (int r = 0; r < k; r++)
+            for (int s = 0; s < k; s++) {
+                int h = p * stride - pad + r, w = q * stride - pad + s;
+                if (h >= 0 && h < H && w >= 0 && w < W) acc += x[h * W + w];
+            }
+        out[e] = acc / (float)(k * k);
+    }
+}
+
+__global__ void avgpool_backward_kernel(float *din, const float *dout, int NC, int H, int W, int k,
+                                        int stride, int pad, int P, int Q)
+{
+    long total = (long)NC * H * W;
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int w = (int)(e % W), h = (int)(e / W % H);
+        long plane = e / ((long)H * W);
+        int plo, phi, qlo, qhi;
+        window_range(h, k, stride, pad, P, &plo, &phi);
+        window_range(w, k, stride, pad, Q, &qlo, &qhi);
+        float acc = 0.f;
+        for (int p = plo; p < phi; p++)
+            for (int q = qlo; q < qhi; q++) acc += dout[plane * P * Q + (long)p * Q + q];
+        din[e] = acc / (float)(k * k);
+    }
+}
+
+void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
+                       int k, int stride, int pad)
+{
+    int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    LAUNCH(maxpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, 0)(out, argmax, in,
+        N * C, H, W, k, stride, pad, P, Q);
+    CUDA_CHECK_LAUNCH();
+}
+
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H,
+                        int W, int k, int stride, int pad)
+{
+    int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    LAUNCH(maxpool_backward_kernel, grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+        argmax, N * C, H, W, k, stride, pad, P, Q);
+    CUDA_CHECK_LAUNCH();
+}
+
+void avgpool2d_forward(float *out, const float *in, int N, int C, int H, int W, int k, int stride,
+                       int pad)
+{
+    int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    LAUNCH(avgpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, 0)(out, in, N * C,
+        H, W, k, stride, pad, P, Q);
+    CUDA_CHECK_LAUNCH();
+}
+
+void avgpool2d_backward(float *din, const float *dout, int N, int C, int H, int W, int k,
+                        int stride, int pad)
+{
+    int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    LAUNCH(avgpool_backward_kernel, grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+        N * C, H, W, k, stride, pad, P, Q);
+    CUDA_CHECK_LAUNCH();
+}
+}  // namespace gpu

@@ -1,0 +1,266 @@
+// The CUDA-on-CPU emulator: fiber scheduler and runtime API. See cuda_emu.h.
+#include "tests/emu/cuda_emu.h"
+
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+#include <cstdlib>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+namespace emu {
+uint3 *cur_tid;
+uint3 block_idx;
+dim3 block_dim, grid_dim;
+
+namespace {
+enum State { RUN, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
+struct Fiber {
+    ucontext_t ctx;
+    uint3 tid;
+    State state;
+    const char *bar_file;
+    int bar_line;
+    char *stack;
+};
+constexpr size_t kStack = 64 * 1024, kGuard = 4096;
+
+ucontext_t sched_ctx;
+std::vector<Fiber> fibers;
+std::vector<char *> stack_pool;
+std::vector<uint64_t> slots;
+std::vector<unsigned char> dyn_smem;
+const std::function<void()> *body;
+int cur;
+uint64_t shuffle_state;   // 0: FIFO
+unsigned long long fibers_run;
+cudaError_t last_error = cudaSuccess;
+#if EMU_ASAN
+const void *sched_stack_bottom;
+size_t sched_stack_size;
+#endif
+
+uint64_t next_random()
+{
+    uint64_t x = shuffle_state;   // xorshift64*
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    shuffle_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+char *get_stack(size_t i)
+{
+    while (stack_pool.size() <= i) {
+        void *p = mmap(nullptr, kStack + kGuard, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) { fprintf(stderr, "emu: cannot map a fiber stack\n"); abort(); }
+        mprotect(p, kGuard, PROT_NONE);   // stack overflow faults instead of corrupting
+        stack_pool.push_back((char *)p + kGuard);
+    }
+#if EMU_ASAN
+    __asan_unpoison_memory_region(stack_pool[i], kStack);   // reused: clear old frames' poison
+#endif
+    return stack_pool[i];
+}
+
+void switch_to_scheduler(bool dying)
+{
+    Fiber &f = fibers[cur];
+#if EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(dying ? nullptr : &fake, sched_stack_bottom, sched_stack_size);
+    swapcontext(&f.ctx, &sched_ctx);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+    (void)dying;
+    swapcontext(&f.ctx, &sched_ctx);
+#endif
+}
+
+void fiber_entry()
+{
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &sched_stack_bottom, &sched_stack_size);
+#endif
+    (*body)();
+    fibers[cur].state = DONE;
+    switch_to_scheduler(true);
+}
+
+[[noreturn]] void fail(const char *msg)
+{
+    fprintf(stderr, "emu: %s (block %u,%u,%u)\n", msg, block_idx.x, block_idx.y, block_idx.z);
+    abort();
+}
+
+void run_block(size_t n)
+{
+    fibers.resize(n);
+    for (size_t i = 0; i < n; i++) {
+        Fiber &f = fibers[i];
+        f.tid = uint3{(unsigned)(i % block_dim.x), (unsigned)(i / block_dim.x % block_dim.y),
+                      (unsigned)(i / (block_dim.x * block_dim.y))};
+        f.state = RUN;
+        f.stack = get_stack(i);
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack;
+        f.ctx.uc_stack.ss_size = kStack;
+        f.ctx.uc_link = nullptr;
+        makecontext(&f.ctx, fiber_entry, 0);
+    }
+    std::vector<int> runnable;
+    runnable.reserve(n);
+    for (;;) {
+        runnable.clear();
+        size_t done = 0, at_block = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (fibers[i].state == RUN) runnable.push_back((int)i);
+            else if (fibers[i].state == DONE) done++;
+            else if (fibers[i].state == AT_BLOCK_BARRIER) at_block++;
+        }
+        if (runnable.empty()) {
+            if (done == n) return;
+            bool released = false;
+            // warp barriers: a warp whose live lanes all wait at the warp barrier continues
+            for (size_t w = 0; w * 32 < n; w++) {
+                size_t lo = w * 32, hi = lo + 32 < n ? lo + 32 : n, waiting = 0, live = 0;
+                for (size_t i = lo; i < hi; i++) {
+                    if (fibers[i].state != DONE) live++;
+                    if (fibers[i].state == AT_WARP_BARRIER) waiting++;
+                }
+                if (live && waiting == live) {
+                    for (size_t i = lo; i < hi; i++) if (fibers[i].state == AT_WARP_BARRIER) fibers[i].state = RUN;
+                    released = true;
+                }
+            }
+            if (released) continue;
+            if (at_block + done == n) {
+                const Fiber *first = nullptr;
+                for (size_t i = 0; i < n; i++) {
+                    Fiber &f = fibers[i];
+                    if (f.state != AT_BLOCK_BARRIER) continue;
+                    if (first && (f.bar_line != first->bar_line || strcmp(f.bar_file, first->bar_file))) {
+                        char msg[512];
+                        snprintf(msg, sizeof msg, "divergent __syncthreads: %s:%d and %s:%d in one phase",
+                                 first->bar_file, first->bar_line, f.bar_file, f.bar_line);
+                        fail(msg);
+                    }
+                    if (!first) first = &f;
+                    f.state = RUN;
+                }
+                continue;
+            }
+            fail("deadlock: threads wait at __syncthreads while others wait at a warp barrier");
+        }
+        int pick = shuffle_state ? runnable[next_random() % runnable.size()] : runnable[0];
+        cur = pick;
+        cur_tid = &fibers[pick].tid;
+        fibers_run++;
+#if EMU_ASAN
+        void *fake = nullptr;
+        __sanitizer_start_switch_fiber(&fake, fibers[pick].stack, kStack);
+        swapcontext(&sched_ctx, &fibers[pick].ctx);
+        __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+        swapcontext(&sched_ctx, &fibers[pick].ctx);
+#endif
+    }
+}
+}  // namespace
+
+void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
+{
+    size_t n = (size_t)block.x * block.y * block.z;
+    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (smem > 48 * 1024) {   // more needs cudaFuncSetAttribute on a real GPU; flag it here
+        last_error = cudaErrorInvalidValue;
+        return;
+    }
+    body = &b;
+    block_dim = block;
+    grid_dim = grid;
+    slots.assign(n, 0);
+    dyn_smem.resize(smem > 0 ? smem : 1);
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                block_idx = uint3{x, y, z};
+                memset(dyn_smem.data(), 0xff, dyn_smem.size());   // NaN: unwritten shared memory shows
+                run_block(n);
+            }
+    cur_tid = nullptr;
+}
+
+void syncthreads(const char *file, int line)
+{
+    Fiber &f = fibers[cur];
+    f.state = AT_BLOCK_BARRIER;
+    f.bar_file = file;
+    f.bar_line = line;
+    switch_to_scheduler(false);
+}
+
+void syncwarp()
+{
+    fibers[cur].state = AT_WARP_BARRIER;
+    switch_to_scheduler(false);
+}
+
+void *dyn_shared() { return dyn_smem.data(); }
+uint64_t *warp_slots() { return slots.data(); }
+unsigned lane_id()
+{
+    unsigned linear = cur_tid->x + block_dim.x * (cur_tid->y + block_dim.y * cur_tid->z);
+    return linear % 32;
+}
+}  // namespace emu
+
+extern "C" void emu_set_shuffle(unsigned long long seed) { emu::shuffle_state = seed ? seed * 2654435761ULL + 1 : 0; }
+extern "C" unsigned long long emu_fibers_run(void) { return emu::fibers_run; }
+
+// ---- runtime API ----
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xff, bytes);   // all-ones bytes are NaN as float: a forgotten write shows
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { if (n) memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
+cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { cudaError_t e = emu::last_error; emu::last_error = cudaSuccess; return e; }
+cudaError_t cudaPeekAtLastError(void) { return emu::last_error; }
+const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    default: return "unknown error";
+    }
+}
+cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+struct emu_event { double t; };
+static double host_ms() { timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6; }
+cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{0}; return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = host_ms(); return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->t - a->t); return cudaSuccess; }

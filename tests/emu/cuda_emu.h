@@ -1,0 +1,161 @@
+// CUDA on the CPU, for testing gpu/ without a GPU (C++17, g++).
+//
+// Every CUDA thread is a user-level fiber (ucontext). The blocks of a launch run one after
+// another on the calling OS thread; inside a block the scheduler runs one fiber at a time
+// until it reaches __syncthreads() (or a warp-level barrier) or returns, and releases a
+// barrier once every live thread of the block (or warp) has arrived. A barrier reached from
+// two different source lines in one phase is reported as divergent.
+// emu_set_shuffle(seed) makes the scheduler pick the next fiber at random (seeded): code
+// between two barriers then runs in a different thread order, so a missing __syncthreads()
+// shows up as a wrong result.
+//   __shared__           static storage (blocks are sequential, so it is per block)
+//   DYN_SHARED(T, name)  the launch's dynamic shared memory, filled with NaN bytes per block
+//   cudaMalloc           host memory filled with NaN bytes (unwritten outputs show up)
+//   warp shuffles        each lane writes a slot, warp barrier, reads its source lane, barrier
+//   atomics              plain read-modify-write (fibers never run concurrently)
+// What this cannot catch: true data races between blocks, missing atomics, stream ordering,
+// register/occupancy limits, timing. bench/gpu_check.sh runs the real thing.
+#ifndef CONVNET_CUDA_EMU_H
+#define CONVNET_CUDA_EMU_H
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+typedef int cudaError_t;
+enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
+       cudaErrorInvalidConfiguration = 9 };
+enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
+                      cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+typedef struct emu_stream *cudaStream_t;
+typedef struct emu_event *cudaEvent_t;
+
+namespace emu {
+extern uint3 *cur_tid;
+extern uint3 block_idx;
+extern dim3 block_dim, grid_dim;
+void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+void syncthreads(const char *file, int line);
+void syncwarp();
+void *dyn_shared();
+uint64_t *warp_slots();   // one slot per thread of the block
+unsigned lane_id();
+
+template <class K> struct Launcher {
+    K k;
+    dim3 g, b;
+    size_t s;
+    template <class... A> void operator()(A... a) const { launch(g, b, s, [&] { k(a...); }); }
+};
+template <class K> Launcher<K> make_launcher(K k, dim3 g, dim3 b, size_t s) { return Launcher<K>{k, g, b, s}; }
+
+template <class T> T shfl(T v, int src_lane_of_mine)
+{
+    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
+    uint64_t *slots = warp_slots();
+    unsigned me = cur_tid->x + block_dim.x * (cur_tid->y + block_dim.y * cur_tid->z);
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(T));
+    slots[me] = bits;
+    syncwarp();
+    unsigned base = me - lane_id();
+    T out;
+    memcpy(&out, &slots[base + (unsigned)src_lane_of_mine], sizeof(T));
+    syncwarp();
+    return out;
+}
+}  // namespace emu
+
+extern "C" void emu_set_shuffle(unsigned long long seed);   // 0: deterministic FIFO order
+extern "C" unsigned long long emu_fibers_run(void);          // statistics for tests
+
+#define threadIdx (*emu::cur_tid)
+#define blockIdx (emu::block_idx)
+#define blockDim (emu::block_dim)
+#define gridDim (emu::grid_dim)
+#define warpSize 32
+#define __syncthreads() emu::syncthreads(__FILE__, __LINE__)
+#define __syncwarp(...) emu::syncwarp()
+#define LAUNCH(k, g, b, s, st) emu::make_launcher(k, dim3(g), dim3(b), (size_t)(s))
+#define DYN_SHARED(type, name) type *name = (type *)emu::dyn_shared()
+
+// Lane arithmetic follows the PTX rules for width-segmented shuffles.
+template <class T> T __shfl_sync(unsigned, T v, int src, int width = 32)
+{
+    int lane = (int)emu::lane_id(), seg = lane - lane % width;
+    return emu::shfl(v, seg + ((src % width) + width) % width);
+}
+template <class T> T __shfl_down_sync(unsigned, T v, unsigned d, int width = 32)
+{
+    int lane = (int)emu::lane_id(), l = lane % width;
+    return emu::shfl(v, l + (int)d < width ? lane + (int)d : lane);
+}
+template <class T> T __shfl_up_sync(unsigned, T v, unsigned d, int width = 32)
+{
+    int lane = (int)emu::lane_id(), l = lane % width;
+    return emu::shfl(v, l - (int)d >= 0 ? lane - (int)d : lane);
+}
+template <class T> T __shfl_xor_sync(unsigned, T v, int m, int width = 32)
+{
+    int lane = (int)emu::lane_id(), seg = lane - lane % width, l = lane % width;
+    int src = l ^ m;
+    return emu::shfl(v, src < width ? seg + src : lane);
+}
+
+static inline float atomicAdd(float *p, float v) { float o = *p; *p = o + v; return o; }
+static inline int atomicAdd(int *p, int v) { int o = *p; *p = o + v; return o; }
+static inline int atomicMax(int *p, int v) { int o = *p; if (v > o) *p = v; return o; }
+#define __expf(x) expf(x)   // macros: glibc already declares functions of these names
+#define __logf(x) logf(x)
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __fdividef(float a, float b) { return a / b; }
+template <class T> static inline T __ldg(const T *p) { return *p; }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline long min(long a, long b) { return a < b ? a : b; }
+static inline long max(long a, long b) { return a > b ? a : b; }
+
+// ---- runtime API ----
+cudaError_t cudaMalloc(void **p, size_t bytes);
+template <class T> cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemset(void *p, int v, size_t bytes);
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+
+#endif

@@ -1,0 +1,354 @@
+/* Every gpu/ kernel, run on the CPU by the CUDA emulator (tests/emu), against its cpu/ twin:
+ * random inputs at odd sizes (not multiples of the tiles), outputs and gradients within
+ * relative error 1e-4 (max |gpu - cpu| / max |cpu|), output buffers poisoned with NaN so an
+ * unwritten element fails. Each test runs under several scheduler seeds (0 = FIFO, others
+ * shuffle the thread order between barriers); results must also be bit-identical across
+ * seeds (no atomics in anything that feeds the weights). A GEMM built without one of its
+ * barriers must fail. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/model.h"
+#include "cpu/cpu.h"
+#include "tests/gradcheck.h"
+
+#define GPU_TOL 1e-4
+#define SEEDS 4
+
+void emu_set_shuffle(unsigned long long seed);
+void gpu_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+void gpu_gemm_naive(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+void gpu_planted_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+
+static const Ops *G;
+
+static void setup(void)
+{
+    const char *why = NULL;
+    G = ops_gpu(&why);
+    ck_assert_msg(G != NULL, "emulated GPU table unavailable: %s", why);
+}
+
+static float *rnd(size_t n, unsigned seed) { float *x = malloc(sizeof(float) * (n ? n : 1)); fill_normal_f(x, n, seed); return x; }
+static float *up(const float *h, size_t n) { float *d = G->alloc(sizeof(float) * n); G->upload(d, h, sizeof(float) * n); return d; }
+static float *poisoned(size_t n)   /* device buffer full of NaN */
+{
+    float *d = G->alloc(sizeof(float) * n), *h = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    G->upload(d, h, sizeof(float) * n);
+    free(h);
+    return d;
+}
+static float *down(const float *d, size_t n) { float *h = malloc(sizeof(float) * n); G->download(h, d, sizeof(float) * n); return h; }
+
+static double max_rel(const float *got, const float *want, size_t n)
+{
+    double dmax = 0, wmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;          /* unwritten (NaN) or broken */
+        double d = fabs((double)got[i] - want[i]);
+        if (d > dmax) dmax = d;
+        if (fabs(want[i]) > wmax) wmax = fabs(want[i]);
+    }
+    return dmax / (wmax > 0 ? wmax : 1);
+}
+
+/* Compares a device result with the host reference; frees the downloaded copy. */
+#define EXPECT_CLOSE(dev_ptr, host_ref, n, what)                                              \
+    do {                                                                                       \
+        float *g_ = down(dev_ptr, n);                                                          \
+        double e_ = max_rel(g_, host_ref, n);                                                  \
+        ck_assert_msg(e_ <= GPU_TOL, "%s (seed %d): gpu vs cpu error %g", what, _i, e_);       \
+        free(g_);                                                                              \
+    } while (0)
+
+START_TEST(gemm_kernels)
+{
+    emu_set_shuffle(_i);
+    int M = 67, N = 45, K = 53;
+    float *A = rnd(M * K, 1), *B = rnd(K * N, 2), *C0 = rnd(M * N, 3), *ref = malloc(sizeof(float) * M * N);
+    float *dA = up(A, M * K), *dB = up(B, K * N);
+    for (int ta = 0; ta <= 1; ta++)
+        for (int tb = 0; tb <= 1; tb++)
+            for (int beta = 0; beta <= 1; beta++) {
+                int lda = ta ? M : K, ldb = tb ? K : N;
+                memcpy(ref, C0, sizeof(float) * M * N);
+                gemm_ref(ta, tb, M, N, K, A, lda, B, ldb, beta * 0.5f, ref, N);
+                for (int naive = 0; naive <= 1; naive++) {
+                    float *dC = beta ? up(C0, M * N) : poisoned(M * N);
+                    (naive ? gpu_gemm_naive : gpu_gemm_tiled)(ta, tb, M, N, K, dA, lda, dB, ldb, beta * 0.5f, dC, N);
+                    EXPECT_CLOSE(dC, ref, (size_t)M * N, naive ? "gemm naive" : "gemm tiled");
+                    G->free(dC);
+                }
+            }
+    G->free(dA); G->free(dB);
+    free(A); free(B); free(C0); free(ref);
+}
+END_TEST
+
+/* The planted kernel (second __syncthreads removed) must give wrong results under every
+ * seed; the intact kernel passes the same problem above. */
+START_TEST(missing_barrier_is_caught)
+{
+    emu_set_shuffle(_i);
+    int M = 67, N = 45, K = 53;
+    float *A = rnd(M * K, 1), *B = rnd(K * N, 2), *ref = malloc(sizeof(float) * M * N);
+    gemm_ref(0, 0, M, N, K, A, K, B, N, 0, ref, N);
+    float *dA = up(A, M * K), *dB = up(B, K * N), *dC = poisoned(M * N);
+    gpu_planted_gemm_tiled(0, 0, M, N, K, dA, K, dB, N, 0, dC, N);
+    float *got = down(dC, M * N);
+    double e = max_rel(got, ref, (size_t)M * N);
+    ck_assert_msg(e > 1e-2, "seed %d: GEMM without its barrier was not caught (error %g)", _i, e);
+    G->free(dA); G->free(dB); G->free(dC);
+    free(A); free(B); free(ref); free(got);
+}
+END_TEST
+
+START_TEST(conv2d_kernels)
+{
+    emu_set_shuffle(_i);
+    static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {3, 5, 7, 6, 4, 1, 1, 2, 0}};
+    for (int t = 0; t < 3; t++) {
+        const int *s = shapes[t];
+        int N = s[0], C = s[1], H = s[2], W = s[3], K = s[4], R = s[5], S = s[6], st = s[7], pd = s[8];
+        int P = (H + 2 * pd - R) / st + 1, Q = (W + 2 * pd - S) / st + 1;
+        size_t nx = (size_t)N * C * H * W, nw = (size_t)K * C * R * S, no = (size_t)N * K * P * Q;
+        size_t nws = conv2d_workspace_floats(N, C, H, W, K, R, S, st, pd);
+        float *x = rnd(nx, 1), *w = rnd(nw, 2), *dy = rnd(no, 3), *ws = malloc(sizeof(float) * nws);
+        float *y = malloc(sizeof(float) * no), *dx = malloc(sizeof(float) * nx), *dw = malloc(sizeof(float) * nw);
+        conv2d_forward(y, x, w, N, C, H, W, K, R, S, st, pd, ws);
+        conv2d_backward_input(dx, dy, w, N, C, H, W, K, R, S, st, pd, ws);
+        conv2d_backward_weight(dw, dy, x, N, C, H, W, K, R, S, st, pd, ws);
+        float *gx = up(x, nx), *gw = up(w, nw), *gdy = up(dy, no), *gws = poisoned(nws);
+        float *gy = poisoned(no), *gdx = poisoned(nx), *gdw = poisoned(nw);
+        G->conv2d_forward(gy, gx, gw, N, C, H, W, K, R, S, st, pd, gws);
+        G->conv2d_backward_input(gdx, gdy, gw, N, C, H, W, K, R, S, st, pd, gws);
+        G->conv2d_backward_weight(gdw, gdy, gx, N, C, H, W, K, R, S, st, pd, gws);
+        EXPECT_CLOSE(gy, y, no, "conv2d forward");
+        EXPECT_CLOSE(gdx, dx, nx, "conv2d backward_input");
+        EXPECT_CLOSE(gdw, dw, nw, "conv2d backward_weight");
+        /* bias */
+        float *b = rnd(K, 4), *db = malloc(sizeof(float) * K), *gb = up(b, K), *gdb = poisoned(K);
+        bias_forward(y, b, N, K, P * Q);
+        bias_backward(db, dy, N, K, P * Q);
+        G->bias_forward(gy, gb, N, K, P * Q);
+        G->bias_backward(gdb, gdy, N, K, P * Q);
+        EXPECT_CLOSE(gy, y, no, "bias forward");
+        EXPECT_CLOSE(gdb, db, K, "bias backward");
+        float *bufs[] = {gx, gw, gdy, gws, gy, gdx, gdw, gb, gdb};
+        for (int i = 0; i < 9; i++) G->free(bufs[i]);
+        free(x); free(w); free(dy); free(ws); free(y); free(dx); free(dw); free(b); free(db);
+    }
+}
+END_TEST
+
+START_TEST(batchnorm_kernels)
+{
+    emu_set_shuffle(_i);
+    static const int shapes[][3] = {{3, 4, 37}, {5, 2, 300}};
+    for (int t = 0; t < 2; t++) {
+        int N = shapes[t][0], C = shapes[t][1], HW = shapes[t][2];
+        size_t n = (size_t)N * C * HW;
+        float *x = rnd(n, 1), *g = rnd(C, 2), *b = rnd(C, 3), *dy = rnd(n, 4);
+        for (size_t i = 0; i < n; i++) x[i] = 2 * x[i] + 0.5f;
+        float *y = malloc(4 * n), *dx = malloc(4 * n), mean[8], inv[8], rm[8], rv[8], dg[8], dbt[8];
+        for (int c = 0; c < C; c++) { rm[c] = 0.1f * c; rv[c] = 1 + 0.2f * c; }
+        float *grm = up(rm, C), *grv = up(rv, C);
+        batchnorm_forward_train(y, mean, inv, rm, rv, x, g, b, N, C, HW, 0.1f, 1e-5f);
+        batchnorm_backward(dx, dg, dbt, dy, x, g, mean, inv, N, C, HW);
+        float *gx = up(x, n), *gg = up(g, C), *gb = up(b, C), *gdy = up(dy, n);
+        float *gy = poisoned(n), *gdx = poisoned(n), *gm = poisoned(C), *gi = poisoned(C), *gdg = poisoned(C), *gdb = poisoned(C);
+        G->batchnorm_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
+        G->batchnorm_backward(gdx, gdg, gdb, gdy, gx, gg, gm, gi, N, C, HW);
+        EXPECT_CLOSE(gy, y, n, "batchnorm forward_train");
+        EXPECT_CLOSE(gm, mean, C, "batchnorm saved mean");
+        EXPECT_CLOSE(gi, inv, C, "batchnorm saved invstd");
+        EXPECT_CLOSE(grm, rm, C, "batchnorm running_mean");
+        EXPECT_CLOSE(grv, rv, C, "batchnorm running_var");
+        EXPECT_CLOSE(gdx, dx, n, "batchnorm backward d/dx");
+        EXPECT_CLOSE(gdg, dg, C, "batchnorm backward d/dgamma");
+        EXPECT_CLOSE(gdb, dbt, C, "batchnorm backward d/dbeta");
+        batchnorm_forward_eval(y, x, g, b, rm, rv, N, C, HW, 1e-5f);
+        G->batchnorm_forward_eval(gy, gx, gg, gb, grm, grv, N, C, HW, 1e-5f);
+        EXPECT_CLOSE(gy, y, n, "batchnorm forward_eval");
+        float *bufs[] = {grm, grv, gx, gg, gb, gdy, gy, gdx, gm, gi, gdg, gdb};
+        for (int i = 0; i < 12; i++) G->free(bufs[i]);
+        free(x); free(g); free(b); free(dy); free(y); free(dx);
+    }
+}
+END_TEST
+
+START_TEST(elementwise_kernels)
+{
+    emu_set_shuffle(_i);
+    size_t n = 1000 + 37;
+    float *a = rnd(n, 1), *b = rnd(n, 2), *ref = malloc(4 * n), *ref2 = malloc(4 * n);
+    float *ga = up(a, n), *gb = up(b, n), *go = poisoned(n), *gd = poisoned(n);
+    relu_forward(ref, a, n);
+    G->relu_forward(go, ga, n);
+    EXPECT_CLOSE(go, ref, n, "relu forward");
+    relu_backward(ref2, b, ref, n);
+    G->relu_backward(gd, gb, go, n);
+    EXPECT_CLOSE(gd, ref2, n, "relu backward");
+    add_forward(ref, a, b, n);
+    G->add_forward(go, ga, gb, n);
+    EXPECT_CLOSE(go, ref, n, "add forward");
+    add_inplace(ref, a, n);
+    G->add_inplace(go, ga, n);
+    EXPECT_CLOSE(go, ref, n, "add inplace");
+    /* SGD: two steps (first creates the buffer) */
+    float *w = rnd(n, 3), *buf = malloc(4 * n), *gw = up(w, n), *gbuf = poisoned(n);
+    for (int step = 0; step < 2; step++) {
+        sgd_step(w, b, buf, n, 0.1f, 0.9f, 1e-4f, step == 0);
+        G->sgd_step(gw, gb, gbuf, n, 0.1f, 0.9f, 1e-4f, step == 0);
+    }
+    EXPECT_CLOSE(gw, w, n, "sgd weights");
+    EXPECT_CLOSE(gbuf, buf, n, "sgd momentum");
+    G->free(ga); G->free(gb); G->free(go); G->free(gd); G->free(gw); G->free(gbuf);
+    free(a); free(b); free(ref); free(ref2); free(w); free(buf);
+}
+END_TEST
+
+START_TEST(pool_kernels)
+{
+    emu_set_shuffle(_i);
+    static const int shapes[][7] = {{2, 3, 9, 7, 3, 2, 1}, {2, 3, 6, 6, 2, 2, 0}, {3, 5, 5, 5, 5, 1, 0}};
+    for (int t = 0; t < 3; t++) {
+        const int *s = shapes[t];
+        int N = s[0], C = s[1], H = s[2], W = s[3], k = s[4], st = s[5], pd = s[6];
+        int P = (H + 2 * pd - k) / st + 1, Q = (W + 2 * pd - k) / st + 1;
+        size_t nx = (size_t)N * C * H * W, no = (size_t)N * C * P * Q;
+        float *x = rnd(nx, 1), *dy = rnd(no, 2), *y = malloc(4 * no), *dx = malloc(4 * nx);
+        int32_t *arg = malloc(4 * no);
+        float *gx = up(x, nx), *gdy = up(dy, no), *gy = poisoned(no), *gdx = poisoned(nx);
+        int32_t *garg = G->alloc(4 * no);
+        maxpool2d_forward(y, arg, x, N, C, H, W, k, st, pd);
+        maxpool2d_backward(dx, dy, arg, N, C, H, W, k, st, pd);
+        G->maxpool2d_forward(gy, garg, gx, N, C, H, W, k, st, pd);
+        G->maxpool2d_backward(gdx, gdy, garg, N, C, H, W, k, st, pd);
+        EXPECT_CLOSE(gy, y, no, "maxpool forward");
+        EXPECT_CLOSE(gdx, dx, nx, "maxpool backward");
+        avgpool2d_forward(y, x, N, C, H, W, k, st, pd);
+        avgpool2d_backward(dx, dy, N, C, H, W, k, st, pd);
+        G->avgpool2d_forward(gy, gx, N, C, H, W, k, st, pd);
+        G->avgpool2d_backward(gdx, gdy, N, C, H, W, k, st, pd);
+        EXPECT_CLOSE(gy, y, no, "avgpool forward");
+        EXPECT_CLOSE(gdx, dx, nx, "avgpool backward");
+        G->free(gx); G->free(gdy); G->free(gy); G->free(gdx); G->free(garg);
+        free(x); free(dy); free(y); free(dx); free(arg);
+    }
+}
+END_TEST
+
+START_TEST(linear_and_loss_kernels)
+{
+    emu_set_shuffle(_i);
+    int N = 7, I = 33, O = 10;
+    float *x = rnd(N * I, 1), *w = rnd(O * I, 2), *b = rnd(O, 3), *dy = rnd(N * O, 4);
+    float y[70], dx[231], dw[330], db[10];
+    linear_forward(y, x, w, b, N, I, O);
+    linear_backward(dx, dw, db, dy, x, w, N, I, O);
+    float *gx = up(x, N * I), *gw = up(w, O * I), *gb = up(b, O), *gdy = up(dy, N * O);
+    float *gy = poisoned(N * O), *gdx = poisoned(N * I), *gdw = poisoned(O * I), *gdb = poisoned(O);
+    G->linear_forward(gy, gx, gw, gb, N, I, O);
+    G->linear_backward(gdx, gdw, gdb, gdy, gx, gw, N, I, O);
+    EXPECT_CLOSE(gy, y, (size_t)N * O, "linear forward");
+    EXPECT_CLOSE(gdx, dx, (size_t)N * I, "linear d/dinput");
+    EXPECT_CLOSE(gdw, dw, (size_t)O * I, "linear d/dweight");
+    EXPECT_CLOSE(gdb, db, (size_t)O, "linear d/dbias");
+    int32_t lab[7] = {0, 9, 3, 3, 5, 1, 2}, cor[7], gcor[7];
+    float loss[7], p[70], dz[70];
+    for (int i = 0; i < 70; i++) y[i] *= 3;
+    softmax_xent_forward(loss, p, cor, y, lab, N, O);
+    softmax_xent_backward(dz, p, lab, N, O);
+    float *gz = up(y, 70), *gl = poisoned(7), *gp = poisoned(70), *gdz = poisoned(70);
+    int32_t *glab = G->alloc(sizeof lab), *gc = G->alloc(sizeof lab);
+    G->upload(glab, lab, sizeof lab);
+    G->softmax_xent_forward(gl, gp, gc, gz, glab, N, O);
+    G->softmax_xent_backward(gdz, gp, glab, N, O);
+    EXPECT_CLOSE(gl, loss, 7, "softmax_xent losses");
+    EXPECT_CLOSE(gp, p, 70, "softmax_xent probs");
+    EXPECT_CLOSE(gdz, dz, 70, "softmax_xent backward");
+    G->download(gcor, gc, sizeof lab);
+    ck_assert(memcmp(gcor, cor, sizeof cor) == 0);
+    float *bufs[] = {gx, gw, gb, gdy, gy, gdx, gdw, gdb, gz, gl, gp, gdz};
+    for (int i = 0; i < 12; i++) G->free(bufs[i]);
+    G->free(glab); G->free(gc);
+    free(x); free(w); free(b); free(dy);
+}
+END_TEST
+
+/* The whole model through the GPU table: one training step of a small ResNet matches the
+ * CPU table (logits, loss, every gradient, updated weights), and the bits do not depend on
+ * the scheduler seed (the GPU path is deterministic). */
+static float *run_model_step(const Ops *ops, int block, double *loss_out, float **grads, size_t *np)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.block = block;
+    cfg.in_h = cfg.in_w = 8;
+    cfg.n_stages = 2;
+    cfg.blocks[0] = 1; cfg.blocks[1] = 1;
+    cfg.channels[0] = 4; cfg.channels[1] = 6;
+    int N = 3;
+    Model *m = model_create(ops, &cfg, N);
+    Rng r;
+    rng_seed(&r, 11, 1);
+    model_init(m, &r);
+    float *x = rnd((size_t)N * 3 * 64, 5);
+    int32_t y[3] = {1, 7, 3};
+    model_forward(m, x, N, 1);
+    *loss_out = model_loss(m, y, N, NULL);
+    model_backward(m, N);
+    *grads = malloc(sizeof(float) * m->n_params);
+    ops->download(*grads, m->grads, sizeof(float) * m->n_params);
+    model_sgd_step(m, 0.1f, 0.9f, 1e-4f);
+    float *p = malloc(sizeof(float) * m->n_params);
+    model_get_params(m, p);
+    *np = m->n_params;
+    model_free(m);
+    free(x);
+    return p;
+}
+
+START_TEST(model_step_matches_cpu)
+{
+    for (int block = 0; block <= 1; block++) {
+        double lc, lg, lg2;
+        float *gc, *gg, *gg2;
+        size_t np, np2;
+        float *pc = run_model_step(&ops_cpu, block, &lc, &gc, &np);
+        emu_set_shuffle(0);
+        float *pg = run_model_step(G, block, &lg, &gg, &np2);
+        ck_assert_uint_eq(np, np2);
+        ck_assert(fabs(lc - lg) <= GPU_TOL * fabs(lc));
+        ck_assert_msg(max_rel(gg, gc, np) <= GPU_TOL, "block %d gradients: %g", block, max_rel(gg, gc, np));
+        ck_assert_msg(max_rel(pg, pc, np) <= GPU_TOL, "block %d weights after SGD", block);
+        emu_set_shuffle(12345);
+        float *pg2 = run_model_step(G, block, &lg2, &gg2, &np2);
+        ck_assert_msg(memcmp(pg, pg2, sizeof(float) * np) == 0 && memcmp(gg, gg2, sizeof(float) * np) == 0,
+                      "GPU results changed with the thread schedule (non-deterministic)");
+        free(pc); free(pg); free(pg2); free(gc); free(gg); free(gg2);
+    }
+    emu_set_shuffle(0);
+}
+END_TEST
+
+Suite *suite_gpu(void)
+{
+    Suite *s = suite_create("gpu kernels (CUDA emulator)");
+    TCase *t = tcase_create("gpu");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_set_timeout(t, 300);
+    tcase_add_loop_test(t, gemm_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, missing_barrier_is_caught, 0, SEEDS);
+    tcase_add_loop_test(t, conv2d_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, batchnorm_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
+    tcase_add_test(t, model_step_matches_cpu);
+    suite_add_tcase(s, t);
+    return s;
+}
