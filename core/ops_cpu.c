@@ -8,9 +8,9 @@
 size_t conv2d_workspace_floats(int N, int C, int H, int W, int K, int R, int S,
                                int stride, int pad)
 {
-    (void)K;
     size_t P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
-    return (size_t)N * C * R * S * P * Q;
+    /* N image columns [CRS, PQ] + CONV_DW_CHUNKS partial weight gradients [K, CRS] */
+    return (size_t)N * C * R * S * P * Q + (size_t)CONV_DW_CHUNKS * K * C * R * S;
 }
 
 static void *host_alloc(size_t bytes)

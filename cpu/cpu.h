@@ -28,7 +28,8 @@ void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
 void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q);
 
-/* conv2d.c */
+/* conv2d.c; the weight gradient sums the batch in this many fixed chunks */
+#define CONV_DW_CHUNKS 8
 void conv2d_forward(real *out, const real *in, const real *weight,
                     int N, int C, int H, int W, int K, int R, int S,
                     int stride, int pad, real *workspace);

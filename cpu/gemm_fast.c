@@ -3,7 +3,8 @@
  *
  * Blocking (the Goto/BLIS scheme, reduced to what the practical's shapes need):
  *   for each KC-deep slice of the k dimension:
- *     pack op(B)[k-slice, all N] into NR-wide column panels   (Bp: kc x NR per panel)
+ *     pack op(B)[k-slice, all N] into NR-wide column panels   (Bp: kc x NR per panel;
+ *       skipped when B is not transposed: its rows are read in place, ldb apart)
  *     pack op(A)[all M, k-slice] into MR-tall row panels      (Ap: kc x MR per panel)
  *     for each (NR panel, MR panel): C[MR x NR] (+)= Ap^T Bp   (micro-kernel, 12 ymm accumulators)
  * Each C element is summed by exactly one thread in a fixed k order (slices in order, k in
@@ -49,9 +50,12 @@ static void pack_a(float *Ap, int transA, const float *A, int lda, int M, int k0
                 Ap[k * MR + r] = i0 + r < M ? OPA(i0 + r, k0 + k) : 0;
 }
 
-static void pack_b(float *Bp, int transB, const float *B, int ldb, int N, int k0, int kc)
+/* direct: B is not transposed and full panels are read in place; only the last partial
+ * panel is packed (reading it in place would run past the end of the matrix). */
+static void pack_b(float *Bp, int transB, const float *B, int ldb, int N, int k0, int kc, int direct)
 {
     for (int j0 = 0; j0 < N; j0 += NR, Bp += (size_t)kc * NR) {
+        if (direct && j0 + NR <= N) continue;
         if (!transB && j0 + NR <= N) {
             for (int k = 0; k < kc; k++) memcpy(Bp + k * NR, &B[(size_t)(k0 + k) * ldb + j0], NR * sizeof(float));
         } else if (transB) {   /* read rows of B (contiguous in k), write strided */
@@ -77,22 +81,23 @@ static void store_tile(const float *t, float *C, int ldc, int mr, int nr, float 
         }
 }
 
-static void kernel_plain(int kc, const float *Ap, const float *Bp, float *C, int ldc, int mr, int nr, float beta)
+/* Bp rows are ldbp apart: NR for a packed panel, ldb when B is read in place. */
+static void kernel_plain(int kc, const float *Ap, const float *Bp, int ldbp, float *C, int ldc, int mr, int nr, float beta)
 {
     float t[MR * NR] = {0};
     for (int k = 0; k < kc; k++)
         for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) t[r * NR + c] += Ap[k * MR + r] * Bp[k * NR + c];
+            for (int c = 0; c < NR; c++) t[r * NR + c] += Ap[k * MR + r] * Bp[(size_t)k * ldbp + c];
     store_tile(t, C, ldc, mr, nr, beta);
 }
 
 __attribute__((target("avx2,fma")))
-static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int ldc, int mr, int nr, float beta)
+static void kernel_avx2(int kc, const float *Ap, const float *Bp, int ldbp, float *C, int ldc, int mr, int nr, float beta)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(Bp + k * NR), b1 = _mm256_load_ps(Bp + k * NR + 8);
+        __m256 b0 = _mm256_loadu_ps(Bp + (size_t)k * ldbp), b1 = _mm256_loadu_ps(Bp + (size_t)k * ldbp + 8);
         const float *a = Ap + k * MR;
         __m256 a0 = _mm256_broadcast_ss(a + 0), a1 = _mm256_broadcast_ss(a + 1);
         c00 = _mm256_fmadd_ps(a0, b0, c00); c01 = _mm256_fmadd_ps(a0, b1, c01);
@@ -124,7 +129,7 @@ static void kernel_avx2(int kc, const float *Ap, const float *Bp, float *C, int 
     store_tile(t, C, ldc, mr, nr, beta);
 }
 
-typedef void (*kernel_fn)(int, const float *, const float *, float *, int, int, int, float);
+typedef void (*kernel_fn)(int, const float *, const float *, int, float *, int, int, int, float);
 
 static kernel_fn pick_kernel(void)
 {
@@ -151,16 +156,18 @@ void gemm_fast(int transA, int transB, int M, int N, int K, const float *A, int 
     size_t a_sz = (size_t)mp * MR * KC, b_sz = (size_t)np * NR * KC;
     float *Ap = pack_space(a_sz + b_sz), *Bp = Ap + a_sz;
     int par = !omp_in_parallel() && (double)M * N * K > 2e5 && mp * np > 1;
+    int direct = !transB;   /* B's rows are already contiguous panels: no copy needed */
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kc = K - k0 < KC ? K - k0 : KC;
         float b = k0 == 0 ? beta : 1;
         pack_a(Ap, transA, A, lda, M, k0, kc);
-        pack_b(Bp, transB, B, ldb, N, k0, kc);
+        pack_b(Bp, transB, B, ldb, N, k0, kc, direct);
         #pragma omp parallel for collapse(2) schedule(static) if (par)
         for (int jp = 0; jp < np; jp++)
             for (int ip = 0; ip < mp; ip++) {
-                int i0 = ip * MR, j0 = jp * NR;
-                kern(kc, Ap + (size_t)ip * kc * MR, Bp + (size_t)jp * kc * NR, C + (size_t)i0 * ldc + j0,
+                int i0 = ip * MR, j0 = jp * NR, full = j0 + NR <= N;
+                const float *bp = direct && full ? B + (size_t)k0 * ldb + j0 : Bp + (size_t)jp * kc * NR;
+                kern(kc, Ap + (size_t)ip * kc * MR, bp, direct && full ? ldb : NR, C + (size_t)i0 * ldc + j0,
                      ldc, M - i0 < MR ? M - i0 : MR, N - j0 < NR ? N - j0 : NR, b);
             }
     }

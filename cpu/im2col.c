@@ -5,6 +5,7 @@
  * so a convolution becomes out[K, P*Q] = weight[K, C*R*S] * col.
  * col2im is the adjoint: it ADDS every col entry back onto the input pixel it came from
  * (pixels covered by several windows receive several contributions). The caller zeroes `in`. */
+#include <string.h>
 #include "cpu/cpu.h"
 
 /* Output columns q whose input column q*stride - pad + s lies inside [0, W): [*lo, *hi). */
@@ -33,7 +34,8 @@ void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
                     if (h < 0 || h >= H) { for (int q = 0; q < Q; q++) dst[q] = 0; continue; }
                     const real *src = in + ((size_t)c * H + h) * W - pad + s;   /* src[q*stride] */
                     for (int q = 0; q < qlo; q++) dst[q] = 0;
-                    for (int q = qlo; q < qhi; q++) dst[q] = src[q * stride];
+                    if (stride == 1) memcpy(dst + qlo, src + qlo, sizeof(real) * (qhi - qlo));
+                    else for (int q = qlo; q < qhi; q++) dst[q] = src[q * stride];
                     for (int q = qhi; q < Q; q++) dst[q] = 0;
                 }
             }
@@ -53,7 +55,8 @@ void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
                     if (h < 0 || h >= H) continue;
                     real *dst = in + ((size_t)c * H + h) * W - pad + s;         /* dst[q*stride] */
                     const real *src = row + (size_t)p * Q;
-                    for (int q = qlo; q < qhi; q++) dst[q * stride] += src[q];
+                    if (stride == 1) for (int q = qlo; q < qhi; q++) dst[q] += src[q];
+                    else for (int q = qlo; q < qhi; q++) dst[q * stride] += src[q];
                 }
             }
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu/cpu.h"
+#include "core/ops.h"
 #include "tests/gradcheck.h"
 
 static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
@@ -38,7 +39,7 @@ START_TEST(grad_conv2d)
     int P = (s.H + 2 * s.pad - s.R) / s.stride + 1, Q = (s.W + 2 * s.pad - s.S) / s.stride + 1;
     size_t nx = (size_t)s.N * s.C * s.H * s.W, nw = (size_t)s.K * s.C * s.R * s.S;
     ConvCtx c = {s, dnormal(nx, 1), dnormal(nw, 2), dalloc((size_t)s.N * s.K * P * Q),
-                 dnormal((size_t)s.N * s.K * P * Q, 3), dalloc((size_t)s.N * s.C * s.R * s.S * P * Q),
+                 dnormal((size_t)s.N * s.K * P * Q, 3), dalloc(conv2d_workspace_floats(s.N, s.C, s.H, s.W, s.K, s.R, s.S, s.stride, s.pad)),
                  (size_t)s.N * s.K * P * Q};
     double *dx = dalloc(nx), *dw = dalloc(nw);
     conv2d_backward_input(dx, c.rnd, c.w, s.N, s.C, s.H, s.W, s.K, s.R, s.S, s.stride, s.pad, c.ws);
