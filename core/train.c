@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/loader.h"
 #include "core/progress.h"
+#include "core/tblog.h"
 #include "core/train.h"
 #include "core/util.h"
 
@@ -146,6 +147,10 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                            .perm = cfg->perm, .seed = cfg->seed};
         Loader *loader = loader_create(&lc);
         int steps = loader_num_batches(loader);
+        TbLog tb;
+        char tbdir[4200];
+        snprintf(tbdir, sizeof tbdir, "%s/tensorboard", cfg->out_dir);
+        if (tblog_open(&tb, tbdir, err, sizeof err)) die_code(2, "%s", err);
         double total_time = 0;
         long total_imgs = 0;
         for (int epoch = st.epoch; epoch < cfg->epochs; epoch++) {
@@ -167,6 +172,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 loss_sum += loss * b->n;
                 correct += ok;
                 seen += b->n;
+                tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
                 if (!cfg->quiet) progress_step(&pr, step + 1, loss_sum / seen, (double)correct / seen,
                                                seen / (now_seconds() - t0));
             }
@@ -183,6 +189,10 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 }
             }
             if (!cfg->quiet) progress_end(&pr, loss_sum / seen, (double)correct / seen, val, lr, secs, seen / secs);
+            tblog_scalar(&tb, "train_acc", m->steps, (float)((double)correct / seen));
+            tblog_scalar(&tb, "lr", m->steps, (float)lr);
+            if (!isnan(val)) tblog_scalar(&tb, "val_acc", m->steps, (float)val);
+            tblog_flush(&tb);
             FILE *f = fopen(csv_path, "a");
             if (!f) die("cannot append to %s: %s", csv_path, strerror(errno));
             fprintf(f, "%d,%.6g,%.6f,%.6f,", epoch + 1, lr, loss_sum / seen, (double)correct / seen);
@@ -194,6 +204,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             if (train_state_save(m, &st, state_path, err, sizeof err)) die("%s", err);
             res->epochs_run++;
             if (cfg->stop_after_epoch && st.epoch >= cfg->stop_after_epoch) {
+                tblog_close(&tb);
                 loader_free(loader);
                 model_free(m);
                 free(train_idx); free(val_idx);
@@ -201,6 +212,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 return 0;
             }
         }
+        tblog_close(&tb);
         loader_free(loader);
         if (res->epochs_run) {
             res->seconds_per_epoch = total_time / res->epochs_run;
