@@ -5,6 +5,7 @@
 #   make asan       the same tests under AddressSanitizer + UBSan (SANITIZE=1)
 #   make run        the main job: find or download CIFAR-10, train apps/resnet
 #   make data       download the official CIFAR-10 binary archive into ./data
+#   make practical  Parts 1-3 of the practical and saved_models/practical2/REPORT.md
 #   make bench      kernel and end-to-end benchmarks, appended to bench/RESULTS.md
 CC      ?= gcc
 CXX     ?= g++
@@ -35,6 +36,12 @@ GPU_SRC  = $(wildcard gpu/*.cu)
 APPS     = apps/resnet apps/rotation apps/shuffle
 APPS    := $(foreach a,$(APPS),$(if $(wildcard $(a).c),$(a)))
 BENCHES  = $(patsubst %.c,%,$(filter-out bench/bench_util.c,$(wildcard bench/*.c)))
+# bench/gemm compares against OpenBLAS (Debian libopenblas-dev); skipped where it is absent.
+HAVE_CBLAS := $(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h /usr/include/openblas/cblas.h)
+ifeq ($(HAVE_CBLAS),)
+  BENCHES := $(filter-out bench/gemm,$(BENCHES))
+endif
+bench/gemm: BENCH_LIBS = -lopenblas
 
 OBJ_CORE = $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(CPU_SRC))
 ifneq ($(NVCC),)
@@ -58,7 +65,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
 
-.PHONY: all test asan run data bench clean gpu-objs
+.PHONY: all test asan run data bench clean practical gpu-test
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h tests/*.h tests/*.def)
@@ -93,7 +100,7 @@ $(LIB): $(OBJ_CORE)
 apps/%: apps/%.c $(LIB) $(OBJ_GPU)
 	$(CC) $(CFLAGS) $< $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
 
-bench/%: bench/%.c bench/bench_util.c $(LIB) $(OBJ_GPU)
+bench/%: bench/%.c bench/bench_util.c bench/bench.h $(LIB) $(OBJ_GPU)
 	$(CC) $(CFLAGS) $< bench/bench_util.c $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(BENCH_LIBS) $(LDLIBS) -o $@
 
 $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
@@ -127,6 +134,10 @@ data:
 run: all
 	@if [ -z "$$CIFAR10_DIR" ]; then $(MAKE) --no-print-directory data || exit 1; fi
 	apps/resnet $(ARGS)
+
+# Parts 1-3 and REPORT.md (see apps/practical.sh for the knobs).
+practical: all
+	apps/practical.sh
 
 clean:
 	rm -rf build build-asan $(APPS) $(BENCHES)

@@ -9,7 +9,7 @@
 #include "core/model.h"
 #include "core/util.h"
 
-double median(double *v, int n);
+#include "bench/bench.h"
 
 int main(int argc, char **argv)
 {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole practical in one command (make practical): Part 1 (train the ResNet, or reuse its
+# checkpoint), Part 2 (rotation), Part 3 (pixel shuffling), then REPORT.md with the results
+# table, the plots and the measured observations.
+#   PART1_ARGS="--epochs 30 --milestones 21,27"  SHUFFLE_ARGS="--epochs 10"  ROTATION_ARGS=""
+#   OUT=saved_models/practical2  DEVICE=cpu|gpu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-saved_models/practical2}
+DEVICE=${DEVICE:-cpu}
+read -r -a p1 <<< "${PART1_ARGS:-}"
+read -r -a p2 <<< "${ROTATION_ARGS:-}"
+read -r -a p3 <<< "${SHUFFLE_ARGS:-}"
+
+echo "== Part 1: ResNet =="
+apps/resnet --device "$DEVICE" --out "$OUT/ResNet" "${p1[@]}"
+echo "== Part 2: rotation =="
+apps/rotation --device "$DEVICE" --out "$OUT/ResNet" "${p2[@]}"
+echo "== Part 3: pixel shuffling =="
+apps/shuffle --device "$DEVICE" --out "$OUT/Shuffle" "${p3[@]}"
+
+json() { sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" "$1"; }
+rot() { awk -F, -v a="$1" -v c="$2" 'NR > 1 && $1 == a { print $c }' "$OUT/ResNet/rotation.csv"; }
+rep="$OUT/REPORT.md"
+{
+  echo "# CIFAR-10 practical: results"
+  echo
+  echo "Produced by \`make practical\` on $(date -u +%Y-%m-%d) ($DEVICE)."
+  echo "Part 1 flags: \`${PART1_ARGS:-defaults}\`; Part 3 flags: \`${SHUFFLE_ARGS:-defaults}\`."
+  echo
+  echo "## Accuracy (best-validation weights)"
+  echo
+  echo "| run | validation | test |"
+  echo "|---|---|---|"
+  echo "| Part 1: PreAct ResNet | $(json "$OUT/ResNet/results.json" val) | $(json "$OUT/ResNet/results.json" test) |"
+  echo "| Part 3: plain images | $(json "$OUT/Shuffle/unshuffled/results.json" val) | $(json "$OUT/Shuffle/unshuffled/results.json" test) |"
+  echo "| Part 3: pixel-shuffled images | $(json "$OUT/Shuffle/shuffled/results.json" val) | $(json "$OUT/Shuffle/shuffled/results.json" test) |"
+  echo
+  echo "## Part 2: rotation"
+  echo
+  echo "![rotation](ResNet/rotation.png)"
+  echo
+  echo "| angle | validation | test |"
+  echo "|---|---|---|"
+  for a in 0 90 180 270 360; do echo "| $a | $(rot $a 2) | $(rot $a 3) |"; done
+  best=$(awk -F, 'NR > 1 { if ($3 > m) { m = $3; a = $1 } } END { print a }' "$OUT/ResNet/rotation.csv")
+  echo
+  echo "Highest test accuracy at ${best}°. Drop from 0° to 90°: $(awk -v x="$(rot 0 3)" -v y="$(rot 90 3)" 'BEGIN { printf "%.4f", x - y }'),"
+  echo "to 180°: $(awk -v x="$(rot 0 3)" -v y="$(rot 180 3)" 'BEGIN { printf "%.4f", x - y }'); 90° vs 270° differ by"
+  echo "$(awk -v x="$(rot 90 3)" -v y="$(rot 270 3)" 'BEGIN { printf "%.4f", x - y }') (symmetry about 180°)."
+  echo
+  echo "## Part 3: pixel shuffling"
+  echo
+  echo "![shuffle](Shuffle/shuffle.png)"
+  echo
+  echo "Gap plain minus shuffled (test): $(awk -v x="$(json "$OUT/Shuffle/unshuffled/results.json" test)" -v y="$(json "$OUT/Shuffle/shuffled/results.json" test)" 'BEGIN { printf "%.4f", x - y }')."
+} > "$rep"
+echo "wrote $rep"
