@@ -42,6 +42,12 @@ ifeq ($(HAVE_CBLAS),)
   BENCHES := $(filter-out bench/gemm,$(BENCHES))
 endif
 bench/gemm: BENCH_LIBS = -lopenblas
+# bench/gpu_bench needs the CUDA headers and runtime; only built when nvcc exists.
+ifeq ($(NVCC),)
+  BENCHES := $(filter-out bench/gpu_bench,$(BENCHES))
+endif
+bench/gpu_bench: CFLAGS += -I$(CUDA_HOME)/include
+bench/gpu_bench: BENCH_LIBS = -ldl
 
 OBJ_CORE = $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(CPU_SRC))
 ifneq ($(NVCC),)
@@ -110,6 +116,15 @@ $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
 test: $(BUILD)/run_tests $(OBJ_GPU)
 	cd $(CURDIR) && $(BUILD)/run_tests
 
+# The GPU-vs-CPU tests on a real GPU (needs nvcc and a device): build/gpu_tests.
+$(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCONVNET_REAL_GPU -c $< -o $@
+$(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o $(OBJ_GPU) $(LIB)
+	$(CC) $(CFLAGS) $^ $(GPU_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@
+gpu-test: $(BUILD)/gpu_tests
+	$(BUILD)/gpu_tests
+
 asan:
 	$(MAKE) SANITIZE=1 test
 
@@ -134,6 +149,9 @@ data:
 run: all
 	@if [ -z "$$CIFAR10_DIR" ]; then $(MAKE) --no-print-directory data || exit 1; fi
 	apps/resnet $(ARGS)
+
+bench: all
+	bash bench/run.sh
 
 # Parts 1-3 and REPORT.md (see apps/practical.sh for the knobs).
 practical: all
