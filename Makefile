@@ -121,7 +121,7 @@ $(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCONVNET_REAL_GPU -c $< -o $@
 $(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o $(OBJ_GPU) $(LIB)
-	$(CC) $(CFLAGS) $^ $(GPU_LIBS) $(CHECK_LIBS) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $^ $(GPU_LIBS) -lcheck_pic -Wl,-Bstatic -lsubunit -Wl,-Bdynamic -lrt $(LDLIBS) -o $@
 gpu-test: $(BUILD)/gpu_tests
 	$(BUILD)/gpu_tests
 

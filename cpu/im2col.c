@@ -55,7 +55,10 @@ void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
                     if (h < 0 || h >= H) continue;
                     real *dst = in + ((size_t)c * H + h) * W - pad + s;         /* dst[q*stride] */
                     const real *src = row + (size_t)p * Q;
-                    if (stride == 1) for (int q = qlo; q < qhi; q++) dst[q] += src[q];
+                    if (stride == 1) {
+                        #pragma omp simd
+                        for (int q = qlo; q < qhi; q++) dst[q] += src[q];
+                    }
                     else for (int q = qlo; q < qhi; q++) dst[q * stride] += src[q];
                 }
             }

@@ -9,7 +9,7 @@
 void sgd_step(real *w, const real *g, real *buf, size_t n,
               real lr, real momentum, real wd, int first_step)
 {
-    #pragma omp parallel for schedule(static) if (n > 65536)
+    #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         real gi = g[i] + wd * w[i];
         buf[i] = first_step ? gi : momentum * buf[i] + gi;
