@@ -5,7 +5,8 @@
  * Per image n, with col_n = im2col(in[n]) of shape [CRS, PQ]:
  *   forward          out[n]  = weight[K,CRS] * col_n                 (GEMM NN)
  *   backward_input   din[n]  = col2im( weight^T[CRS,K] * dout[n] )   (GEMM TN)
- *   backward_weight  dweight = sum_n dout[n][K,PQ] * col_n^T         (GEMM NT)
+ *   backward_weight  dweight = sum_n dout[n][K,PQ] * colT_n          (GEMM NN; colT_n = col_n^T
+ *                                                                     built directly by im2col_t)
  * workspace: conv2d_workspace_floats() (room for N image columns plus the weight-gradient
  * partials; the CPU uses one column slice per thread, the GPU all N at once).
  */
@@ -67,8 +68,8 @@ void conv2d_backward_weight(real *dweight, const real *dout, const real *in,
         real *part = partial + (size_t)c * K * CRS;
         int n0 = (int)((long)c * N / chunks), n1 = (int)((long)(c + 1) * N / chunks);
         for (int n = n0; n < n1; n++) {
-            im2col(col, in + (size_t)n * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-            gemm(0, 1, K, CRS, PQ, dout + (size_t)n * K * PQ, PQ, col, PQ, n == n0 ? 0 : 1, part, CRS);
+            im2col_t(col, in + (size_t)n * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            gemm(0, 0, K, CRS, PQ, dout + (size_t)n * K * PQ, PQ, col, CRS, n == n0 ? 0 : 1, part, CRS);
         }
     }
     memcpy(dweight, partial, sizeof(real) * (size_t)K * CRS);

@@ -25,6 +25,8 @@ int gemm_fast_available(void);
 /* im2col.c */
 void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q);
+void im2col_t(real *colT, const real *in, int C, int H, int W, int R, int S,
+              int stride, int pad, int P, int Q);
 void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q);
 

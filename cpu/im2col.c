@@ -41,6 +41,28 @@ void im2col(real *col, const real *in, int C, int H, int W, int R, int S,
             }
 }
 
+/* The transpose of im2col: colT[p*Q + q, (c*R + r)*S + s], shape [P*Q, C*R*S]. The weight
+ * gradient dW = dout[K,PQ] * colT[PQ,CRS] is then a plain (non-transposed) GEMM whose B
+ * operand the fast GEMM reads in place, instead of transposing col inside the GEMM. */
+void im2col_t(real *colT, const real *in, int C, int H, int W, int R, int S,
+              int stride, int pad, int P, int Q)
+{
+    int CRS = C * R * S;
+    for (int p = 0; p < P; p++)
+        for (int q = 0; q < Q; q++) {
+            real *row = colT + ((size_t)p * Q + q) * CRS;
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++) {
+                    int h = p * stride - pad + r;
+                    const real *src = in + ((size_t)c * H + h) * W;
+                    for (int s = 0; s < S; s++) {
+                        int w = q * stride - pad + s;
+                        row[(c * R + r) * S + s] = h >= 0 && h < H && w >= 0 && w < W ? src[w] : 0;
+                    }
+                }
+        }
+}
+
 void col2im(real *in, const real *col, int C, int H, int W, int R, int S,
             int stride, int pad, int P, int Q)
 {

@@ -4,6 +4,7 @@
 #define gemm gemm_f64
 #define im2col im2col_f64
 #define col2im col2im_f64
+#define im2col_t im2col_t_f64
 #define conv2d_forward conv2d_forward_f64
 #define conv2d_backward_input conv2d_backward_input_f64
 #define conv2d_backward_weight conv2d_backward_weight_f64
