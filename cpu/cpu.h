@@ -20,6 +20,7 @@ void gemm(int transA, int transB, int M, int N, int K, const real *A, int lda,
 void gemm_fast(int transA, int transB, int M, int N, int K, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 int gemm_fast_available(void);
+const char *gemm_fast_isa(void);   /* "avx512", "avx2+fma" or "plain C" */
 #endif
 
 /* im2col.c */
