@@ -135,7 +135,7 @@ data:
 	@if [ -f $(DATA_DIR)/data_batch_1.bin ] && [ -f $(DATA_DIR)/test_batch.bin ]; then \
 	  echo "CIFAR-10 already present in $(DATA_DIR)"; exit 0; fi; \
 	mkdir -p data && \
-	{ curl -fL --retry 2 -o data/cifar-10-binary.tar.gz.part $(CIFAR_URL) || \
+	{ curl -fsSL --retry 2 -o data/cifar-10-binary.tar.gz.part $(CIFAR_URL) || \
 	  { echo "make data: could not download $(CIFAR_URL) (no network?); set CIFAR10_DIR or pass --data DIR" >&2; \
 	    rm -f data/cifar-10-binary.tar.gz.part; exit 1; }; } && \
 	if [ "$$(md5sum data/cifar-10-binary.tar.gz.part | cut -d' ' -f1)" != "$(CIFAR_MD5)" ]; then \
