@@ -108,6 +108,20 @@ START_TEST(resume_is_bit_exact)
 }
 END_TEST
 
+/* A diverging run stops with a clear message (exit status 1) instead of training on NaN. */
+START_TEST(divergence_stops)
+{
+    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    char d[] = "/tmp/convnet_div_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(d));
+    TrainConfig c;
+    TrainResult r;
+    tiny_config(&c, &tr, &te, d);
+    c.lr = 1e30;
+    train_run(&c, &r);   /* must not return */
+}
+END_TEST
+
 START_TEST(multistep_lr)
 {
     TrainConfig c;
@@ -127,6 +141,7 @@ Suite *suite_train(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, resume_is_bit_exact);
     tcase_add_test(t, multistep_lr);
+    tcase_add_exit_test(t, divergence_stops, 1);
     suite_add_tcase(s, t);
     return s;
 }
