@@ -31,12 +31,15 @@ out=$(mktemp)
   echo "### Training step, batch 128 (\`bench/train_step --threads $THREADS\` vs \`bench/torch_baseline.py --threads $THREADS\`)"
   echo
   echo '```'
+  rss() { /usr/bin/time -f "peak RSS %M KB" "$@" 2>&1 >/dev/null | tail -1; }
   ours=$(bench/train_step --threads "$THREADS" --steps "$STEPS" | tee /dev/stderr | sed -n 's/^train_step img\/s: //p')
   oursev=$(bench/train_step --threads "$THREADS" --steps "$STEPS" --eval --batch-size 256 | tee /dev/stderr | sed -n 's/^eval_step img\/s: //p')
   if $PY -c 'import torch' 2>/dev/null; then
     theirs=$($PY bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" | tee /dev/stderr | sed -n 's/^torch_train_step img\/s: //p')
     theirsev=$($PY bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --eval --batch-size 256 | tee /dev/stderr | sed -n 's/^torch_eval_step img\/s: //p')
     echo "train ratio convnet.c / torch: $(echo "scale=2; $ours / $theirs" | bc)"
+    echo "convnet.c train step $(rss bench/train_step --threads "$THREADS" --steps 3)"
+    echo "torch     train step $(rss $PY bench/torch_baseline.py --threads "$THREADS" --steps 3)"
     echo "eval  ratio convnet.c / torch: $(echo "scale=2; $oursev / $theirsev" | bc)"
   else
     echo "torch not installed: no baseline ratio"

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/augment.h"
+#include "core/cifar.h"
 #include "core/util.h"
 
 void hflip_u8(uint8_t *dst, const uint8_t *src, int C, int H, int W)
@@ -158,4 +159,32 @@ void normalize_u8(float *dst, const uint8_t *src, int n, int C, int HW, const fl
             float k = 1.0f / (255.0f * std[c]), b = mean[c] / std[c];
             for (int j = 0; j < HW; j++) d[j] = s[j] * k - b;
         }
+}
+
+void augment_draw(Rng *rng, int flip, int crop, AugParams *p)
+{
+    p->flip = flip && rng_uniform(rng) < 0.5;
+    p->h = 0;
+    if (crop) random_resized_crop_params(rng, 32, 32, 0.8, 1.0, 0.9, 1.1, &p->top, &p->left, &p->h, &p->w);
+}
+
+void augment_apply(float *dst, const uint8_t *src, const AugParams *p, double rotate_deg, const int *perm)
+{
+    enum { C = 3, H = 32, W = 32, N = C * H * W };
+    uint8_t img[N], tmp[N];
+    memcpy(img, src, N);
+    if (p->flip) hflip_u8(img, img, C, H, W);
+    if (p->h) {
+        resized_crop_u8(tmp, H, W, img, C, H, W, p->top, p->left, p->h, p->w);
+        memcpy(img, tmp, N);
+    }
+    if (rotate_deg != 0) {
+        rotate_u8(tmp, img, C, H, W, rotate_deg);
+        memcpy(img, tmp, N);
+    }
+    if (perm) {
+        permute_pixels_u8(tmp, img, perm, C, H * W);
+        memcpy(img, tmp, N);
+    }
+    normalize_u8(dst, img, 1, C, H * W, cifar_mean, cifar_std);
 }

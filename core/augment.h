@@ -29,6 +29,18 @@ void permutation_from_seed(int *perm, int n, uint64_t seed);
 int permutation_save(const char *path, const int *perm, int n);      /* 0 ok, -1 error */
 int permutation_load(const char *path, int *perm, int n, char *err, size_t errlen);
 
+/* The random choices for one image, drawn on the host so that the CPU path (augment_apply)
+ * and the GPU kernel (gpu/augment.cu) produce the same pixels from the same draws. */
+typedef struct AugParams {
+    int flip;                   /* mirror left-right first */
+    int top, left, h, w;        /* RandomResizedCrop box (h == 0: no crop) */
+} AugParams;
+
+void augment_draw(Rng *rng, int flip, int crop, AugParams *p);
+/* flip -> crop+resize -> rotate (degrees, 0: none) -> permute (NULL: none) -> normalize:
+ * src one uint8 CHW CIFAR image, dst 3x32x32 floats. */
+void augment_apply(float *dst, const uint8_t *src, const AugParams *p, double rotate_deg, const int *perm);
+
 /* ToTensor + Normalize: dst = (src/255 - mean[c]) / std[c], n images of C x HW. */
 void normalize_u8(float *dst, const uint8_t *src, int n, int C, int HW, const float *mean,
                   const float *std);

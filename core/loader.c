@@ -26,28 +26,12 @@ void loader_fill(const LoaderConfig *cfg, const int *order, int epoch, int b, in
 {
     Rng rng;
     rng_seed(&rng, cfg->seed ^ ((uint64_t)epoch << 32), 0x1000 + (uint64_t)b);
-    uint8_t img[CIFAR_PIXELS], tmp[CIFAR_PIXELS];
     for (int i = 0; i < count; i++) {
         int idx = order[(size_t)b * cfg->batch + i];
-        memcpy(img, cfg->ds->images + (size_t)idx * CIFAR_PIXELS, CIFAR_PIXELS);
-        /* the practical's order: flip, crop, (then ToTensor + Normalize) */
-        if (cfg->flip && rng_uniform(&rng) < 0.5) hflip_u8(img, img, CIFAR_C, CIFAR_H, CIFAR_W);
-        if (cfg->crop) {
-            int t, le, h, w;
-            random_resized_crop_params(&rng, CIFAR_H, CIFAR_W, 0.8, 1.0, 0.9, 1.1, &t, &le, &h, &w);
-            resized_crop_u8(tmp, CIFAR_H, CIFAR_W, img, CIFAR_C, CIFAR_H, CIFAR_W, t, le, h, w);
-            memcpy(img, tmp, CIFAR_PIXELS);
-        }
-        if (cfg->rotate_deg != 0) {
-            rotate_u8(tmp, img, CIFAR_C, CIFAR_H, CIFAR_W, cfg->rotate_deg);
-            memcpy(img, tmp, CIFAR_PIXELS);
-        }
-        if (cfg->perm) {
-            permute_pixels_u8(tmp, img, cfg->perm, CIFAR_C, CIFAR_H * CIFAR_W);
-            memcpy(img, tmp, CIFAR_PIXELS);
-        }
-        normalize_u8(out->x + (size_t)i * CIFAR_PIXELS, img, 1, CIFAR_C, CIFAR_H * CIFAR_W,
-                     cifar_mean, cifar_std);
+        AugParams p;
+        augment_draw(&rng, cfg->flip, cfg->crop, &p);   /* the practical's order: flip, crop */
+        augment_apply(out->x + (size_t)i * CIFAR_PIXELS, cfg->ds->images + (size_t)idx * CIFAR_PIXELS, &p,
+                      cfg->rotate_deg, cfg->perm);
         out->y[i] = cfg->ds->labels[idx];
     }
     out->n = count;

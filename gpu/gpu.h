@@ -3,6 +3,7 @@
 #define CONVNET_GPU_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/augment.h"   /* AugParams */
 
 namespace gpu {
 // gemm.cu. Batched: for b < batch, C_b = op(A_b) op(B_b) + beta C_b with X_b = X + b*strideX;
@@ -64,6 +65,11 @@ void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *la
 
 void sgd_step(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd,
               int first_step);
+
+// augment.cu: out [n,3,32,32] normalized floats from images (device uint8 dataset) at
+// indices idx with per-image params (see core/augment.h); perm may be NULL.
+void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
+                   int n, double rotate_deg, const int32_t *perm);
 
 // Grid size for a grid-stride loop over n elements with `threads` per block.
 int grid_for(size_t n, int threads);

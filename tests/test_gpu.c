@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/augment.h"
+#include "core/cifar.h"
 #include "core/model.h"
 #include "cpu/cpu.h"
 #include "tests/gradcheck.h"
@@ -24,6 +26,8 @@ static void emu_set_shuffle(unsigned long long seed) { (void)seed; }
 void emu_set_shuffle(unsigned long long seed);
 void gpu_planted_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 #endif
+void gpu_augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
+                       int n, double rotate_deg, const int32_t *perm);
 void gpu_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 void gpu_gemm_naive(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 
@@ -287,6 +291,48 @@ START_TEST(linear_and_loss_kernels)
 }
 END_TEST
 
+/* The data transforms on the GPU give the CPU path's pixels for the same drawn parameters:
+ * flip + crop (bilinear, rounded as PIL), rotation (nearest, fill 0), pixel permutation. */
+START_TEST(augment_kernel_matches_cpu)
+{
+    emu_set_shuffle(_i);
+    int nimg = 9, n = 6;
+    uint8_t *imgs = malloc((size_t)nimg * CIFAR_PIXELS);
+    Rng r;
+    rng_seed(&r, 77, 1);
+    for (size_t k = 0; k < (size_t)nimg * CIFAR_PIXELS; k++) imgs[k] = (uint8_t)rng_int(&r, 256);
+    int32_t idx[6] = {8, 0, 3, 3, 5, 1};
+    int perm[1024];
+    permutation_from_seed(perm, 1024, 3);
+    uint8_t *dimgs = G->alloc((size_t)nimg * CIFAR_PIXELS);
+    G->upload(dimgs, imgs, (size_t)nimg * CIFAR_PIXELS);
+    int32_t *didx = G->alloc(sizeof idx), *dperm = G->alloc(sizeof perm);
+    G->upload(didx, idx, sizeof idx);
+    G->upload(dperm, perm, sizeof perm);
+    AugParams p[6];
+    AugParams *dp = G->alloc(sizeof p);
+    float *ref = malloc(sizeof(float) * n * CIFAR_PIXELS);
+    static const double angles[] = {0, 0, 30, 90, 45};
+    for (int cfg = 0; cfg < 5; cfg++) {
+        int aug = cfg >= 1, use_perm = cfg == 4;
+        for (int i = 0; i < n; i++) augment_draw(&r, aug, aug, &p[i]);
+        G->upload(dp, p, sizeof p);
+        for (int i = 0; i < n; i++)
+            augment_apply(ref + (size_t)i * CIFAR_PIXELS, imgs + (size_t)idx[i] * CIFAR_PIXELS, &p[i], angles[cfg],
+                          use_perm ? perm : NULL);
+        float *dout = poisoned((size_t)n * CIFAR_PIXELS);
+        gpu_augment_batch(dout, dimgs, didx, dp, n, angles[cfg], use_perm ? dperm : NULL);
+        float *got = down(dout, (size_t)n * CIFAR_PIXELS);
+        for (size_t k = 0; k < (size_t)n * CIFAR_PIXELS; k++)
+            ck_assert_msg(fabsf(got[k] - ref[k]) <= 1e-5f, "config %d value %zu: gpu %g cpu %g", cfg, k, got[k], ref[k]);
+        free(got);
+        G->free(dout);
+    }
+    G->free(dimgs); G->free(didx); G->free(dperm); G->free(dp);
+    free(imgs); free(ref);
+}
+END_TEST
+
 /* The whole model through the GPU table: one training step of a small ResNet matches the
  * CPU table (logits, loss, every gradient, updated weights), and the bits do not depend on
  * the scheduler seed (the GPU path is deterministic). */
@@ -358,6 +404,7 @@ Suite *suite_gpu(void)
     tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, augment_kernel_matches_cpu, 0, 2);
     tcase_add_test(t, model_step_matches_cpu);
     suite_add_tcase(s, t);
     return s;
