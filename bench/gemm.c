@@ -1,7 +1,8 @@
 /* GEMM benchmark: our packed AVX2 GEMM (cpu/gemm_fast.c) and the readable loops (cpu/gemm.c,
  * CONVNET_GEMM=simple path) against OpenBLAS sgemm, same shapes, same threads, same run.
- * Shapes: the GEMMs the practical's ResNet runs per image at batch 128 (forward
- * K x PQ x CRS, backward-input CRS x PQ x K, backward-weight K x CRS x PQ) and a square sweep.
+ * Shapes: the GEMMs the practical's ResNet runs per image at batch 128, with the transposes
+ * cpu/conv2d.c uses (forward K x PQ x CRS NN, backward-input CRS x PQ x K TN, backward-weight
+ * K x CRS x PQ NN on im2col_t's col^T) and a square sweep.
  * Prints a Markdown table; GFLOP/s = 2 M N K / median time.
  *   bench/gemm [--threads 2] [--reps 15] */
 #include <omp.h>
@@ -39,17 +40,17 @@ int main(int argc, char **argv)
     }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
-    /* {name, ta, tb, M, N, K, batch}: conv GEMMs are run once per image of a 128-image batch
+    /* {name, transA, transB, M, N, K, batch}: conv GEMMs are run once per image of a 128-image batch
      * (our conv does exactly that), so each is timed as 128 back-to-back calls. */
     struct { const char *name; int ta, tb, M, N, K, batch; } shapes[] = {
         {"conv 16->16 3x3 32x32 fwd", 0, 0, 16, 1024, 144, 128},
         {"conv 16->16 3x3 32x32 bwd-input", 1, 0, 144, 1024, 16, 128},
-        {"conv 16->16 3x3 32x32 bwd-weight", 0, 1, 16, 144, 1024, 128},
+        {"conv 16->16 3x3 32x32 bwd-weight", 0, 0, 16, 144, 1024, 128},
         {"conv 24->24 3x3 16x16 fwd", 0, 0, 24, 256, 216, 128},
         {"conv 24->24 3x3 16x16 bwd-input", 1, 0, 216, 256, 24, 128},
-        {"conv 24->24 3x3 16x16 bwd-weight", 0, 1, 24, 216, 256, 128},
+        {"conv 24->24 3x3 16x16 bwd-weight", 0, 0, 24, 216, 256, 128},
         {"conv 32->32 3x3 8x8 fwd", 0, 0, 32, 64, 288, 128},
-        {"conv 32->32 3x3 8x8 bwd-weight", 0, 1, 32, 288, 64, 128},
+        {"conv 32->32 3x3 8x8 bwd-weight", 0, 0, 32, 288, 64, 128},
         {"square 256", 0, 0, 256, 256, 256, 1},
         {"square 512", 0, 0, 512, 512, 512, 1},
         {"square 1024", 0, 0, 1024, 1024, 1024, 1},

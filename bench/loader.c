@@ -1,9 +1,9 @@
 /* Does the augmenting loader keep up with the trainer? Batches per second of the background
  * loader (flip + RandomResizedCrop + normalize, batch 128) consumed as fast as possible, and
  * the consumer's wait time while a simulated trainer spends `--step-ms` per batch (default:
- * this machine's measured CPU train step, bench/train_step). Data: CIFAR-10 if found, else
+ * the CPU train step measured by bench/train_step here). Data: CIFAR-10 if found, else
  * synthetic images of the same shape.
- *   bench/loader [--batches 100] [--step-ms 850] [--data DIR] */
+ *   bench/loader [--batches 100] [--step-ms 460] [--data DIR] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +22,7 @@ static void busy_ms(double ms)   /* a stand-in trainer that occupies a core */
 int main(int argc, char **argv)
 {
     int batches = 100;
-    double step_ms = 850;
+    double step_ms = 460;   /* bench/train_step on this machine, 2 threads (bench/RESULTS.md) */
     const char *data = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--batches", 9)) batches = (int)cli_long("--batches", cli_value(argc, argv, &i), 1, 100000);
