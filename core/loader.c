@@ -22,15 +22,31 @@ Loader *loader_create(const LoaderConfig *cfg)
 
 int loader_num_batches(const Loader *l) { return l->n_batches; }
 
-void loader_fill(const LoaderConfig *cfg, const int *order, int epoch, int b, int count, Batch *out)
+void loader_order(const LoaderConfig *cfg, int epoch, int *order)
+{
+    int n = cfg->indices ? cfg->n : cfg->ds->n;
+    for (int i = 0; i < n; i++) order[i] = cfg->indices ? cfg->indices[i] : i;
+    if (cfg->shuffle) {
+        Rng r;
+        rng_seed(&r, cfg->seed, 0x2000 + (uint64_t)epoch);
+        rng_shuffle(&r, order, n);
+    }
+}
+
+void loader_draw(const LoaderConfig *cfg, int epoch, int b, int count, AugParams *params)
 {
     Rng rng;
     rng_seed(&rng, cfg->seed ^ ((uint64_t)epoch << 32), 0x1000 + (uint64_t)b);
+    for (int i = 0; i < count; i++) augment_draw(&rng, cfg->flip, cfg->crop, &params[i]);   /* flip, then crop */
+}
+
+void loader_fill(const LoaderConfig *cfg, const int *order, int epoch, int b, int count, Batch *out)
+{
+    AugParams p[count > 0 ? count : 1];
+    loader_draw(cfg, epoch, b, count, p);
     for (int i = 0; i < count; i++) {
         int idx = order[(size_t)b * cfg->batch + i];
-        AugParams p;
-        augment_draw(&rng, cfg->flip, cfg->crop, &p);   /* the practical's order: flip, crop */
-        augment_apply(out->x + (size_t)i * CIFAR_PIXELS, cfg->ds->images + (size_t)idx * CIFAR_PIXELS, &p,
+        augment_apply(out->x + (size_t)i * CIFAR_PIXELS, cfg->ds->images + (size_t)idx * CIFAR_PIXELS, &p[i],
                       cfg->rotate_deg, cfg->perm);
         out->y[i] = cfg->ds->labels[idx];
     }
@@ -78,12 +94,7 @@ static void stop_thread(Loader *l)
 void loader_start_epoch(Loader *l, int epoch)
 {
     stop_thread(l);
-    for (int i = 0; i < l->n; i++) l->order[i] = l->cfg.indices ? l->cfg.indices[i] : i;
-    if (l->cfg.shuffle) {
-        Rng r;
-        rng_seed(&r, l->cfg.seed, 0x2000 + (uint64_t)epoch);
-        rng_shuffle(&r, l->order, l->n);
-    }
+    loader_order(&l->cfg, epoch, l->order);
     l->epoch = epoch;
     l->next_take = 0;
     l->ready[0] = l->ready[1] = 0;

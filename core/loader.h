@@ -8,6 +8,7 @@
 #define CONVNET_LOADER_H
 #include <pthread.h>
 #include <stdint.h>
+#include "core/augment.h"
 #include "core/cifar.h"
 
 typedef struct LoaderConfig {
@@ -43,6 +44,11 @@ void loader_start_epoch(Loader *l, int epoch);     /* starts the background thre
 /* Next batch of the epoch, or NULL at its end. Valid until the following call. */
 const Batch *loader_next(Loader *l);
 void loader_free(Loader *l);
+
+/* The visiting order of an epoch (n indices) and the augmentation draws of batch b: the
+ * same for the CPU loader and the GPU data path (core/devdata.c). */
+void loader_order(const LoaderConfig *cfg, int epoch, int *order);
+void loader_draw(const LoaderConfig *cfg, int epoch, int b, int count, AugParams *params);
 
 /* Prepare one batch synchronously (used by the thread; also by tests and benchmarks). */
 void loader_fill(const LoaderConfig *cfg, const int *order, int epoch, int b, int count, Batch *out);

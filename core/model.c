@@ -411,10 +411,17 @@ static const float *block_input(const Model *m, int i)
 
 void model_forward(Model *m, const float *x, int N, int train)
 {
+    const ModelConfig *c = &m->cfg;
+    if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
+    m->ops->upload(m->input, x, sizeof(float) * N * c->in_c * c->in_h * c->in_w);
+    model_forward_input(m, N, train);
+}
+
+void model_forward_input(Model *m, int N, int train)
+{
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
-    o->upload(m->input, x, sizeof(float) * N * c->in_c * c->in_h * c->in_w);
     conv_fwd(m, &m->stem, m->stem_c, m->input, N);
     if (c->block == BLOCK_ORIGINAL) {
         bn_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);

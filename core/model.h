@@ -85,6 +85,8 @@ size_t model_num_trainable(const Model *m);
 /* x: host images [N, in_c, in_h, in_w], N <= max_batch. train selects batch statistics
  * (and updates running stats) vs running statistics. Logits land in m->logits (device). */
 void model_forward(Model *m, const float *x, int N, int train);
+/* The same on images already in m->input (device memory), e.g. from the device data path. */
+void model_forward_input(Model *m, int N, int train);
 /* Loss and accuracy of the last forward. Returns mean cross-entropy; *correct gets the count. */
 double model_loss(Model *m, const int32_t *labels, int N, int *correct);
 /* Gradients of the mean loss of the last forward/model_loss w.r.t. every parameter. */

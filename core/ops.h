@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct AugParams;   /* core/augment.h */
+
 typedef struct Ops {
     const char *name;
 
@@ -83,6 +85,13 @@ typedef struct Ops {
                                  const float *logits, const int32_t *labels, int N, int C);
     void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
                                   int N, int C);
+
+    /* ---- data: the training transforms on the device's copy of the data set ----
+     * out [n,3,32,32] = normalize(permute(rotate(crop(flip(images[idx[i]]))))), with the
+     * per-image choices in params (core/augment.h); perm may be NULL. */
+    void (*augment_batch)(float *out, const uint8_t *images, const int32_t *idx,
+                          const struct AugParams *params, int n, double rotate_deg,
+                          const int32_t *perm);
 
     /* ---- optimizer, cpu/sgd.c (PyTorch SGD) ----
      * g' = g + wd*w; buf = first ? g' : momentum*buf + g'; w -= lr*buf */

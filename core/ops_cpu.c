@@ -1,6 +1,7 @@
 /* The CPU op table: host memory plus the reference operators of cpu/. */
 #include <stdlib.h>
 #include <string.h>
+#include "core/augment.h"
 #include "core/ops.h"
 #include "core/util.h"
 #include "cpu/cpu.h"
@@ -23,6 +24,15 @@ static void host_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, sr
 static void host_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void host_sync(void) {}
 
+/* The CPU's version of the data slot: the same transforms, image by image (core/augment.c). */
+static void host_augment_batch(float *out, const uint8_t *images, const int32_t *idx,
+                               const AugParams *params, int n, double rotate_deg, const int32_t *perm)
+{
+    for (int i = 0; i < n; i++)
+        augment_apply(out + (size_t)i * 3 * 32 * 32, images + (size_t)idx[i] * 3 * 32 * 32, &params[i],
+                      rotate_deg, (const int *)perm);
+}
+
 const Ops ops_cpu = {
     .name = "cpu",
     .alloc = host_alloc, .free = free,
@@ -42,6 +52,7 @@ const Ops ops_cpu = {
     .linear_forward = linear_forward, .linear_backward = linear_backward,
     .softmax_xent_forward = softmax_xent_forward,
     .softmax_xent_backward = softmax_xent_backward,
+    .augment_batch = host_augment_batch,
     .sgd_step = sgd_step,
 };
 

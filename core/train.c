@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/checkpoint.h"
+#include "core/devdata.h"
 #include "core/loader.h"
 #include "core/progress.h"
 #include "core/tblog.h"
@@ -49,9 +50,32 @@ static void mkdir_p(const char *dir)
 
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
+/* Accuracy with the batches built on the device (any table but the CPU's). */
+static double evaluate_on_device(Model *m, const LoaderConfig *lc)
+{
+    DeviceData *dd = devdata_create(m->ops, lc->ds, lc->perm, lc->batch);
+    int n = lc->indices ? lc->n : lc->ds->n;
+    int *order = xmalloc(sizeof(int) * (n > 0 ? n : 1));
+    int32_t *y = xmalloc(sizeof(int32_t) * lc->batch);
+    loader_order(lc, 0, order);
+    long correct = 0;
+    for (int b = 0; b * lc->batch < n; b++) {
+        int count = n - b * lc->batch < lc->batch ? n - b * lc->batch : lc->batch, ok;
+        devdata_fill(dd, lc, order, 0, b, count, m->input, y);
+        model_forward_input(m, count, 0);
+        model_loss(m, y, count, &ok);
+        correct += ok;
+    }
+    free(order);
+    free(y);
+    devdata_free(dd);
+    return n ? (double)correct / n : 0;
+}
+
 double evaluate(Model *m, const Dataset *ds, const int *idx, int n, const int *perm, double rotate_deg, int batch)
 {
     LoaderConfig lc = {.ds = ds, .indices = idx, .n = n, .batch = batch, .perm = perm, .rotate_deg = rotate_deg};
+    if (m->ops != &ops_cpu) return evaluate_on_device(m, &lc);
     Loader *l = loader_create(&lc);
     long correct = 0, total = 0;
     loader_start_epoch(l, 0);
@@ -145,8 +169,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         LoaderConfig lc = {.ds = train_set, .indices = train_idx, .n = n_train, .batch = cfg->batch,
                            .shuffle = 1, .drop_last = 1, .flip = cfg->flip, .crop = cfg->crop,
                            .perm = cfg->perm, .seed = cfg->seed};
-        Loader *loader = loader_create(&lc);
-        int steps = loader_num_batches(loader);
+        /* CPU: a background thread prepares the next batch; other devices: the data set
+         * lives on the device and batches are built there (core/devdata.c). Same batches. */
+        int on_cpu = ops == &ops_cpu;
+        Loader *loader = on_cpu ? loader_create(&lc) : NULL;
+        DeviceData *dd = on_cpu ? NULL : devdata_create(ops, train_set, cfg->perm, cfg->batch);
+        int *order = on_cpu ? NULL : xmalloc(sizeof(int) * n_train);
+        int32_t *ybuf = xmalloc(sizeof(int32_t) * cfg->batch);
+        int steps = n_train / cfg->batch;   /* drop_last */
         TbLog tb;
         char tbdir[4200];
         snprintf(tbdir, sizeof tbdir, "%s/tensorboard", cfg->out_dir);
@@ -158,20 +188,29 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             long correct = 0, seen = 0;
             Progress pr;
             progress_begin(&pr, epoch, cfg->epochs, steps);
-            loader_start_epoch(loader, epoch);
-            int step = 0;
-            for (const Batch *b; (b = loader_next(loader)); step++) {
-                int ok;
-                model_forward(m, b->x, b->n, 1);
-                double loss = model_loss(m, b->y, b->n, &ok);
+            if (on_cpu) loader_start_epoch(loader, epoch);
+            else loader_order(&lc, epoch, order);
+            for (int step = 0; step < steps; step++) {
+                int ok, count = cfg->batch;
+                const int32_t *y = ybuf;
+                if (on_cpu) {
+                    const Batch *b = loader_next(loader);
+                    count = b->n;
+                    y = b->y;
+                    model_forward(m, b->x, count, 1);
+                } else {
+                    devdata_fill(dd, &lc, order, epoch, step, count, m->input, ybuf);
+                    model_forward_input(m, count, 1);
+                }
+                double loss = model_loss(m, y, count, &ok);
                 if (!isfinite(loss))
                     die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
                         "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
-                model_backward(m, b->n);
+                model_backward(m, count);
                 model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
-                loss_sum += loss * b->n;
+                loss_sum += loss * count;
                 correct += ok;
-                seen += b->n;
+                seen += count;
                 tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
                 if (!cfg->quiet) progress_step(&pr, step + 1, loss_sum / seen, (double)correct / seen,
                                                seen / (now_seconds() - t0));
@@ -206,6 +245,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             if (cfg->stop_after_epoch && st.epoch >= cfg->stop_after_epoch) {
                 tblog_close(&tb);
                 loader_free(loader);
+                devdata_free(dd);
+                free(order);
+                free(ybuf);
                 model_free(m);
                 free(train_idx); free(val_idx);
                 dataset_free(&train_loaded); dataset_free(&test_loaded);
@@ -214,6 +256,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         }
         tblog_close(&tb);
         loader_free(loader);
+        devdata_free(dd);
+        free(order);
+        free(ybuf);
         if (res->epochs_run) {
             res->seconds_per_epoch = total_time / res->epochs_run;
             res->images_per_second = total_imgs / total_time;

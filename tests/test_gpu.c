@@ -11,7 +11,9 @@
 #include <string.h>
 #include "core/augment.h"
 #include "core/cifar.h"
+#include "core/devdata.h"
 #include "core/model.h"
+#include "core/train.h"
 #include "cpu/cpu.h"
 #include "tests/gradcheck.h"
 
@@ -333,6 +335,55 @@ START_TEST(augment_kernel_matches_cpu)
 }
 END_TEST
 
+/* The device data path builds exactly the CPU loader's batches (same order, same draws), and
+ * evaluation on the GPU table agrees with the CPU's. */
+START_TEST(device_data_path_matches_loader)
+{
+    int n = 24;
+    Dataset ds = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)};
+    Rng r;
+    rng_seed(&r, 9, 9);
+    for (int i = 0; i < n; i++) {
+        ds.labels[i] = (uint8_t)rng_int(&r, 10);
+        for (int k = 0; k < CIFAR_PIXELS; k++) ds.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)rng_int(&r, 256);
+    }
+    int perm[1024];
+    permutation_from_seed(perm, 1024, 5);
+    LoaderConfig lc = {.ds = &ds, .batch = 8, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .perm = perm, .seed = 3};
+    int order[24];
+    loader_order(&lc, 4, order);
+    Batch cpu = {0, malloc(sizeof(float) * 8 * CIFAR_PIXELS), malloc(8 * 4)};
+    loader_fill(&lc, order, 4, 1, 8, &cpu);
+    DeviceData *dd = devdata_create(G, &ds, perm, 8);
+    float *dx = poisoned((size_t)8 * CIFAR_PIXELS);
+    int32_t y[8];
+    devdata_fill(dd, &lc, order, 4, 1, 8, dx, y);
+    float *got = down(dx, (size_t)8 * CIFAR_PIXELS);
+    for (int i = 0; i < 8 * CIFAR_PIXELS; i++) ck_assert_msg(fabsf(got[i] - cpu.x[i]) <= 1e-5f, "value %d", i);
+    ck_assert(memcmp(y, cpu.y, sizeof y) == 0);
+    free(got);
+    G->free(dx);
+    devdata_free(dd);
+    /* evaluation: same accuracy through either table (tiny model, 16 images) */
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.n_stages = 1; cfg.blocks[0] = 1; cfg.channels[0] = 4;
+    Model *mc = model_create(&ops_cpu, &cfg, 8), *mg = model_create(G, &cfg, 8);
+    rng_seed(&r, 4, 4);
+    model_init(mc, &r);
+    float *p = malloc(sizeof(float) * mc->n_params), *bufs = malloc(sizeof(float) * mc->n_buffers);
+    model_get_params(mc, p);
+    model_get_buffers(mc, bufs);
+    model_set_params(mg, p);
+    model_set_buffers(mg, bufs);
+    double ac = evaluate(mc, &ds, NULL, 16, perm, 30, 8), ag = evaluate(mg, &ds, NULL, 16, perm, 30, 8);
+    ck_assert_msg(ac == ag, "cpu %g vs gpu %g", ac, ag);
+    model_free(mc); model_free(mg);
+    free(p); free(bufs); free(cpu.x); free(cpu.y);
+    dataset_free(&ds);
+}
+END_TEST
+
 /* The whole model through the GPU table: one training step of a small ResNet matches the
  * CPU table (logits, loss, every gradient, updated weights), and the bits do not depend on
  * the scheduler seed (the GPU path is deterministic). */
@@ -405,6 +456,7 @@ Suite *suite_gpu(void)
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
     tcase_add_loop_test(t, augment_kernel_matches_cpu, 0, 2);
+    tcase_add_test(t, device_data_path_matches_loader);
     tcase_add_test(t, model_step_matches_cpu);
     suite_add_tcase(s, t);
     return s;
