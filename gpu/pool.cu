@@ -35,8 +35,11 @@ __device__ void window_range(int h, int k, int stride, int pad, int P, int *lo, 
     if (*hi > P) *hi = P;
 }
 
-__global__ void maxpool_backward_kernel(float *din, const float *dout, const int32_t *argmax, int NC,
-                                        int H, int W, int k, int stride, int pad, int P, int Q)
+// Backward of both pools: each input pixel gathers from the windows that contain it: max
+// takes dout where argmax points at this pixel, avg takes dout / k^2 from every window.
+template <bool IS_MAX>
+__global__ void pool_backward_kernel(float *din, const float *dout, const int32_t *argmax, int NC,
+                                     int H, int W, int k, int stride, int pad, int P, int Q)
 {
     long total = (long)NC * H * W;
     for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
@@ -49,9 +52,9 @@ __global__ void maxpool_backward_kernel(float *din, const float *dout, const int
         for (int p = plo; p < phi; p++)
             for (int q = qlo; q < qhi; q++) {
                 long o = plane * P * Q + (long)p * Q + q;
-                if (argmax[o] == h * W + w) acc += dout[o];
+                if (!IS_MAX || argmax[o] == h * W + w) acc += dout[o];
             }
-        din[e] = acc;
+        din[e] = IS_MAX ? acc : acc / (float)(k * k);
     }
 }
 
@@ -72,23 +75,6 @@ __global__ void avgpool_forward_kernel(float *out, const float *in, int NC, int 
     }
 }
 
-__global__ void avgpool_backward_kernel(float *din, const float *dout, int NC, int H, int W, int k,
-                                        int stride, int pad, int P, int Q)
-{
-    long total = (long)NC * H * W;
-    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
-        int w = (int)(e % W), h = (int)(e / W % H);
-        long plane = e / ((long)H * W);
-        int plo, phi, qlo, qhi;
-        window_range(h, k, stride, pad, P, &plo, &phi);
-        window_range(w, k, stride, pad, Q, &qlo, &qhi);
-        float acc = 0.f;
-        for (int p = plo; p < phi; p++)
-            for (int q = qlo; q < qhi; q++) acc += dout[plane * P * Q + (long)p * Q + q];
-        din[e] = acc / (float)(k * k);
-    }
-}
-
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                        int k, int stride, int pad)
 {
@@ -102,7 +88,7 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, in
                         int W, int k, int stride, int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
-    LAUNCH(maxpool_backward_kernel, grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+    LAUNCH((pool_backward_kernel<true>), grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
         argmax, N * C, H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
@@ -120,8 +106,8 @@ void avgpool2d_backward(float *din, const float *dout, int N, int C, int H, int 
                         int stride, int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
-    LAUNCH(avgpool_backward_kernel, grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
-        N * C, H, W, k, stride, pad, P, Q);
+    LAUNCH((pool_backward_kernel<false>), grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+        (const int32_t *)nullptr, N * C, H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu
