@@ -109,11 +109,20 @@ START_TEST(resume_is_bit_exact)
 END_TEST
 
 /* A diverging run stops with a clear message (exit status 1) instead of training on NaN. */
+static char div_dir[] = "/tmp/convnet_div_XXXXXX";
+static void remove_div_dir(void)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", div_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", div_dir);
+}
+
 START_TEST(divergence_stops)
 {
     Dataset tr = make_set(300, 1), te = make_set(50, 2);
-    char d[] = "/tmp/convnet_div_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(d));
+    char *d = div_dir;
+    ck_assert_ptr_nonnull(mkdtemp(div_dir));
+    atexit(remove_div_dir);   /* train_run exits; clean up then */
     TrainConfig c;
     TrainResult r;
     tiny_config(&c, &tr, &te, d);
