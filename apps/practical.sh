@@ -27,6 +27,8 @@ rep="$OUT/REPORT.md"
   echo
   echo "Produced by \`make practical\` on $(date -u +%Y-%m-%d) ($DEVICE)."
   echo "Part 1 flags: \`${PART1_ARGS:-defaults}\`; Part 3 flags: \`${SHUFFLE_ARGS:-defaults}\`."
+  echo "The Part 1 checkpoint was trained for $(($(wc -l < "$OUT/ResNet/metrics.csv") - 1)) epochs (lr per epoch in $OUT/ResNet/metrics.csv:"
+  echo "$(awk -F, 'NR > 1 { printf "%s%s", (NR > 2 ? ", " : ""), $2 }' "$OUT/ResNet/metrics.csv"))."
   echo
   echo "## Accuracy (best-validation weights)"
   echo

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
     fclose(f);
     const char *series[] = {"plain images", "pixel-shuffled images"};
     plot_csv(png, csv, "Validation accuracy: plain vs pixel-shuffled CIFAR-10", "epoch", "validation accuracy",
-             2, series, "set yrange [0:1]");
+             2, series, "set yrange [0:1]\nset xtics 1");
     printf("\n%-12s  %8s  %8s\n", "run", "val", "test");
     for (int r = 0; r < 2; r++) printf("%-12s  %8.4f  %8.4f\n", names[r], res[r].val, res[r].test);
     printf("gap (unshuffled - shuffled): val %.4f, test %.4f\n", res[0].val - res[1].val, res[0].test - res[1].test);
