@@ -77,7 +77,7 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
         int n = parse_int_list(s, v, MAX_STAGES);
         if (n <= 0) die_code(2, "%s: expected a comma-separated list of positive integers, got '%s'", ch ? "--channels" : "--blocks", s);
         for (int k = 0; k < n; k++) (ch ? c->model.channels : c->model.blocks)[k] = v[k];
-        if (ch) c->model.n_stages = n; else if (n != c->model.n_stages) c->model.n_stages = n;
+        c->model.n_stages = n;   /* model_create checks that both lists cover every stage */
     } else if (is_flag(a, "--epochs")) c->epochs = (int)cli_long("--epochs", cli_value(argc, argv, i), 1, 100000);
     else if (is_flag(a, "--batch-size")) c->batch = (int)cli_long("--batch-size", cli_value(argc, argv, i), 1, 65536);
     else if (is_flag(a, "--lr")) c->lr = cli_double("--lr", cli_value(argc, argv, i), 0, 100);

@@ -99,6 +99,11 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
     int pre = cfg->block == BLOCK_PREACT;
     int H = cfg->in_h, W = cfg->in_w, C = cfg->channels[0];
     if (H != W) die("model: only square inputs are supported (got %dx%d)", H, W);
+    if (cfg->n_stages < 1 || cfg->n_stages > MAX_STAGES) die_code(2, "model: %d stages (1..%d)", cfg->n_stages, MAX_STAGES);
+    for (int s = 0; s < cfg->n_stages; s++)
+        if (cfg->blocks[s] <= 0 || cfg->channels[s] <= 0)
+            die_code(2, "model: stage %d has no block count or channel count "
+                        "(--blocks and --channels need the same number of entries)", s + 1);
 
     m->stem = plan_conv(m, "model.input_net.0", cfg->in_c, C, 3, 1, 1, H, W, 0);
     if (!pre) m->stem_bn = plan_bn(m, "model.input_net.1", C, H * W);
