@@ -22,8 +22,6 @@ typedef struct Ops {
     void (*free)(void *p);
     void (*upload)(void *dst, const void *host_src, size_t bytes);
     void (*download)(void *host_dst, const void *src, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes);
-    void (*zero)(void *p, size_t bytes);
     void (*sync)(void);
 
     /* ---- convolution (cross-correlation, zero padding), cpu/conv2d.c ----

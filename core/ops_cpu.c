@@ -21,7 +21,6 @@ static void *host_alloc(size_t bytes)
     return p;
 }
 static void host_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-static void host_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void host_sync(void) {}
 
 /* The CPU's version of the data slot: the same transforms, image by image (core/augment.c). */
@@ -36,8 +35,7 @@ static void host_augment_batch(float *out, const uint8_t *images, const int32_t 
 const Ops ops_cpu = {
     .name = "cpu",
     .alloc = host_alloc, .free = free,
-    .upload = host_copy, .download = host_copy, .copy = host_copy,
-    .zero = host_zero, .sync = host_sync,
+    .upload = host_copy, .download = host_copy, .sync = host_sync,
     .conv2d_forward = conv2d_forward,
     .conv2d_backward_input = conv2d_backward_input,
     .conv2d_backward_weight = conv2d_backward_weight,

@@ -18,8 +18,6 @@ void *dev_alloc(size_t bytes)
 void dev_free(void *p) { CUDA_CHECK(cudaFree(p)); }
 void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice)); }
 void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
-void dev_copy(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice)); }
-void dev_zero(void *p, size_t n) { CUDA_CHECK(cudaMemset(p, 0, n)); }
 void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 Ops make_table()
@@ -27,7 +25,7 @@ Ops make_table()
     Ops t = {};
     t.name = "gpu";
     t.alloc = dev_alloc; t.free = dev_free; t.upload = dev_upload; t.download = dev_download;
-    t.copy = dev_copy; t.zero = dev_zero; t.sync = dev_sync;
+    t.sync = dev_sync;
     t.conv2d_forward = gpu::conv2d_forward;
     t.conv2d_backward_input = gpu::conv2d_backward_input;
     t.conv2d_backward_weight = gpu::conv2d_backward_weight;
