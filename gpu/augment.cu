@@ -8,11 +8,12 @@
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
 #include "core/augment.h"
+#include "core/cifar.h"
 
 namespace gpu {
 
-__device__ __constant__ float kMean[3] = {0.4914f, 0.4822f, 0.4465f};
-__device__ __constant__ float kStd[3] = {0.2470f, 0.2435f, 0.2616f};
+// The normalization constants, passed by value from core/cifar.c's cifar_mean / cifar_std.
+struct Norm { float scale[3], shift[3]; };   // out = v * scale[c] - shift[c]
 
 // Pixel (y, x) of channel c after flip + crop/resize, as uint8 (before rotation/permutation).
 __device__ int cropped_pixel(const uint8_t *img, const AugParams &p, int c, int y, int x)
@@ -35,7 +36,7 @@ __device__ int cropped_pixel(const uint8_t *img, const AugParams &p, int c, int 
 
 __global__ void augment_kernel(float *out, const uint8_t *images, const int32_t *idx,
                                const AugParams *params, int n, double cs, double sn, int rotate,
-                               const int32_t *perm)
+                               const int32_t *perm, Norm norm)
 {
     const int H = 32, W = 32, HW = H * W;
     long total = (long)n * 3 * HW;
@@ -53,7 +54,7 @@ __global__ void augment_kernel(float *out, const uint8_t *images, const int32_t 
         } else {
             v = cropped_pixel(img, params[i], c, y, x);
         }
-        out[e] = v * (1.0f / (255.0f * kStd[c])) - kMean[c] / kStd[c];
+        out[e] = v * norm.scale[c] - norm.shift[c];
     }
 }
 
@@ -64,8 +65,13 @@ void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const 
     if (a < 0) a += 360;
     double cs = a == 90 || a == 270 ? 0 : a == 180 ? -1 : a == 0 ? 1 : cos(a * M_PI / 180);
     double sn = a == 0 || a == 180 ? 0 : a == 90 ? 1 : a == 270 ? -1 : sin(a * M_PI / 180);
+    Norm norm;   // the same float expressions as normalize_u8 on the CPU
+    for (int c = 0; c < 3; c++) {
+        norm.scale[c] = 1.0f / (255.0f * cifar_std[c]);
+        norm.shift[c] = cifar_mean[c] / cifar_std[c];
+    }
     LAUNCH(augment_kernel, grid_for((size_t)n * 3 * 1024, 256), 256, 0, 0)(out, images, idx, params, n,
-        cs, sn, rotate_deg != 0 ? 1 : 0, perm);
+        cs, sn, rotate_deg != 0 ? 1 : 0, perm, norm);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu
