@@ -32,6 +32,7 @@ NVCCFLAGS = -std=c++17 $(OPT) -I. -gencode arch=compute_$(CUDA_ARCH),code=sm_$(C
 CORE_SRC = $(wildcard core/*.c)
 CORE_SRC := $(filter-out core/ops_gpu_none.c,$(CORE_SRC))
 CPU_SRC  = $(wildcard cpu/*.c)
+FAST_SRC = $(wildcard cpu/fast/*.c)
 GPU_SRC  = $(wildcard gpu/*.cu)
 APPS     = apps/resnet apps/rotation apps/shuffle
 APPS    := $(foreach a,$(APPS),$(if $(wildcard $(a).c),$(a)))
@@ -49,7 +50,7 @@ endif
 bench/gpu_bench: CFLAGS += -I$(CUDA_HOME)/include
 bench/gpu_bench: BENCH_LIBS = -ldl
 
-OBJ_CORE = $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(CPU_SRC))
+OBJ_CORE = $(patsubst %.c,$(BUILD)/%.o,$(CORE_SRC) $(CPU_SRC) $(FAST_SRC))
 ifneq ($(NVCC),)
   OBJ_GPU   = $(patsubst %.cu,$(BUILD)/cuda/%.o,$(GPU_SRC))
   GPU_LIBS  = -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
@@ -74,7 +75,7 @@ EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopen
 .PHONY: all test asan run data bench clean practical gpu-test
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h tests/*.h tests/*.def)
+$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

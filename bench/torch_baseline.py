@@ -3,6 +3,7 @@
 random data and thread count; forward + cross-entropy + backward + SGD step (or eval).
 Last line: "torch_train_step img/s: <number>" (or torch_eval_step).
   python3 bench/torch_baseline.py [--steps 20] [--threads 2] [--batch-size 128] [--eval] [--device cpu|cuda]
+      [--layout nchw|channels_last]
 """
 import argparse, os, statistics, sys, time
 import torch
@@ -17,6 +18,8 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--batch-size", type=int, default=128)
 p.add_argument("--eval", action="store_true")
 p.add_argument("--device", default="cpu")
+p.add_argument("--layout", default="nchw", choices=["nchw", "channels_last"],
+               help="memory format of the model and input (channels_last is oneDNN's fast CPU layout)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 dev = torch.device(a.device)
@@ -25,6 +28,9 @@ if dev.type == "cuda":
 model = ResNet().to(dev)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(a.batch_size, 3, 32, 32, device=dev)
+if a.layout == "channels_last":
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
 y = torch.randint(0, 10, (a.batch_size,), device=dev)
 times = []
 for s in range(a.steps + 2):
@@ -44,5 +50,5 @@ for s in range(a.steps + 2):
         times.append(time.perf_counter() - t0)
 med = statistics.median(times)
 kind = "eval" if a.eval else "train"
-print(f"torch {torch.__version__} {a.device} {kind} batch {a.batch_size}, {a.threads} threads: median {med * 1e3:.1f} ms/step")
+print(f"torch {torch.__version__} {a.device} {a.layout} {kind} batch {a.batch_size}, {a.threads} threads: median {med * 1e3:.1f} ms/step")
 print(f"torch_{kind}_step img/s: {a.batch_size / med:.1f}")

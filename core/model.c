@@ -325,6 +325,36 @@ static void bn_bwd(Model *m, const BatchNorm *b, float *din, const float *dout, 
                                m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
 }
 
+/* out = relu(bn(in)) in one operator */
+static void bn_relu_fwd(Model *m, BatchNorm *b, float *out, const float *in, int N, int train)
+{
+    float *p = m->params, *buf = m->buffers;
+    if (train) {
+        m->ops->batchnorm_relu_forward_train(out, b->mean, b->invstd, buf + b->rmean, buf + b->rvar,
+                                             in, p + b->gamma, p + b->beta, N, b->C, b->HW, 0.1f, 1e-5f);
+        m->num_batches_tracked[b->index]++;
+    } else {
+        m->ops->batchnorm_relu_forward_eval(out, in, p + b->gamma, p + b->beta, buf + b->rmean,
+                                            buf + b->rvar, N, b->C, b->HW, 1e-5f);
+    }
+}
+
+/* the backward of out = relu(bn(in)): din from dout, the ReLU's output and bn's input */
+static void relu_bn_bwd(Model *m, const BatchNorm *b, float *din, const float *dout,
+                        const float *out, const float *in, int N)
+{
+    m->ops->relu_batchnorm_backward(din, m->grads + b->gamma, m->grads + b->beta, dout, out, in,
+                                    m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
+}
+
+/* out = conv(in) + add (a bias-free conv with the residual add in its store) */
+static void conv_fwd_add(Model *m, const Conv *c, float *out, const float *in, const float *add, int N)
+{
+    if (c->has_bias) die("model: conv_fwd_add on a conv with bias");
+    m->ops->conv2d_forward_add(out, in, m->params + c->w, add, N, c->C, c->H, c->W, c->K, c->R,
+                               c->S, c->stride, c->pad, m->ws);
+}
+
 static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
 static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
 
@@ -332,20 +362,15 @@ static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H
 
 static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 {
-    const Ops *o = m->ops;
-    bn_fwd(m, &b->bn1, b->a1, x, N, train);
-    o->relu_forward(b->a1, b->a1, in_numel(b, N));
+    bn_relu_fwd(m, &b->bn1, b->a1, x, N, train);
     conv_fwd(m, &b->conv1, b->c1, b->a1, N);
-    bn_fwd(m, &b->bn2, b->a2, b->c1, N, train);
-    o->relu_forward(b->a2, b->a2, out_numel(b, N));
-    conv_fwd(m, &b->conv2, b->y, b->a2, N);
+    bn_relu_fwd(m, &b->bn2, b->a2, b->c1, N, train);
     if (b->sub) {
-        bn_fwd(m, &b->ds_bn, b->ds_a, x, N, train);
-        o->relu_forward(b->ds_a, b->ds_a, in_numel(b, N));
+        bn_relu_fwd(m, &b->ds_bn, b->ds_a, x, N, train);
         conv_fwd(m, &b->ds_conv, m->t1, b->ds_a, N);
-        o->add_inplace(b->y, m->t1, out_numel(b, N));
+        conv_fwd_add(m, &b->conv2, b->y, b->a2, m->t1, N);    /* y = conv2(a2) + shortcut */
     } else {
-        o->add_inplace(b->y, x, out_numel(b, N));
+        conv_fwd_add(m, &b->conv2, b->y, b->a2, x, N);        /* y = conv2(a2) + x */
     }
 }
 
@@ -355,15 +380,12 @@ static void preact_backward(Model *m, Block *b, float *dx, const float *dy, cons
     const Ops *o = m->ops;
     float *t1 = m->t1, *t2 = m->t2;
     conv_bwd(m, &b->conv2, t1, dy, b->a2, N);
-    o->relu_backward(t1, t1, b->a2, out_numel(b, N));
-    bn_bwd(m, &b->bn2, t2, t1, b->c1, N);
+    relu_bn_bwd(m, &b->bn2, t2, t1, b->a2, b->c1, N);
     conv_bwd(m, &b->conv1, t1, t2, b->a1, N);
-    o->relu_backward(t1, t1, b->a1, in_numel(b, N));
-    bn_bwd(m, &b->bn1, dx, t1, x, N);
+    relu_bn_bwd(m, &b->bn1, dx, t1, b->a1, x, N);
     if (b->sub) {
         conv_bwd(m, &b->ds_conv, t1, dy, b->ds_a, N);
-        o->relu_backward(t1, t1, b->ds_a, in_numel(b, N));
-        bn_bwd(m, &b->ds_bn, t2, t1, x, N);
+        relu_bn_bwd(m, &b->ds_bn, t2, t1, b->ds_a, x, N);
         o->add_inplace(dx, t2, in_numel(b, N));
     } else {
         o->add_inplace(dx, dy, in_numel(b, N));
@@ -374,8 +396,7 @@ static void original_forward(Model *m, Block *b, const float *x, int N, int trai
 {
     const Ops *o = m->ops;
     conv_fwd(m, &b->conv1, b->c1, x, N);
-    bn_fwd(m, &b->bn1, b->a1, b->c1, N, train);
-    o->relu_forward(b->a1, b->a1, out_numel(b, N));
+    bn_relu_fwd(m, &b->bn1, b->a1, b->c1, N, train);
     conv_fwd(m, &b->conv2, b->c2, b->a1, N);
     bn_fwd(m, &b->bn2, b->y, b->c2, N, train);
     if (b->sub) {
@@ -395,8 +416,7 @@ static void original_backward(Model *m, Block *b, float *dx, float *dy, const fl
     o->relu_backward(dy, dy, b->y, out_numel(b, N));
     bn_bwd(m, &b->bn2, t1, dy, b->c2, N);
     conv_bwd(m, &b->conv2, t2, t1, b->a1, N);
-    o->relu_backward(t2, t2, b->a1, out_numel(b, N));
-    bn_bwd(m, &b->bn1, t1, t2, b->c1, N);
+    relu_bn_bwd(m, &b->bn1, t1, t2, b->a1, b->c1, N);
     conv_bwd(m, &b->conv1, dx, t1, x, N);
     if (b->sub) {
         conv_bwd(m, &b->ds_conv, t1, dy, x, N);
@@ -429,8 +449,7 @@ void model_forward_input(Model *m, int N, int train)
     if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
     conv_fwd(m, &m->stem, m->stem_c, m->input, N);
     if (c->block == BLOCK_ORIGINAL) {
-        bn_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
-        o->relu_forward(m->stem_a, m->stem_a, (size_t)N * m->stem.K * m->stem.P * m->stem.Q);
+        bn_relu_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
     }
     for (int i = 0; i < m->n_blocks; i++) {
         if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, train);
@@ -472,8 +491,7 @@ void model_backward(Model *m, int N)
         float *t = g; g = gnext; gnext = t;
     }
     if (c->block == BLOCK_ORIGINAL) {
-        o->relu_backward(g, g, m->stem_a, (size_t)N * m->stem.K * m->stem.P * m->stem.Q);
-        bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_c, N);
+        relu_bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_a, m->stem_c, N);
         g = m->t1;
     }
     conv_bwd(m, &m->stem, NULL, g, m->input, N);

@@ -16,6 +16,7 @@ struct AugParams;   /* core/augment.h */
 
 typedef struct Ops {
     const char *name;
+    int host;   /* 1: tensors live in host memory (the CPU tables) */
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes);          /* never returns NULL: exits with a message */
@@ -52,6 +53,27 @@ typedef struct Ops {
     void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
                                const float *in, const float *gamma, const float *save_mean,
                                const float *save_invstd, int N, int C, int HW);
+
+    /* ---- fused (one pass where two operators would make two; cpu/fast/batchnorm_relu.c and
+     * cpu/fast/conv2d_direct.c; the reference table and the GPU run the two operators in turn) ----
+     * out = relu(batchnorm(in)), arguments as batchnorm_forward_train / _eval */
+    void (*batchnorm_relu_forward_train)(float *out, float *save_mean, float *save_invstd,
+                                         float *running_mean, float *running_var,
+                                         const float *in, const float *gamma, const float *beta,
+                                         int N, int C, int HW, float momentum, float eps);
+    void (*batchnorm_relu_forward_eval)(float *out, const float *in, const float *gamma,
+                                        const float *beta, const float *running_mean,
+                                        const float *running_var, int N, int C, int HW, float eps);
+    /* the backward of relu(batchnorm(in)): din = batchnorm_backward(dout * [relu_out > 0]);
+     * din may alias dout */
+    void (*relu_batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
+                                    const float *relu_out, const float *in, const float *gamma,
+                                    const float *save_mean, const float *save_invstd,
+                                    int N, int C, int HW);
+    /* out = conv2d_forward(in, weight) + add   (add [N,K,P,Q], not aliasing out) */
+    void (*conv2d_forward_add)(float *out, const float *in, const float *weight, const float *add,
+                               int N, int C, int H, int W, int K, int R, int S,
+                               int stride, int pad, float *workspace);
 
     /* ---- elementwise ---- */
     void (*relu_forward)(float *out, const float *in, size_t n);          /* out may == in */
@@ -105,7 +127,12 @@ static inline int conv_out_size(int H, int R, int stride, int pad)
     return (H + 2 * pad - R) / stride + 1;
 }
 
+/* The CPU tables. ops_cpu: the default, the fast kernels of cpu/fast/ where they exist
+ * (chosen at run time from the CPU's instruction sets) and the readable operators elsewhere.
+ * ops_cpu_ref: the readable operators of cpu/ only, the definition the fast ones are tested
+ * against. ops_for_device("cpu") returns ops_cpu_ref when CONVNET_CPU=reference. */
 extern const Ops ops_cpu;
+extern const Ops ops_cpu_ref;
 
 /* The GPU table, or NULL with a one-line reason in *why when no usable GPU exists
  * (or this build has no CUDA). */

@@ -5,6 +5,7 @@
 #include "core/ops.h"
 #include "core/util.h"
 #include "cpu/cpu.h"
+#include "cpu/fast/fast.h"
 
 size_t conv2d_workspace_floats(int N, int C, int H, int W, int K, int R, int S,
                                int stride, int pad)
@@ -32,8 +33,39 @@ static void host_augment_batch(float *out, const uint8_t *images, const int32_t 
                       rotate_deg, (const int *)perm);
 }
 
-const Ops ops_cpu = {
-    .name = "cpu",
+/* The fused slots of the reference table: the readable operators in turn. */
+static void ref_bn_relu_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                              float *running_var, const float *in, const float *gamma,
+                              const float *beta, int N, int C, int HW, float momentum, float eps)
+{
+    batchnorm_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
+                            N, C, HW, momentum, eps);
+    relu_forward(out, out, (size_t)N * C * HW);
+}
+static void ref_bn_relu_eval(float *out, const float *in, const float *gamma, const float *beta,
+                             const float *running_mean, const float *running_var, int N, int C,
+                             int HW, float eps)
+{
+    batchnorm_forward_eval(out, in, gamma, beta, running_mean, running_var, N, C, HW, eps);
+    relu_forward(out, out, (size_t)N * C * HW);
+}
+static void ref_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *relu_out, const float *in, const float *gamma,
+                                 const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    relu_backward(din, dout, relu_out, (size_t)N * C * HW);
+    batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
+}
+static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
+                         int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+                         float *workspace)
+{
+    conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+    add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+}
+
+const Ops ops_cpu_ref = {
+    .name = "cpu-reference", .host = 1,
     .alloc = host_alloc, .free = free,
     .upload = host_copy, .download = host_copy, .sync = host_sync,
     .conv2d_forward = conv2d_forward,
@@ -43,6 +75,37 @@ const Ops ops_cpu = {
     .batchnorm_forward_train = batchnorm_forward_train,
     .batchnorm_forward_eval = batchnorm_forward_eval,
     .batchnorm_backward = batchnorm_backward,
+    .batchnorm_relu_forward_train = ref_bn_relu_train,
+    .batchnorm_relu_forward_eval = ref_bn_relu_eval,
+    .relu_batchnorm_backward = ref_relu_bn_backward,
+    .conv2d_forward_add = ref_conv_add,
+    .relu_forward = relu_forward, .relu_backward = relu_backward,
+    .add_forward = add_forward, .add_inplace = add_inplace,
+    .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,
+    .avgpool2d_forward = avgpool2d_forward, .avgpool2d_backward = avgpool2d_backward,
+    .linear_forward = linear_forward, .linear_backward = linear_backward,
+    .softmax_xent_forward = softmax_xent_forward,
+    .softmax_xent_backward = softmax_xent_backward,
+    .augment_batch = host_augment_batch,
+    .sgd_step = sgd_step,
+};
+
+/* The default CPU table: the readable table with the fast kernels in their slots. */
+const Ops ops_cpu = {
+    .name = "cpu", .host = 1,
+    .alloc = host_alloc, .free = free,
+    .upload = host_copy, .download = host_copy, .sync = host_sync,
+    .conv2d_forward = conv2d_direct_forward,
+    .conv2d_backward_input = conv2d_direct_backward_input,
+    .conv2d_backward_weight = conv2d_direct_backward_weight,
+    .bias_forward = bias_forward, .bias_backward = bias_backward,
+    .batchnorm_forward_train = batchnorm_fast_forward_train,
+    .batchnorm_forward_eval = batchnorm_fast_forward_eval,
+    .batchnorm_backward = batchnorm_fast_backward,
+    .batchnorm_relu_forward_train = batchnorm_relu_fast_forward_train,
+    .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
+    .relu_batchnorm_backward = relu_batchnorm_fast_backward,
+    .conv2d_forward_add = conv2d_direct_forward_add,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
     .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,
@@ -56,7 +119,12 @@ const Ops ops_cpu = {
 
 const Ops *ops_for_device(const char *device)
 {
-    if (strcmp(device, "cpu") == 0) return &ops_cpu;
+    if (strcmp(device, "cpu") == 0) {
+        const char *e = getenv("CONVNET_CPU");
+        if (e && !strcmp(e, "reference")) return &ops_cpu_ref;
+        if (e && *e && strcmp(e, "fast")) die_code(2, "CONVNET_CPU='%s' (expected fast or reference)", e);
+        return &ops_cpu;
+    }
     if (strcmp(device, "gpu") == 0) {
         const char *why = "unknown reason";
         const Ops *g = ops_gpu(&why);

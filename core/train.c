@@ -78,7 +78,7 @@ static double evaluate_dd(Model *m, DeviceData *dd, const Dataset *ds, const int
                           double rotate_deg, int batch)
 {
     LoaderConfig lc = {.ds = ds, .indices = idx, .n = n, .batch = batch, .perm = perm, .rotate_deg = rotate_deg};
-    if (m->ops != &ops_cpu) return evaluate_on_device(m, &lc, dd);
+    if (!m->ops->host) return evaluate_on_device(m, &lc, dd);
     Loader *l = loader_create(&lc);
     long correct = 0, total = 0;
     loader_start_epoch(l, 0);
@@ -180,7 +180,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                            .perm = cfg->perm, .seed = cfg->seed};
         /* CPU: a background thread prepares the next batch; other devices: the data set
          * lives on the device and batches are built there (core/devdata.c). Same batches. */
-        int on_cpu = ops == &ops_cpu;
+        int on_cpu = ops->host;
         Loader *loader = on_cpu ? loader_create(&lc) : NULL;
         if (!on_cpu) dd = devdata_create(ops, train_set, cfg->perm, cfg->batch);
         int *order = on_cpu ? NULL : xmalloc(sizeof(int) * n_train);

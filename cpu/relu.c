@@ -13,5 +13,8 @@ void relu_forward(real *out, const real *in, size_t n)
 void relu_backward(real *din, const real *dout, const real *out, size_t n)
 {
     #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) din[i] = out[i] > 0 ? dout[i] : 0;
+    for (size_t i = 0; i < n; i++) {
+        real d = dout[i];   /* loaded unconditionally, so the select vectorizes (no branch) */
+        din[i] = out[i] > 0 ? d : 0;
+    }
 }

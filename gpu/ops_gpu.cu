@@ -20,6 +20,36 @@ void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(ds
 void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
 void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+// The fused slots: the two kernels in turn (one launch each).
+void gpu_bn_relu_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                       float *running_var, const float *in, const float *gamma, const float *beta,
+                       int N, int C, int HW, float momentum, float eps)
+{
+    gpu::batchnorm_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+                                 beta, N, C, HW, momentum, eps);
+    gpu::relu_forward(out, out, (size_t)N * C * HW);
+}
+void gpu_bn_relu_eval(float *out, const float *in, const float *gamma, const float *beta,
+                      const float *running_mean, const float *running_var, int N, int C, int HW,
+                      float eps)
+{
+    gpu::batchnorm_forward_eval(out, in, gamma, beta, running_mean, running_var, N, C, HW, eps);
+    gpu::relu_forward(out, out, (size_t)N * C * HW);
+}
+void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                          const float *relu_out, const float *in, const float *gamma,
+                          const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    gpu::relu_backward(din, dout, relu_out, (size_t)N * C * HW);
+    gpu::batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
+}
+void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
+                  int H, int W, int K, int R, int S, int stride, int pad, float *workspace)
+{
+    gpu::conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+    gpu::add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+}
+
 Ops make_table()
 {
     Ops t = {};
@@ -33,6 +63,10 @@ Ops make_table()
     t.batchnorm_forward_train = gpu::batchnorm_forward_train;
     t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
     t.batchnorm_backward = gpu::batchnorm_backward;
+    t.batchnorm_relu_forward_train = gpu_bn_relu_train;
+    t.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
+    t.relu_batchnorm_backward = gpu_relu_bn_backward;
+    t.conv2d_forward_add = gpu_conv_add;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;

@@ -1,0 +1,190 @@
+/* Batchnorm fused with its ReLU, for the fast CPU path (math of cpu/batchnorm.c and cpu/relu.c).
+ * x [N,C,HW]; per channel c over M = N*HW values.
+ *
+ *   forward_train  one read of x for both statistics (sums of x - x0 and (x - x0)^2, shifted
+ *                  by the channel's first value x0 so the variance does not cancel; each image
+ *                  plane summed in float vector lanes, the planes added in double),
+ *                  then one pass  y = max(scale*x + shift, 0)  (relu = 0: no max)
+ *   forward_eval   one pass with the running statistics
+ *   backward       dy' = dy * [relu_out > 0] (mask NULL: dy' = dy) is never stored:
+ *                  pass 1 sums dy' and dy'*(x - mean), pass 2 writes
+ *                  dx = gamma*invstd/M * (M dy' - sum dy' - xhat * sum dy' xhat)
+ * Threads split channels (or images, in eval); each channel's sums run in one fixed order
+ * (per-image vector partials added in image order), so results do not depend on the
+ * thread count. */
+#include <math.h>
+#include <stddef.h>
+#include "cpu/fast/fast.h"
+
+#define PLANE(p, n, c) ((p) + ((size_t)(n) * C + (c)) * HW)
+
+/* The per-plane loops, each compiled for AVX-512, AVX2 and plain x86-64 and picked at load
+ * time by the CPU (GCC target_clones): the same source, vectorized for what the CPU has. */
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* sums of x - x0 and (x - x0)^2 over one plane */
+CLONES static void plane_stats(const float *x, int HW, float x0, double *s1, double *s2)
+{
+    float a = 0, b = 0;
+    #pragma omp simd reduction(+ : a, b)
+    for (int i = 0; i < HW; i++) { float d = x[i] - x0; a += d; b += d * d; }
+    *s1 += a;
+    *s2 += b;
+}
+
+/* y = x*scale + shift, then max(., 0) when relu */
+CLONES static void plane_apply(float *y, const float *x, int HW, float scale, float shift, int relu)
+{
+    if (relu) {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) { float v = x[i] * scale + shift; y[i] = v > 0 ? v : 0; }
+    } else {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) y[i] = x[i] * scale + shift;
+    }
+}
+
+/* sums of g and g*(x - mean) with g = dy * [m > 0] (m NULL: g = dy) */
+CLONES static void plane_bwd_sums(const float *dy, const float *m, const float *x, int HW,
+                                  float mean, double *sdy, double *sdyx)
+{
+    float a = 0, b = 0;
+    if (m) {
+        #pragma omp simd reduction(+ : a, b)
+        for (int i = 0; i < HW; i++) {
+            float d = dy[i], g = m[i] > 0 ? d : 0;   /* unconditional load: no branch */
+            a += g;
+            b += g * (x[i] - mean);
+        }
+    } else {
+        #pragma omp simd reduction(+ : a, b)
+        for (int i = 0; i < HW; i++) { a += dy[i]; b += dy[i] * (x[i] - mean); }
+    }
+    *sdy += a;
+    *sdyx += b;
+}
+
+/* dx = k1 * g - k0 - (x - mean) * k2 */
+CLONES static void plane_bwd_apply(float *dx, const float *dy, const float *m, const float *x,
+                                   int HW, float mean, float k0, float k1, float k2)
+{
+    if (m) {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) {
+            float d = dy[i], g = m[i] > 0 ? d : 0;
+            dx[i] = k1 * g - k0 - (x[i] - mean) * k2;
+        }
+    } else {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) dx[i] = k1 * dy[i] - k0 - (x[i] - mean) * k2;
+    }
+}
+
+static void forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                          float *running_var, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, float momentum, float eps,
+                          int relu)
+{
+    double M = (double)N * HW;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float x0 = PLANE(in, 0, c)[0];
+        double s1 = 0, s2 = 0;
+        for (int n = 0; n < N; n++) plane_stats(PLANE(in, n, c), HW, x0, &s1, &s2);
+        double dmean = s1 / M, mean = x0 + dmean;
+        double var = s2 / M - dmean * dmean;
+        if (var < 0) var = 0;
+        double invstd = 1.0 / sqrt(var + eps);
+        float scale = (float)(gamma[c] * invstd), shift = (float)(beta[c] - mean * gamma[c] * invstd);
+        for (int n = 0; n < N; n++) plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale, shift, relu);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        double unbiased = M > 1 ? var * M / (M - 1) : var;
+        running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
+    }
+}
+
+static void forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                         const float *running_mean, const float *running_var, int N, int C,
+                         int HW, float eps, int relu)
+{
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double invstd = 1.0 / sqrt((double)running_var[c] + eps);
+            float scale = (float)(gamma[c] * invstd);
+            float shift = (float)(beta[c] - running_mean[c] * gamma[c] * invstd);
+            plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale, shift, relu);
+        }
+}
+
+static void backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *mask,
+                     const float *in, const float *gamma, const float *save_mean,
+                     const float *save_invstd, int N, int C, int HW)
+{
+    double M = (double)N * HW;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float mean = save_mean[c], invstd = save_invstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++)
+            plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
+                           mean, &sdy, &sdyx);
+        sdyx *= invstd;                     /* sum dy' * xhat */
+        dbeta[c] = (float)sdy;
+        dgamma[c] = (float)sdyx;
+        double k = gamma[c] * invstd / M;
+        float k1 = (float)(k * M), k0 = (float)(k * sdy), k2 = (float)(k * sdyx * invstd);
+        for (int n = 0; n < N; n++)
+            plane_bwd_apply(PLANE(din, n, c), PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL,
+                            PLANE(in, n, c), HW, mean, k0, k1, k2);
+    }
+}
+
+void batchnorm_fast_forward_train(float *out, float *save_mean, float *save_invstd,
+                                  float *running_mean, float *running_var, const float *in,
+                                  const float *gamma, const float *beta, int N, int C, int HW,
+                                  float momentum, float eps)
+{
+    forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C,
+                  HW, momentum, eps, 0);
+}
+
+void batchnorm_relu_fast_forward_train(float *out, float *save_mean, float *save_invstd,
+                                       float *running_mean, float *running_var, const float *in,
+                                       const float *gamma, const float *beta, int N, int C, int HW,
+                                       float momentum, float eps)
+{
+    forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C,
+                  HW, momentum, eps, 1);
+}
+
+void batchnorm_fast_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int N, int C,
+                                 int HW, float eps)
+{
+    forward_eval(out, in, gamma, beta, running_mean, running_var, N, C, HW, eps, 0);
+}
+
+void batchnorm_relu_fast_forward_eval(float *out, const float *in, const float *gamma,
+                                      const float *beta, const float *running_mean,
+                                      const float *running_var, int N, int C, int HW, float eps)
+{
+    forward_eval(out, in, gamma, beta, running_mean, running_var, N, C, HW, eps, 1);
+}
+
+void batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *gamma, const float *save_mean,
+                             const float *save_invstd, int N, int C, int HW)
+{
+    backward(din, dgamma, dbeta, dout, NULL, in, gamma, save_mean, save_invstd, N, C, HW);
+}
+
+void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                  const float *relu_out, const float *in, const float *gamma,
+                                  const float *save_mean, const float *save_invstd, int N, int C,
+                                  int HW)
+{
+    backward(din, dgamma, dbeta, dout, relu_out, in, gamma, save_mean, save_invstd, N, C, HW);
+}

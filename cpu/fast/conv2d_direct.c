@@ -1,0 +1,418 @@
+/* Direct convolution for the fast CPU path: no im2col matrix, the output channels of a tile
+ * held in vector registers. Same contract and results (to float rounding) as cpu/conv2d.c.
+ *   in [N,C,H,W], weight [K,C,R,S], out [N,K,P,Q]
+ *   out[n,k,p,q] = sum_{c,r,s} weight[k,c,r,s] * in[n, c, p*st-pad+r, q*st-pad+s]
+ *
+ * Layout trick. Each image is first copied into a zero-padded buffer whose columns are split
+ * by phase (column j of phase f holds padded column j*st + f). For every stride, the input
+ * values that output pixels (p, q0..q0+VL-1) meet at tap (c, r, s) are then VL consecutive
+ * floats:  padded[c][p*st + r][phase s%st][q0 + s/st ...]. So one vector load per tap and
+ * pixel vector, one broadcast per tap and output channel, and KB x NV FMAs (the kernels in
+ * conv2d_direct_kern.h, compiled for AVX-512 and for AVX2).
+ *
+ *   forward          tiles of NV pixel vectors x KB output channels, summed over all taps
+ *   backward_input   (stride 1) the forward of dout with the flipped, transposed kernel:
+ *                    din[c,h,w] = sum_{k,r,s} w[k,c,R-1-r,S-1-s] dout_pad[k, h+r, w+s],
+ *                    padding R-1-pad / S-1-pad; other strides use the readable operator
+ *   backward_weight  dw[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in_pad[n,c,p*st+r,q*st+s]:
+ *                    KB channels x 3 taps of accumulators per (c, r), vectors over pixels;
+ *                    lanes are reduced once per chunk of images.
+ * Determinism: every output is summed by one thread in a fixed order; the weight gradient
+ * uses the same fixed image chunks as cpu/conv2d.c, added in chunk order. Results do not
+ * depend on the thread count. */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/ops.h"
+#include "core/util.h"
+#include "cpu/cpu.h"
+#include "cpu/fast/fast.h"
+
+/* ---------------------------------------------------------------- the ISA variants */
+
+#define SFX avx512
+#define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define VL 16
+#define KB 8
+#define V __m512
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
+#include "cpu/fast/conv2d_direct_kern.h"
+#undef SFX
+#undef TARGET
+#undef VL
+#undef KB
+#undef V
+#undef VZERO
+#undef VLOAD
+#undef VBCAST
+#undef VFMA
+#undef VADD
+#undef VSTORE
+#undef VSTORE_FIRST
+
+/* 8-wide vectors with AVX-512's 32 registers (for 8-pixel rows). */
+#define SFX avx512y
+#define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define VL 8
+#define KB 8
+#define V __m256
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VSTORE_FIRST(p, v, n) _mm256_mask_storeu_ps(p, (__mmask8)((1u << (n)) - 1), v)
+#include "cpu/fast/conv2d_direct_kern.h"
+#undef SFX
+#undef TARGET
+#undef KB
+#undef VSTORE_FIRST
+
+#define SFX avx2
+#define TARGET __attribute__((target("avx2,fma")))
+#define KB 4
+#define VSTORE_FIRST(p, v, n) \
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+#include "cpu/fast/conv2d_direct_kern.h"
+#undef SFX
+#undef TARGET
+#undef VL
+#undef KB
+#undef V
+#undef VZERO
+#undef VLOAD
+#undef VBCAST
+#undef VFMA
+#undef VADD
+#undef VSTORE
+#undef VSTORE_FIRST
+
+typedef void (*fwd_image_fn)(const float *, const int *, int, const float *, int, const int *,
+                             const int *, const int *, int, float *, const float *, size_t);
+typedef void (*bwdw_group_fn)(const float *, const int *, int, const float *, size_t, const int *,
+                              const int *, int, float *);
+typedef struct {
+    const char *name;
+    int vl, kb;
+    fwd_image_fn fwd;
+    bwdw_group_fn bwdw;
+} Isa;
+
+static const Isa isa_avx512 = {"avx512", 16, 8, fwd_image_avx512, bwdw_group_avx512};
+static const Isa isa_avx512y = {"avx512-ymm", 8, 8, fwd_image_avx512y, bwdw_group_avx512y};
+static const Isa isa_avx2 = {"avx2", 8, 4, fwd_image_avx2, bwdw_group_avx2};
+
+/* ---------------------------------------------------------------- kernel choice */
+
+static int forced = -1;   /* tests: CPU_ISA_* or -1 for automatic */
+
+int cpu_isa_supported(int isa)
+{
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    switch (isa) {
+    case CPU_ISA_NONE: return 1;
+    case CPU_ISA_AVX2: return avx2;
+    case CPU_ISA_AVX512: return avx512;
+    default: return 0;
+    }
+}
+
+int cpu_isa_best(void)
+{
+    if (forced >= 0) return forced;
+    static int best = -1;   /* decided once; benign race (same value) */
+    if (best < 0) {
+        const char *e = getenv("CONVNET_ISA");
+        best = cpu_isa_supported(CPU_ISA_AVX512) ? CPU_ISA_AVX512
+             : cpu_isa_supported(CPU_ISA_AVX2) ? CPU_ISA_AVX2 : CPU_ISA_NONE;
+        if (e && !strcmp(e, "avx2") && best > CPU_ISA_AVX2) best = CPU_ISA_AVX2;
+        if (e && !strcmp(e, "none")) best = CPU_ISA_NONE;
+    }
+    return best;
+}
+
+int cpu_isa_force(int isa)
+{
+    if (isa >= 0 && !cpu_isa_supported(isa)) return 0;
+    forced = isa;
+    return 1;
+}
+
+const char *cpu_isa_name(int isa)
+{
+    return isa == CPU_ISA_AVX512 ? "avx512" : isa == CPU_ISA_AVX2 ? "avx2" : "none";
+}
+
+/* Kernel set for output rows of Q pixels: 16-wide when a row fills them, else 8-wide. */
+static const Isa *pick(int Q)
+{
+    switch (cpu_isa_best()) {
+    case CPU_ISA_AVX512: return Q > 8 ? &isa_avx512 : &isa_avx512y;
+    case CPU_ISA_AVX2: return &isa_avx2;
+    default: return NULL;
+    }
+}
+
+const char *conv2d_direct_kernel_name(int Q)
+{
+    const Isa *isa = pick(Q);
+    return isa ? isa->name : "reference";
+}
+
+/* ---------------------------------------------------------------- scratch */
+
+/* Per-thread buffers that grow once and are reused (no allocation in steady state). */
+typedef struct { void *p; size_t cap; } Scratch;
+static _Thread_local Scratch s_x, s_d, s_acc, s_plan, s_w;
+
+static void *scratch(Scratch *s, size_t bytes)
+{
+    if (bytes > s->cap) {
+        free(s->p);
+        s->p = NULL;
+        if (posix_memalign(&s->p, 64, bytes) != 0) die("out of memory (conv2d_direct scratch)");
+        s->cap = bytes;
+    }
+    return s->p;
+}
+
+/* ---------------------------------------------------------------- plan */
+
+typedef struct {
+    const Isa *isa;
+    int C, H, W, K, R, S, st, padh, padw, P, Q;
+    int QV, nvec, Hp, Wph, T;
+    size_t xfloats;                 /* floats of one padded image */
+    int *toff, *voff, *ooff, *nl;   /* taps; per pixel vector: input/output offset, lanes */
+} Plan;
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+static void plan_make(Plan *pl, const Isa *isa, int C, int H, int W, int K, int R, int S,
+                      int st, int padh, int padw)
+{
+    pl->isa = isa;
+    pl->C = C; pl->H = H; pl->W = W; pl->K = K; pl->R = R; pl->S = S;
+    pl->st = st; pl->padh = padh; pl->padw = padw;
+    pl->P = (H + 2 * padh - R) / st + 1;
+    pl->Q = (W + 2 * padw - S) / st + 1;
+    int VLn = isa->vl;
+    pl->QV = ceil_div(pl->Q, VLn);
+    pl->nvec = pl->P * pl->QV;
+    pl->Hp = H + 2 * padh;
+    int need = pl->QV * VLn + (S - 1) / st, have = ceil_div(W + 2 * padw, st);
+    pl->Wph = need > have ? need : have;
+    pl->T = C * R * S;
+    pl->xfloats = (size_t)C * pl->Hp * st * pl->Wph;
+    int *tab = scratch(&s_plan, sizeof(int) * ((size_t)pl->T + 3 * (size_t)pl->nvec));
+    pl->toff = tab;
+    pl->voff = tab + pl->T;
+    pl->ooff = pl->voff + pl->nvec;
+    pl->nl = pl->ooff + pl->nvec;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            for (int s = 0; s < S; s++)
+                pl->toff[(c * R + r) * S + s] = ((c * pl->Hp + r) * st + s % st) * pl->Wph + s / st;
+    for (int v = 0; v < pl->nvec; v++) {
+        int p = v / pl->QV, q0 = (v % pl->QV) * VLn;
+        pl->voff[v] = p * st * st * pl->Wph + q0;
+        pl->ooff[v] = p * pl->Q + q0;
+        pl->nl[v] = pl->Q - q0 < VLn ? pl->Q - q0 : VLn;
+    }
+}
+
+/* Zero-padded, phase-split copy of one image [C,H,W]. Only the border is zeroed; rows are
+ * copied with plain loops (the compiler vectorizes them; a memcpy call per 32-float row costs
+ * more than the copy). */
+static void pad_image(const Plan *pl, float *restrict xp, const float *restrict img)
+{
+    int st = pl->st, Wph = pl->Wph, rowlen = st * Wph, W = pl->W, padw = pl->padw;
+    for (int c = 0; c < pl->C; c++) {
+        float *base = xp + (size_t)c * pl->Hp * rowlen;
+        memset(base, 0, sizeof(float) * (size_t)pl->padh * rowlen);
+        for (int h = 0; h < pl->H; h++) {
+            const float *src = img + ((size_t)c * pl->H + h) * W;
+            float *row = base + (size_t)(h + pl->padh) * rowlen;
+            if (st == 1) {
+                for (int j = 0; j < padw; j++) row[j] = 0;
+                for (int w = 0; w < W; w++) row[padw + w] = src[w];
+                for (int j = padw + W; j < Wph; j++) row[j] = 0;
+                continue;
+            }
+            for (int j = 0; j < rowlen; j++) row[j] = 0;
+            for (int f = 0; f < st; f++) {          /* phase f: padded columns f, f+st, ... */
+                int w0 = f - padw, j0 = 0;          /* first column of phase f inside [0, W) */
+                while (w0 < 0) { w0 += st; j0++; }
+                float *dst = row + (size_t)f * Wph;
+                for (int w = w0, j = j0; w < W; w += st, j++) dst[j] = src[w];
+            }
+        }
+        int below = pl->Hp - pl->H - pl->padh;
+        memset(base + (size_t)(pl->H + pl->padh) * rowlen, 0, sizeof(float) * (size_t)below * rowlen);
+    }
+}
+
+/* weight [K][C*R*S] (row k, tap t) -> wt[K/KB][T][KB], zero rows past K. */
+static float *repack_weights(const Plan *pl, const float *weight)
+{
+    int kb = pl->isa->kb, blocks = ceil_div(pl->K, kb), T = pl->T;
+    float *wt = scratch(&s_w, sizeof(float) * (size_t)blocks * T * kb);
+    for (int b = 0; b < blocks; b++)
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < kb; j++) {
+                int k = b * kb + j;
+                wt[((size_t)b * T + t) * kb + j] = k < pl->K ? weight[(size_t)k * T + t] : 0;
+            }
+    return wt;
+}
+
+/* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. */
+static void run_forward(const Plan *pl, const float *wt, float *out, const float *in,
+                        const float *add, int N)
+{
+    size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->P * pl->Q;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *xp = scratch(&s_x, sizeof(float) * pl->xfloats);
+        pad_image(pl, xp, in + n * in_img);
+        pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
+                     out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q);
+    }
+}
+
+/* ---------------------------------------------------------------- operators */
+
+void conv2d_direct_forward_add(float *out, const float *in, const float *weight, const float *add,
+                               int N, int C, int H, int W, int K, int R, int S,
+                               int stride, int pad, float *workspace)
+{
+    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    if (!isa) {
+        conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+        if (add) add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+        return;
+    }
+    Plan pl;
+    plan_make(&pl, isa, C, H, W, K, R, S, stride, pad, pad);
+    run_forward(&pl, repack_weights(&pl, weight), out, in, add, N);
+}
+
+void conv2d_direct_forward(float *out, const float *in, const float *weight,
+                           int N, int C, int H, int W, int K, int R, int S,
+                           int stride, int pad, float *workspace)
+{
+    conv2d_direct_forward_add(out, in, weight, NULL, N, C, H, W, K, R, S, stride, pad, workspace);
+}
+
+void conv2d_direct_backward_input(float *din, const float *dout, const float *weight,
+                                  int N, int C, int H, int W, int K, int R, int S,
+                                  int stride, int pad, float *workspace)
+{
+    int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
+    const Isa *isa = pick(W);
+    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {
+        conv2d_backward_input(din, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
+    /* flipped, transposed kernel wf[c][k][r][s] = w[k][c][R-1-r][S-1-s] */
+    size_t nw = (size_t)K * C * R * S;
+    float *wf = scratch(&s_d, sizeof(float) * nw);
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int s = 0; s < S; s++)
+                    wf[(((size_t)c * K + k) * R + r) * S + s] =
+                        weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+    Plan pl;
+    plan_make(&pl, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
+    run_forward(&pl, repack_weights(&pl, wf), din, dout, NULL, N);
+}
+
+void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
+                                   int N, int C, int H, int W, int K, int R, int S,
+                                   int stride, int pad, float *workspace)
+{
+    int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
+    const Isa *isa = pick(Q);
+    if (!isa) {
+        conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
+    Plan pl;
+    plan_make(&pl, isa, C, H, W, K, R, S, stride, pad, pad);
+    int VLn = isa->vl, KBn = isa->kb, kblocks = ceil_div(K, KBn), SG = ceil_div(S, 3);
+    int CRS = C * R * S, PQ = P * Q;
+    /* dout is read in place when its rows fill whole vectors and K whole channel blocks;
+     * otherwise each image is copied to [kblocks*KB][P][QV*VL] with zeros around it. */
+    int inplace = Q % VLn == 0 && K % KBn == 0;
+    size_t dplane = inplace ? (size_t)PQ : (size_t)P * pl.QV * VLn;
+    int *doff = scratch(&s_d, sizeof(int) * (size_t)pl.nvec);
+    for (int v = 0; v < pl.nvec; v++) {
+        int p = v / pl.QV, q0 = (v % pl.QV) * VLn;
+        doff[v] = inplace ? p * Q + q0 : p * pl.QV * VLn + q0;
+    }
+    int chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS;
+    float *partial = workspace + (size_t)N * CRS * PQ;          /* chunks x [K, CRS], as conv2d.c */
+    size_t tile = (size_t)KBn * 3 * VLn, ntiles = (size_t)kblocks * C * R * SG;
+    #pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        float *vacc = scratch(&s_acc, sizeof(float) * ntiles * tile);
+        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
+        float *dp = inplace ? NULL : scratch(&s_w, sizeof(float) * kblocks * KBn * dplane);
+        memset(vacc, 0, sizeof(float) * ntiles * tile);
+        int n0 = (int)((long)ch * N / chunks), n1 = (int)((long)(ch + 1) * N / chunks);
+        for (int n = n0; n < n1; n++) {
+            pad_image(&pl, xp, in + (size_t)n * C * H * W);
+            const float *d = dout + (size_t)n * K * PQ;
+            if (!inplace) {
+                memset(dp, 0, sizeof(float) * kblocks * KBn * dplane);
+                for (int k = 0; k < K; k++)
+                    for (int p = 0; p < P; p++)
+                        memcpy(dp + k * dplane + (size_t)p * pl.QV * VLn, d + ((size_t)k * P + p) * Q, sizeof(float) * Q);
+                d = dp;
+            }
+            for (int kb = 0; kb < kblocks; kb++)
+                for (int c = 0; c < C; c++)
+                    for (int r = 0; r < R; r++)
+                        for (int sg = 0; sg < SG; sg++) {
+                            int s0 = sg * 3, ns = S - s0 < 3 ? S - s0 : 3, soff[3];
+                            for (int j = 0; j < ns; j++) soff[j] = ((s0 + j) % stride) * pl.Wph + (s0 + j) / stride;
+                            const float *xb = xp + ((size_t)(c * pl.Hp + r) * stride) * pl.Wph;
+                            size_t ti = (((size_t)kb * C + c) * R + r) * SG + sg;
+                            isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * dplane, dplane, pl.voff, doff,
+                                      pl.nvec, vacc + ti * tile);
+                        }
+        }
+        /* lanes -> one float per weight, summed in lane order */
+        float *part = partial + (size_t)ch * K * CRS;
+        for (int kb = 0; kb < kblocks; kb++)
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++)
+                    for (int sg = 0; sg < SG; sg++) {
+                        const float *a = vacc + ((((size_t)kb * C + c) * R + r) * SG + sg) * tile;
+                        for (int j = 0; j < KBn; j++) {
+                            int k = kb * KBn + j;
+                            if (k >= K) break;
+                            for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
+                                const float *l = a + (j * 3 + t) * VLn;
+                                float sum = 0;
+                                for (int i = 0; i < VLn; i++) sum += l[i];
+                                part[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
+                            }
+                        }
+                    }
+    }
+    memcpy(dweight, partial, sizeof(float) * (size_t)K * CRS);
+    for (int ch = 1; ch < chunks; ch++)
+        for (size_t i = 0; i < (size_t)K * CRS; i++) dweight[i] += partial[(size_t)ch * K * CRS + i];
+}

@@ -1,0 +1,129 @@
+/* Register-tiled inner loops of the direct convolution (cpu/fast/conv2d_direct.c), written
+ * once and compiled once per ISA. The includer defines:
+ *   SFX             name suffix (avx512, avx512y, avx2)
+ *   TARGET          __attribute__((target(...))) for that ISA
+ *   VL              floats per vector register (16 or 8)
+ *   KB              output channels per register tile
+ *   V               the vector type; VZERO(), VLOAD(p), VBCAST(p) (one float to all lanes),
+ *                   VFMA(a, b, c) = a*b + c (one rounding), VADD(a, b),
+ *                   VSTORE(p, v), VSTORE_FIRST(p, v, n) (lanes 0..n-1 only)
+ *
+ * Both kernels see the input image through a zero-padded, phase-split copy (conv2d_direct.c):
+ * an output pixel vector (row p, columns q0..q0+VL-1) meets tap t = (c, r, s) at the VL
+ * consecutive floats starting at  x + voff[v] + toff[t],  whatever the stride. */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define NV 3   /* pixel vectors per forward tile: KB*NV accumulators stay in registers */
+
+/* Forward tile: nv (<= NV) pixel vectors x KB output channels.
+ *   acc[kb][i] = sum_{t < T} wt[t*KB + kb] * x[voff[i] + toff[t] + lane]
+ * then out row kb (dst[i] + kb*plane) gets the first n[i] lanes (k0 + kb < kvalid only);
+ * with add != NULL the stored value is acc + add[same offset] (a fused residual add). */
+TARGET static inline __attribute__((always_inline)) void
+CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, const int *voff,
+                   const int nv, float *out, const float *add, const int *ooff, const int *n,
+                   size_t plane, int kvalid)
+{
+    V acc[KB][NV];
+    const float *xb[NV];
+    #pragma GCC unroll 8
+    for (int kb = 0; kb < KB; kb++)
+        #pragma GCC unroll 4
+        for (int i = 0; i < nv; i++) acc[kb][i] = VZERO();
+    #pragma GCC unroll 4
+    for (int i = 0; i < nv; i++) xb[i] = x + voff[i];
+    for (int t = 0; t < T; t++) {
+        int o = toff[t];
+        const float *w = wt + (size_t)t * KB;
+        V xv[NV];
+        #pragma GCC unroll 4
+        for (int i = 0; i < nv; i++) xv[i] = VLOAD(xb[i] + o);
+        #pragma GCC unroll 8
+        for (int kb = 0; kb < KB; kb++) {
+            V b = VBCAST(w + kb);
+            #pragma GCC unroll 4
+            for (int i = 0; i < nv; i++) acc[kb][i] = VFMA(b, xv[i], acc[kb][i]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int kb = 0; kb < KB; kb++) {
+        if (kb >= kvalid) break;
+        #pragma GCC unroll 4
+        for (int i = 0; i < nv; i++) {
+            size_t at = (size_t)kb * plane + ooff[i];
+            V r = add ? VADD(acc[kb][i], VLOAD(add + at)) : acc[kb][i];
+            if (n[i] == VL) VSTORE(out + at, r);
+            else VSTORE_FIRST(out + at, r, n[i]);
+        }
+    }
+}
+
+/* Forward over one padded image: every (pixel-vector group, channel block) tile.
+ *   x: padded image; toff[T] tap offsets; wt: [kblocks][T][KB] repacked weights;
+ *   voff/ooff/n: per pixel vector (nvec of them) input offset, output offset, valid lanes;
+ *   out: this image's output [K][plane]; add: same shape or NULL. */
+TARGET static void CAT(fwd_image, SFX)(const float *x, const int *toff, int T, const float *wt,
+                                       int K, const int *voff, const int *ooff, const int *n,
+                                       int nvec, float *out, const float *add, size_t plane)
+{
+    for (int v = 0; v < nvec; v += NV) {
+        int left = nvec - v;
+        for (int k0 = 0; k0 < K; k0 += KB) {
+            const float *w = wt + (size_t)(k0 / KB) * T * KB;
+            float *o = out + (size_t)k0 * plane;
+            const float *a = add ? add + (size_t)k0 * plane : NULL;
+            if (left >= 3)
+                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 3, o, a, ooff + v, n + v, plane, K - k0);
+            else if (left == 2)
+                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 2, o, a, ooff + v, n + v, plane, K - k0);
+            else
+                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 1, o, a, ooff + v, n + v, plane, K - k0);
+        }
+    }
+}
+
+/* Weight-gradient tile: KB output channels x ns (<= 3) consecutive taps s of one (c, r),
+ * summed over every pixel vector of the image:
+ *   vacc[kb][j] += sum_v  d[kb*dplane + doff[v] + lane] * x[voff[v] + soff[j] + lane]
+ * vacc holds VL lanes per entry (reduced across lanes once per chunk of images). */
+TARGET static inline __attribute__((always_inline)) void
+CAT(bwdw_tile, SFX)(const float *x, const int *soff, const int ns, const float *d, size_t dplane,
+                    const int *voff, const int *doff, int nvec, float *vacc)
+{
+    V acc[KB][3];
+    #pragma GCC unroll 8
+    for (int kb = 0; kb < KB; kb++)
+        #pragma GCC unroll 3
+        for (int j = 0; j < ns; j++) acc[kb][j] = VLOAD(vacc + (kb * 3 + j) * VL);
+    for (int v = 0; v < nvec; v++) {
+        const float *xv = x + voff[v];
+        const float *dv = d + doff[v];
+        V xs[3];
+        #pragma GCC unroll 3
+        for (int j = 0; j < ns; j++) xs[j] = VLOAD(xv + soff[j]);
+        #pragma GCC unroll 8
+        for (int kb = 0; kb < KB; kb++) {
+            V dk = VLOAD(dv + (size_t)kb * dplane);
+            #pragma GCC unroll 3
+            for (int j = 0; j < ns; j++) acc[kb][j] = VFMA(dk, xs[j], acc[kb][j]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int kb = 0; kb < KB; kb++)
+        #pragma GCC unroll 3
+        for (int j = 0; j < ns; j++) VSTORE(vacc + (kb * 3 + j) * VL, acc[kb][j]);
+}
+
+TARGET static void CAT(bwdw_group, SFX)(const float *x, const int *soff, int ns, const float *d,
+                                        size_t dplane, const int *voff, const int *doff, int nvec,
+                                        float *vacc)
+{
+    if (ns == 3) CAT(bwdw_tile, SFX)(x, soff, 3, d, dplane, voff, doff, nvec, vacc);
+    else if (ns == 2) CAT(bwdw_tile, SFX)(x, soff, 2, d, dplane, voff, doff, nvec, vacc);
+    else CAT(bwdw_tile, SFX)(x, soff, 1, d, dplane, voff, doff, nvec, vacc);
+}
+
+#undef NV
+#undef CAT
+#undef CAT_

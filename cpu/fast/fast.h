@@ -1,0 +1,60 @@
+/* The fast CPU path: kernels that sit beside the readable operators of cpu/ and fill the
+ * default CPU op table (core/ops_cpu.c). Each one has the contract of its readable twin and
+ * is tested against it (tests/test_fast.c) for every instruction set the machine runs.
+ * Kernels are chosen at run time from what the CPU supports; a CPU without AVX2 runs the
+ * readable operators. CONVNET_CPU=reference selects the whole readable table instead,
+ * CONVNET_ISA=avx2|none caps the instruction set. */
+#ifndef CONVNET_CPU_FAST_H
+#define CONVNET_CPU_FAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CPU_ISA_NONE = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
+int cpu_isa_supported(int isa);     /* can this CPU run it */
+int cpu_isa_best(void);             /* what the fast kernels use now */
+int cpu_isa_force(int isa);         /* tests: use this ISA (-1: automatic); 0 if unsupported */
+const char *cpu_isa_name(int isa);
+
+/* conv2d_direct.c: direct convolution (signatures of cpu/conv2d.c). */
+void conv2d_direct_forward(float *out, const float *in, const float *weight,
+                           int N, int C, int H, int W, int K, int R, int S,
+                           int stride, int pad, float *workspace);
+/* out = conv(in) + add (add [N,K,P,Q] or NULL): the residual add done in the store */
+void conv2d_direct_forward_add(float *out, const float *in, const float *weight, const float *add,
+                               int N, int C, int H, int W, int K, int R, int S,
+                               int stride, int pad, float *workspace);
+void conv2d_direct_backward_input(float *din, const float *dout, const float *weight,
+                                  int N, int C, int H, int W, int K, int R, int S,
+                                  int stride, int pad, float *workspace);
+void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
+                                   int N, int C, int H, int W, int K, int R, int S,
+                                   int stride, int pad, float *workspace);
+const char *conv2d_direct_kernel_name(int Q);   /* kernel used for output rows of Q pixels */
+
+/* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
+ * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output
+ * as the mask: din = batchnorm_backward(dout * [relu_out > 0]). din may alias dout. */
+void batchnorm_fast_forward_train(float *out, float *save_mean, float *save_invstd,
+                                  float *running_mean, float *running_var, const float *in,
+                                  const float *gamma, const float *beta, int N, int C, int HW,
+                                  float momentum, float eps);
+void batchnorm_relu_fast_forward_train(float *out, float *save_mean, float *save_invstd,
+                                       float *running_mean, float *running_var, const float *in,
+                                       const float *gamma, const float *beta, int N, int C, int HW,
+                                       float momentum, float eps);
+void batchnorm_fast_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int N, int C,
+                                 int HW, float eps);
+void batchnorm_relu_fast_forward_eval(float *out, const float *in, const float *gamma,
+                                      const float *beta, const float *running_mean,
+                                      const float *running_var, int N, int C, int HW, float eps);
+void batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *gamma, const float *save_mean,
+                             const float *save_invstd, int N, int C, int HW);
+void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                  const float *relu_out, const float *in, const float *gamma,
+                                  const float *save_mean, const float *save_invstd, int N, int C,
+                                  int HW);
+
+#endif

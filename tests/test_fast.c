@@ -1,0 +1,144 @@
+/* The fast CPU kernels (cpu/fast/) against the readable operators of cpu/ (float build):
+ * every output of every fast kernel, at the practical's layer shapes and at odd ones, for
+ * every instruction set this machine runs (AVX-512, AVX2, and "none" = the readable
+ * fallback), plus thread-count independence (bit-identical 1 vs 2 threads).
+ *
+ * Metric: max_i |fast_i - ref_i| / max_i |ref_i| <= FAST_TOL. The two differ only in float
+ * rounding order (FMA, summation order): observed ~1e-7. A 1% error in any one output
+ * channel gives ~1e-2, so the check sits four orders of magnitude from both sides. */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/ops.h"
+#include "cpu/cpu.h"
+#include "cpu/fast/fast.h"
+#include "tests/gradcheck.h"
+
+#define FAST_TOL 1e-5
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > num || d != d) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return num / (den > 0 ? den : 1);
+}
+
+static float *nan_floats(size_t n)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+typedef struct { int N, C, H, W, K, R, S, stride, pad; } ConvShape;
+
+/* The practical's layers (batch 3) and odd shapes: odd channels, batch 1, 5x5 and 1x1 and
+ * 2x3 kernels, stride 2 and 3, odd and non-square images, rows wider than one vector with a
+ * partial tail, pad 0 and 2. */
+static const ConvShape conv_shapes[] = {
+    {3, 3, 32, 32, 16, 3, 3, 1, 1},  {3, 16, 32, 32, 16, 3, 3, 1, 1}, {3, 16, 32, 32, 24, 3, 3, 2, 1},
+    {3, 16, 32, 32, 24, 1, 1, 2, 0}, {3, 24, 16, 16, 24, 3, 3, 1, 1}, {3, 24, 16, 16, 32, 3, 3, 2, 1},
+    {3, 24, 16, 16, 32, 1, 1, 2, 0}, {3, 32, 8, 8, 32, 3, 3, 1, 1},
+    {1, 5, 11, 13, 7, 3, 3, 1, 1},   {3, 3, 9, 7, 5, 5, 5, 1, 2},    {2, 4, 10, 9, 3, 2, 3, 1, 1},
+    {3, 5, 13, 11, 6, 3, 3, 2, 1},   {1, 6, 7, 7, 9, 1, 1, 1, 0},    {2, 3, 21, 19, 10, 3, 3, 1, 0},
+    {1, 2, 12, 12, 4, 5, 5, 3, 2},   {3, 7, 25, 17, 11, 3, 3, 1, 1}, {2, 3, 4, 4, 5, 5, 5, 1, 2},
+};
+
+typedef struct { double fwd, add, bin, bw; } ConvErr;
+
+static ConvErr conv_errors(const ConvShape *s)
+{
+    int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
+    size_t nin = (size_t)s->N * s->C * s->H * s->W, nout = (size_t)s->N * s->K * P * Q;
+    size_t nw = (size_t)s->K * s->C * s->R * s->S;
+    size_t ws = conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
+    float *x = malloc(sizeof(float) * nin), *w = malloc(sizeof(float) * nw), *dy = malloc(sizeof(float) * nout);
+    float *add = malloc(sizeof(float) * nout), *work = nan_floats(ws);
+    fill_normal_f(x, nin, 11); fill_normal_f(w, nw, 12); fill_normal_f(dy, nout, 13); fill_normal_f(add, nout, 14);
+    float *y0 = nan_floats(nout), *y1 = nan_floats(nout), *y2 = nan_floats(nout);
+    float *dx0 = nan_floats(nin), *dx1 = nan_floats(nin), *dw0 = nan_floats(nw), *dw1 = nan_floats(nw);
+#define ARGS s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work
+    conv2d_forward(y0, x, w, ARGS);
+    conv2d_direct_forward(y1, x, w, ARGS);
+    conv2d_direct_forward_add(y2, x, w, add, ARGS);
+    conv2d_backward_input(dx0, dy, w, ARGS);
+    conv2d_direct_backward_input(dx1, dy, w, ARGS);
+    conv2d_backward_weight(dw0, dy, x, ARGS);
+    conv2d_direct_backward_weight(dw1, dy, x, ARGS);
+#undef ARGS
+    for (size_t i = 0; i < nout; i++) y0[i] += add[i];
+    ConvErr e = {0, rel_err(y2, y0, nout), rel_err(dx1, dx0, nin), rel_err(dw1, dw0, nw)};
+    for (size_t i = 0; i < nout; i++) y0[i] -= add[i];
+    e.fwd = rel_err(y1, y0, nout);
+    free(x); free(w); free(dy); free(add); free(work);
+    free(y0); free(y1); free(y2); free(dx0); free(dx1); free(dw0); free(dw1);
+    return e;
+}
+
+static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
+
+START_TEST(conv_direct_matches_reference)
+{
+    int tested = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!cpu_isa_force(isas[i])) continue;   /* this CPU cannot run it */
+        tested++;
+        for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
+            const ConvShape *s = &conv_shapes[k];
+            ConvErr e = conv_errors(s);
+            char what[160];
+            snprintf(what, sizeof what, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d",
+                     cpu_isa_name(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
+            ck_assert_msg(e.fwd <= FAST_TOL, "%s: forward error %.3g", what, e.fwd);
+            ck_assert_msg(e.add <= FAST_TOL, "%s: forward+add error %.3g", what, e.add);
+            ck_assert_msg(e.bin <= FAST_TOL, "%s: backward-input error %.3g", what, e.bin);
+            ck_assert_msg(e.bw <= FAST_TOL, "%s: backward-weight error %.3g", what, e.bw);
+        }
+    }
+    cpu_isa_force(-1);
+    ck_assert_int_ge(tested, 1);
+}
+END_TEST
+
+/* The same conv computed with 1 and with 2 threads must agree bit for bit. */
+START_TEST(conv_direct_thread_independent)
+{
+    ConvShape s = {9, 16, 32, 32, 24, 3, 3, 2, 1};
+    int P = 16, Q = 16;
+    size_t nin = (size_t)s.N * s.C * s.H * s.W, nout = (size_t)s.N * s.K * P * Q, nw = (size_t)s.K * s.C * 9;
+    size_t ws = conv2d_workspace_floats(s.N, s.C, s.H, s.W, s.K, 3, 3, 2, 1);
+    float *x = malloc(sizeof(float) * nin), *w = malloc(sizeof(float) * nw), *dy = malloc(sizeof(float) * nout);
+    float *work = nan_floats(ws), *out[2], *dw[2];
+    fill_normal_f(x, nin, 1); fill_normal_f(w, nw, 2); fill_normal_f(dy, nout, 3);
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        out[t] = nan_floats(nout); dw[t] = nan_floats(nw);
+        conv2d_direct_forward(out[t], x, w, s.N, s.C, s.H, s.W, s.K, 3, 3, 2, 1, work);
+        conv2d_direct_backward_weight(dw[t], dy, x, s.N, s.C, s.H, s.W, s.K, 3, 3, 2, 1, work);
+    }
+    omp_set_num_threads(saved);
+    ck_assert(memcmp(out[0], out[1], sizeof(float) * nout) == 0);
+    ck_assert(memcmp(dw[0], dw[1], sizeof(float) * nw) == 0);
+    free(x); free(w); free(dy); free(work);
+    for (int t = 0; t < 2; t++) { free(out[t]); free(dw[t]); }
+}
+END_TEST
+
+Suite *suite_fast(void)
+{
+    Suite *s = suite_create("fast_cpu");
+    TCase *t = tcase_create("fast_cpu");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, conv_direct_matches_reference);
+    tcase_add_test(t, conv_direct_thread_independent);
+    suite_add_tcase(s, t);
+    return s;
+}
