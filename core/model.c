@@ -339,12 +339,13 @@ static void bn_relu_fwd(Model *m, BatchNorm *b, float *out, const float *in, int
     }
 }
 
-/* the backward of out = relu(bn(in)): din from dout, the ReLU's output and bn's input */
+/* the backward of out = relu(bn(in)): din from dout, the ReLU's output and bn's input,
+ * plus `add` (a residual gradient; NULL for none) */
 static void relu_bn_bwd(Model *m, const BatchNorm *b, float *din, const float *dout,
-                        const float *out, const float *in, int N)
+                        const float *out, const float *in, const float *add, int N)
 {
     m->ops->relu_batchnorm_backward(din, m->grads + b->gamma, m->grads + b->beta, dout, out, in,
-                                    m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
+                                    add, m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
 }
 
 /* out = conv(in) + add (a bias-free conv with the residual add in its store) */
@@ -377,18 +378,16 @@ static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 /* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
-    const Ops *o = m->ops;
     float *t1 = m->t1, *t2 = m->t2;
     conv_bwd(m, &b->conv2, t1, dy, b->a2, N);
-    relu_bn_bwd(m, &b->bn2, t2, t1, b->a2, b->c1, N);
+    relu_bn_bwd(m, &b->bn2, t2, t1, b->a2, b->c1, NULL, N);
     conv_bwd(m, &b->conv1, t1, t2, b->a1, N);
-    relu_bn_bwd(m, &b->bn1, dx, t1, b->a1, x, N);
     if (b->sub) {
+        relu_bn_bwd(m, &b->bn1, t2, t1, b->a1, x, NULL, N);       /* t2: dx through the main path */
         conv_bwd(m, &b->ds_conv, t1, dy, b->ds_a, N);
-        relu_bn_bwd(m, &b->ds_bn, t2, t1, b->ds_a, x, N);
-        o->add_inplace(dx, t2, in_numel(b, N));
+        relu_bn_bwd(m, &b->ds_bn, dx, t1, b->ds_a, x, t2, N);     /* dx = shortcut path + t2 */
     } else {
-        o->add_inplace(dx, dy, in_numel(b, N));
+        relu_bn_bwd(m, &b->bn1, dx, t1, b->a1, x, dy, N);         /* dx = main path + dy */
     }
 }
 
@@ -416,7 +415,7 @@ static void original_backward(Model *m, Block *b, float *dx, float *dy, const fl
     o->relu_backward(dy, dy, b->y, out_numel(b, N));
     bn_bwd(m, &b->bn2, t1, dy, b->c2, N);
     conv_bwd(m, &b->conv2, t2, t1, b->a1, N);
-    relu_bn_bwd(m, &b->bn1, t1, t2, b->a1, b->c1, N);
+    relu_bn_bwd(m, &b->bn1, t1, t2, b->a1, b->c1, NULL, N);
     conv_bwd(m, &b->conv1, dx, t1, x, N);
     if (b->sub) {
         conv_bwd(m, &b->ds_conv, t1, dy, x, N);
@@ -491,7 +490,7 @@ void model_backward(Model *m, int N)
         float *t = g; g = gnext; gnext = t;
     }
     if (c->block == BLOCK_ORIGINAL) {
-        relu_bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_a, m->stem_c, N);
+        relu_bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_a, m->stem_c, NULL, N);
         g = m->t1;
     }
     conv_bwd(m, &m->stem, NULL, g, m->input, N);

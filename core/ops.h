@@ -64,12 +64,13 @@ typedef struct Ops {
     void (*batchnorm_relu_forward_eval)(float *out, const float *in, const float *gamma,
                                         const float *beta, const float *running_mean,
                                         const float *running_var, int N, int C, int HW, float eps);
-    /* the backward of relu(batchnorm(in)): din = batchnorm_backward(dout * [relu_out > 0]);
-     * din may alias dout */
+    /* the backward of relu(batchnorm(in)): din = batchnorm_backward(dout * [relu_out > 0])
+     * (+ add when add != NULL: a residual gradient summed in the same pass).
+     * din may alias dout, not add. */
     void (*relu_batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
-                                    const float *relu_out, const float *in, const float *gamma,
-                                    const float *save_mean, const float *save_invstd,
-                                    int N, int C, int HW);
+                                    const float *relu_out, const float *in, const float *add,
+                                    const float *gamma, const float *save_mean,
+                                    const float *save_invstd, int N, int C, int HW);
     /* out = conv2d_forward(in, weight) + add   (add [N,K,P,Q], not aliasing out) */
     void (*conv2d_forward_add)(float *out, const float *in, const float *weight, const float *add,
                                int N, int C, int H, int W, int K, int R, int S,

@@ -50,11 +50,13 @@ static void ref_bn_relu_eval(float *out, const float *in, const float *gamma, co
     relu_forward(out, out, (size_t)N * C * HW);
 }
 static void ref_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                 const float *relu_out, const float *in, const float *gamma,
-                                 const float *save_mean, const float *save_invstd, int N, int C, int HW)
+                                 const float *relu_out, const float *in, const float *add,
+                                 const float *gamma, const float *save_mean,
+                                 const float *save_invstd, int N, int C, int HW)
 {
     relu_backward(din, dout, relu_out, (size_t)N * C * HW);
     batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
+    if (add) add_inplace(din, add, (size_t)N * C * HW);
 }
 static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
                          int N, int C, int H, int W, int K, int R, int S, int stride, int pad,

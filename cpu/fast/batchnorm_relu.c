@@ -8,7 +8,7 @@
  *   forward_eval   one pass with the running statistics
  *   backward       dy' = dy * [relu_out > 0] (mask NULL: dy' = dy) is never stored:
  *                  pass 1 sums dy' and dy'*(x - mean), pass 2 writes
- *                  dx = gamma*invstd/M * (M dy' - sum dy' - xhat * sum dy' xhat)
+ *                  dx = gamma*invstd/M * (M dy' - sum dy' - xhat * sum dy' xhat) (+ add)
  * Threads split channels (or images, in eval); each channel's sums run in one fixed order
  * (per-image vector partials added in image order), so results do not depend on the
  * thread count. */
@@ -64,11 +64,17 @@ CLONES static void plane_bwd_sums(const float *dy, const float *m, const float *
     *sdyx += b;
 }
 
-/* dx = k1 * g - k0 - (x - mean) * k2 */
+/* dx = k1 * g - k0 - (x - mean) * k2  (+ add) */
 CLONES static void plane_bwd_apply(float *dx, const float *dy, const float *m, const float *x,
-                                   int HW, float mean, float k0, float k1, float k2)
+                                   const float *add, int HW, float mean, float k0, float k1, float k2)
 {
-    if (m) {
+    if (m && add) {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) {
+            float d = dy[i], g = m[i] > 0 ? d : 0;
+            dx[i] = (k1 * g - k0 - (x[i] - mean) * k2) + add[i];
+        }
+    } else if (m) {
         #pragma omp simd
         for (int i = 0; i < HW; i++) {
             float d = dy[i], g = m[i] > 0 ? d : 0;
@@ -120,7 +126,7 @@ static void forward_eval(float *out, const float *in, const float *gamma, const 
 }
 
 static void backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *mask,
-                     const float *in, const float *gamma, const float *save_mean,
+                     const float *in, const float *add, const float *gamma, const float *save_mean,
                      const float *save_invstd, int N, int C, int HW)
 {
     double M = (double)N * HW;
@@ -138,7 +144,7 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
         float k1 = (float)(k * M), k0 = (float)(k * sdy), k2 = (float)(k * sdyx * invstd);
         for (int n = 0; n < N; n++)
             plane_bwd_apply(PLANE(din, n, c), PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL,
-                            PLANE(in, n, c), HW, mean, k0, k1, k2);
+                            PLANE(in, n, c), add ? PLANE(add, n, c) : NULL, HW, mean, k0, k1, k2);
     }
 }
 
@@ -178,13 +184,13 @@ void batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const floa
                              const float *in, const float *gamma, const float *save_mean,
                              const float *save_invstd, int N, int C, int HW)
 {
-    backward(din, dgamma, dbeta, dout, NULL, in, gamma, save_mean, save_invstd, N, C, HW);
+    backward(din, dgamma, dbeta, dout, NULL, in, NULL, gamma, save_mean, save_invstd, N, C, HW);
 }
 
 void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                  const float *relu_out, const float *in, const float *gamma,
-                                  const float *save_mean, const float *save_invstd, int N, int C,
-                                  int HW)
+                                  const float *relu_out, const float *in, const float *add,
+                                  const float *gamma, const float *save_mean,
+                                  const float *save_invstd, int N, int C, int HW)
 {
-    backward(din, dgamma, dbeta, dout, relu_out, in, gamma, save_mean, save_invstd, N, C, HW);
+    backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, save_mean, save_invstd, N, C, HW);
 }

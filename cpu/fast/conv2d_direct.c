@@ -232,8 +232,9 @@ static void plan_make(Plan *pl, const Isa *isa, int C, int H, int W, int K, int 
 }
 
 /* Zero-padded, phase-split copy of one image [C,H,W]. Only the border is zeroed; rows are
- * copied with plain loops (the compiler vectorizes them; a memcpy call per 32-float row costs
- * more than the copy). */
+ * copied with plain loops, vectorized for the CPU's ISA (target_clones) and kept as loops
+ * (a memcpy call per 32-float row costs more than the copy). */
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-tree-loop-distribute-patterns")))
 static void pad_image(const Plan *pl, float *restrict xp, const float *restrict img)
 {
     int st = pl->st, Wph = pl->Wph, rowlen = st * Wph, W = pl->W, padw = pl->padw;
@@ -245,16 +246,29 @@ static void pad_image(const Plan *pl, float *restrict xp, const float *restrict 
             float *row = base + (size_t)(h + pl->padh) * rowlen;
             if (st == 1) {
                 for (int j = 0; j < padw; j++) row[j] = 0;
+                #pragma omp simd
                 for (int w = 0; w < W; w++) row[padw + w] = src[w];
+                #pragma omp simd
                 for (int j = padw + W; j < Wph; j++) row[j] = 0;
                 continue;
             }
-            for (int j = 0; j < rowlen; j++) row[j] = 0;
-            for (int f = 0; f < st; f++) {          /* phase f: padded columns f, f+st, ... */
-                int w0 = f - padw, j0 = 0;          /* first column of phase f inside [0, W) */
+            if ((h + pl->padh) % st >= pl->R) continue;   /* a row no tap reads (R < stride) */
+            int phases = pl->S < st ? pl->S : st;          /* phases no tap reads stay as they are */
+            for (int f = 0; f < phases; f++) {             /* phase f: padded columns f, f+st, ... */
+                int w0 = f - padw, j0 = 0;                 /* first column of phase f inside [0, W) */
                 while (w0 < 0) { w0 += st; j0++; }
+                int cnt = w0 < W ? (W - w0 + st - 1) / st : 0;
                 float *dst = row + (size_t)f * Wph;
-                for (int w = w0, j = j0; w < W; w += st, j++) dst[j] = src[w];
+                const float *sf = src + w0;
+                for (int j = 0; j < j0; j++) dst[j] = 0;
+                if (st == 2) {
+                    #pragma omp simd
+                    for (int j = 0; j < cnt; j++) dst[j0 + j] = sf[2 * j];
+                } else {
+                    for (int j = 0; j < cnt; j++) dst[j0 + j] = sf[j * st];
+                }
+                #pragma omp simd
+                for (int j = j0 + cnt; j < Wph; j++) dst[j] = 0;
             }
         }
         int below = pl->Hp - pl->H - pl->padh;
@@ -314,14 +328,111 @@ void conv2d_direct_forward(float *out, const float *in, const float *weight,
     conv2d_direct_forward_add(out, in, weight, NULL, N, C, H, W, K, R, S, stride, pad, workspace);
 }
 
+/* Backward-input of a strided convolution, one output phase at a time. The input pixels
+ * (h, w) = (i*st + a, j*st + b) of phase (a, b) only meet the taps with (a + pad - r) and
+ * (b + pad - s) divisible by st, at dout[k, i + dr, j + ds] with dr = (a + pad - r)/st and
+ * ds = (b + pad - s)/st:
+ *   din[c, i*st+a, j*st+b] = sum_{k, valid r, s} w[k,c,r,s] * dout[k, i + dr, j + ds]
+ * a stride-1 correlation of zero-padded dout with a sub-kernel, run by the forward kernels
+ * into a per-phase buffer and then spread to every st-th pixel of din. */
+typedef struct { int T, Ha, Wb, nvec; int *toff, *voff, *ooff, *nl; float *wt; } Phase;
+
+static void backward_input_strided(const Isa *isa, float *din, const float *dout, const float *weight,
+                                   int N, int C, int H, int W, int K, int R, int S, int st, int pad)
+{
+    int P = conv_out_size(H, R, st, pad), Q = conv_out_size(W, S, st, pad);
+    int VLn = isa->vl, KBn = isa->kb, cblocks = ceil_div(C, KBn);
+    int padT = (R - 1) / st + 1, padL = (S - 1) / st + 1;      /* room for the smallest dr, ds */
+    int Hamax = ceil_div(H, st), Wbmax = ceil_div(W, st), QVb = ceil_div(Wbmax, VLn);
+    int drmax = (st - 1 + pad) / st;
+    int Hq = padT + (P > Hamax + drmax + 1 ? P : Hamax + drmax + 1);
+    int Wq = padL + (Q > QVb * VLn + drmax + 1 ? Q : QVb * VLn + drmax + 1);
+    size_t dpad = (size_t)K * Hq * Wq, ob_plane = (size_t)Hamax * QVb * VLn;
+    int nph = st * st;
+    Phase *ph = xcalloc(nph, sizeof(Phase));
+    for (int a = 0; a < st; a++)
+        for (int b = 0; b < st; b++) {
+            Phase *f = &ph[a * st + b];
+            f->Ha = ceil_div(H - a, st);
+            f->Wb = ceil_div(W - b, st);
+            f->nvec = f->Ha * QVb;
+            int nr = 0, ns = 0;
+            for (int r = 0; r < R; r++) nr += (a + pad - r) % st == 0;
+            for (int s2 = 0; s2 < S; s2++) ns += (b + pad - s2) % st == 0;
+            f->T = K * nr * ns;
+            f->toff = xmalloc(sizeof(int) * ((size_t)f->T + 3 * (size_t)f->nvec + 1));
+            f->voff = f->toff + f->T;
+            f->ooff = f->voff + f->nvec;
+            f->nl = f->ooff + f->nvec;
+            f->wt = xmalloc(sizeof(float) * ((size_t)cblocks * KBn * f->T + 1));
+            int t = 0;
+            for (int k = 0; k < K; k++)
+                for (int r = 0; r < R; r++) {
+                    if ((a + pad - r) % st) continue;
+                    for (int s2 = 0; s2 < S; s2++) {
+                        if ((b + pad - s2) % st) continue;
+                        int dr = (a + pad - r) / st, ds = (b + pad - s2) / st;
+                        f->toff[t] = (k * Hq + dr + padT) * Wq + ds + padL;
+                        for (int cb = 0; cb < cblocks; cb++)
+                            for (int j = 0; j < KBn; j++) {
+                                int c = cb * KBn + j;
+                                f->wt[((size_t)cb * f->T + t) * KBn + j] =
+                                    c < C ? weight[(((size_t)k * C + c) * R + r) * S + s2] : 0;
+                            }
+                        t++;
+                    }
+                }
+            for (int v = 0; v < f->nvec; v++) {
+                int i = v / QVb, j0 = (v % QVb) * VLn;
+                f->voff[v] = i * Wq + j0;
+                f->ooff[v] = i * QVb * VLn + j0;
+                f->nl[v] = VLn;                      /* lanes past Wb land in the buffer's margin */
+            }
+        }
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *xp = scratch(&s_x, sizeof(float) * (dpad + (size_t)C * ob_plane));
+        float *ob = xp + dpad;
+        const float *d = dout + (size_t)n * K * P * Q;
+        memset(xp, 0, sizeof(float) * dpad);
+        for (int k = 0; k < K; k++)
+            for (int p = 0; p < P; p++)
+                memcpy(xp + ((size_t)k * Hq + p + padT) * Wq + padL, d + ((size_t)k * P + p) * Q, sizeof(float) * Q);
+        float *dimg = din + (size_t)n * C * H * W;
+        for (int a = 0; a < st; a++)
+            for (int b = 0; b < st; b++) {
+                const Phase *f = &ph[a * st + b];
+                if (f->T == 0) {                     /* no tap reaches this phase */
+                    for (int c = 0; c < C; c++)
+                        for (int i = 0; i < f->Ha; i++)
+                            for (int j = 0; j < f->Wb; j++) dimg[((size_t)c * H + i * st + a) * W + j * st + b] = 0;
+                    continue;
+                }
+                isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane);
+                for (int c = 0; c < C; c++)
+                    for (int i = 0; i < f->Ha; i++) {
+                        const float *src = ob + c * ob_plane + (size_t)i * QVb * VLn;
+                        float *dst = dimg + ((size_t)c * H + i * st + a) * W + b;
+                        for (int j = 0; j < f->Wb; j++) dst[j * st] = src[j];
+                    }
+            }
+    }
+    for (int i = 0; i < nph; i++) { free(ph[i].toff); free(ph[i].wt); }
+    free(ph);
+}
+
 void conv2d_direct_backward_input(float *din, const float *dout, const float *weight,
                                   int N, int C, int H, int W, int K, int R, int S,
                                   int stride, int pad, float *workspace)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
-    const Isa *isa = pick(W);
-    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {
+    const Isa *isa = pick(stride == 1 ? W : ceil_div(W, stride));
+    if (!isa || pad > R - 1 || pad > S - 1) {
         conv2d_backward_input(din, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
+    if (stride > 1) {
+        backward_input_strided(isa, din, dout, weight, N, C, H, W, K, R, S, stride, pad);
         return;
     }
     /* flipped, transposed kernel wf[c][k][r][s] = w[k][c][R-1-r][S-1-s] */

@@ -105,6 +105,7 @@ CAT(bwdw_tile, SFX)(const float *x, const int *soff, const int ns, const float *
         #pragma GCC unroll 8
         for (int kb = 0; kb < KB; kb++) {
             V dk = VLOAD(dv + (size_t)kb * dplane);
+            __asm__("" : "+v"(dk));   /* one load into a register, not one memory operand per FMA */
             #pragma GCC unroll 3
             for (int j = 0; j < ns; j++) acc[kb][j] = VFMA(dk, xs[j], acc[kb][j]);
         }

@@ -34,7 +34,8 @@ const char *conv2d_direct_kernel_name(int Q);   /* kernel used for output rows o
 
 /* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
  * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output
- * as the mask: din = batchnorm_backward(dout * [relu_out > 0]). din may alias dout. */
+ * as the mask: din = batchnorm_backward(dout * [relu_out > 0]) (+ add, if not NULL).
+ * din may alias dout, not add. */
 void batchnorm_fast_forward_train(float *out, float *save_mean, float *save_invstd,
                                   float *running_mean, float *running_var, const float *in,
                                   const float *gamma, const float *beta, int N, int C, int HW,
@@ -53,7 +54,8 @@ void batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const floa
                              const float *in, const float *gamma, const float *save_mean,
                              const float *save_invstd, int N, int C, int HW);
 void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                  const float *relu_out, const float *in, const float *gamma,
+                                  const float *relu_out, const float *in, const float *add,
+                                  const float *gamma,
                                   const float *save_mean, const float *save_invstd, int N, int C,
                                   int HW);
 
