@@ -16,10 +16,11 @@
  *                    padding R-1-pad / S-1-pad; other strides use the readable operator
  *   backward_weight  dw[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in_pad[n,c,p*st+r,q*st+s]:
  *                    KB channels x 3 taps of accumulators per (c, r), vectors over pixels;
- *                    lanes are reduced once per chunk of images.
+ *                    each chunk of images keeps its lane sums, the chunks are added in order
+ *                    and the lanes reduced once at the end.
  * Determinism: every output is summed by one thread in a fixed order; the weight gradient
- * uses the same fixed image chunks as cpu/conv2d.c, added in chunk order. Results do not
- * depend on the thread count. */
+ * uses the same fixed image chunks as cpu/conv2d.c (CONV_DW_CHUNKS, a constant), added in
+ * chunk order. Results do not depend on the thread count. */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -163,8 +164,9 @@ static const Isa *pick(int Q)
     }
 }
 
-const char *conv2d_direct_kernel_name(int Q)
+const char *conv2d_direct_kernel_name(int Q, int stride)
 {
+    (void)stride;
     const Isa *isa = pick(Q);
     return isa ? isa->name : "reference";
 }
@@ -173,7 +175,7 @@ const char *conv2d_direct_kernel_name(int Q)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_d, s_acc, s_plan, s_w;
+static _Thread_local Scratch s_x, s_d, s_all, s_plan, s_w;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -184,6 +186,12 @@ static void *scratch(Scratch *s, size_t bytes)
         s->cap = bytes;
     }
     return s->p;
+}
+
+/* Ask for [p, p + bytes) in L2 ahead of use (the next image, while this one computes). */
+static void prefetch_l2(const void *p, size_t bytes)
+{
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 2);
 }
 
 /* ---------------------------------------------------------------- plan */
@@ -298,6 +306,8 @@ static void run_forward(const Plan *pl, const float *wt, float *out, const float
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *xp = scratch(&s_x, sizeof(float) * pl->xfloats);
+        if (n + 1 < N) prefetch_l2(in + (n + 1) * in_img, sizeof(float) * in_img);
+        if (add) prefetch_l2(add + n * out_img, sizeof(float) * out_img);
         pad_image(pl, xp, in + n * in_img);
         pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
                      out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q);
@@ -394,6 +404,7 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
         float *xp = scratch(&s_x, sizeof(float) * (dpad + (size_t)C * ob_plane));
         float *ob = xp + dpad;
         const float *d = dout + (size_t)n * K * P * Q;
+        if (n + 1 < N) prefetch_l2(d + (size_t)K * P * Q, sizeof(float) * K * P * Q);
         memset(xp, 0, sizeof(float) * dpad);
         for (int k = 0; k < K; k++)
             for (int p = 0; p < P; p++)
@@ -462,7 +473,7 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
     Plan pl;
     plan_make(&pl, isa, C, H, W, K, R, S, stride, pad, pad);
     int VLn = isa->vl, KBn = isa->kb, kblocks = ceil_div(K, KBn), SG = ceil_div(S, 3);
-    int CRS = C * R * S, PQ = P * Q;
+    int PQ = P * Q;
     /* dout is read in place when its rows fill whole vectors and K whole channel blocks;
      * otherwise each image is copied to [kblocks*KB][P][QV*VL] with zeros around it. */
     int inplace = Q % VLn == 0 && K % KBn == 0;
@@ -473,16 +484,22 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
         doff[v] = inplace ? p * Q + q0 : p * pl.QV * VLn + q0;
     }
     int chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS;
-    float *partial = workspace + (size_t)N * CRS * PQ;          /* chunks x [K, CRS], as conv2d.c */
-    size_t tile = (size_t)KBn * 3 * VLn, ntiles = (size_t)kblocks * C * R * SG;
+    size_t tile = (size_t)KBn * 3 * VLn, ntiles = (size_t)kblocks * C * R * SG, nacc = ntiles * tile;
+    /* every chunk's lane accumulators, then added chunk by chunk (vector adds) and reduced
+     * across lanes once per weight */
+    float *all = scratch(&s_all, sizeof(float) * nacc * chunks);
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < chunks; ch++) {
-        float *vacc = scratch(&s_acc, sizeof(float) * ntiles * tile);
+        float *vacc = all + (size_t)ch * nacc;
         float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
         float *dp = inplace ? NULL : scratch(&s_w, sizeof(float) * kblocks * KBn * dplane);
-        memset(vacc, 0, sizeof(float) * ntiles * tile);
+        memset(vacc, 0, sizeof(float) * nacc);
         int n0 = (int)((long)ch * N / chunks), n1 = (int)((long)(ch + 1) * N / chunks);
         for (int n = n0; n < n1; n++) {
+            if (n + 1 < n1) {
+                prefetch_l2(in + (size_t)(n + 1) * C * H * W, sizeof(float) * C * H * W);
+                prefetch_l2(dout + (size_t)(n + 1) * K * PQ, sizeof(float) * K * PQ);
+            }
             pad_image(&pl, xp, in + (size_t)n * C * H * W);
             const float *d = dout + (size_t)n * K * PQ;
             if (!inplace) {
@@ -504,26 +521,32 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
                                       pl.nvec, vacc + ti * tile);
                         }
         }
-        /* lanes -> one float per weight, summed in lane order */
-        float *part = partial + (size_t)ch * K * CRS;
-        for (int kb = 0; kb < kblocks; kb++)
-            for (int c = 0; c < C; c++)
-                for (int r = 0; r < R; r++)
-                    for (int sg = 0; sg < SG; sg++) {
-                        const float *a = vacc + ((((size_t)kb * C + c) * R + r) * SG + sg) * tile;
-                        for (int j = 0; j < KBn; j++) {
-                            int k = kb * KBn + j;
-                            if (k >= K) break;
-                            for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
-                                const float *l = a + (j * 3 + t) * VLn;
-                                float sum = 0;
-                                for (int i = 0; i < VLn; i++) sum += l[i];
-                                part[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
-                            }
+    }
+    /* chunk sums in chunk order, lane by lane (split over threads by position only) */
+    #pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < nacc; i0 += 4096) {
+        size_t i1 = i0 + 4096 < nacc ? i0 + 4096 : nacc;
+        for (int ch = 1; ch < chunks; ch++) {
+            const float *src = all + (size_t)ch * nacc;
+            #pragma omp simd
+            for (size_t i = i0; i < i1; i++) all[i] += src[i];
+        }
+    }
+    /* lanes -> one float per weight, summed in lane order */
+    for (int kb = 0; kb < kblocks; kb++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int sg = 0; sg < SG; sg++) {
+                    const float *a = all + ((((size_t)kb * C + c) * R + r) * SG + sg) * tile;
+                    for (int j = 0; j < KBn; j++) {
+                        int k = kb * KBn + j;
+                        if (k >= K) break;
+                        for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
+                            const float *l = a + (j * 3 + t) * VLn;
+                            float sum = 0;
+                            for (int i = 0; i < VLn; i++) sum += l[i];
+                            dweight[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
                         }
                     }
-    }
-    memcpy(dweight, partial, sizeof(float) * (size_t)K * CRS);
-    for (int ch = 1; ch < chunks; ch++)
-        for (size_t i = 0; i < (size_t)K * CRS; i++) dweight[i] += partial[(size_t)ch * K * CRS + i];
+                }
 }
