@@ -478,12 +478,20 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
      * otherwise each image is copied to [kblocks*KB][P][QV*VL] with zeros around it. */
     int inplace = Q % VLn == 0 && K % KBn == 0;
     size_t dplane = inplace ? (size_t)PQ : (size_t)P * pl.QV * VLn;
-    int *doff = scratch(&s_d, sizeof(int) * (size_t)pl.nvec);
-    for (int v = 0; v < pl.nvec; v++) {
-        int p = v / pl.QV, q0 = (v % pl.QV) * VLn;
-        doff[v] = inplace ? p * Q + q0 : p * pl.QV * VLn + q0;
-    }
-    int chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS;
+    size_t dimg = inplace ? (size_t)K * PQ : (size_t)kblocks * KBn * dplane;   /* per image */
+    int chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS, maxchunk = ceil_div(N, chunks);
+    /* Small images are taken G at a time, so one pass of a register tile runs over the pixels
+     * of G images (the tile's accumulators are loaded and stored once per group): G images'
+     * padded input and dout stay within ~256 KB of L2. */
+    int G = (int)((256 * 1024 / sizeof(float)) / (pl.xfloats + dimg));
+    G = G < 1 ? 1 : G > maxchunk ? maxchunk : G;
+    int *voff = scratch(&s_d, sizeof(int) * 2 * (size_t)G * pl.nvec), *doff = voff + (size_t)G * pl.nvec;
+    for (int g = 0; g < G; g++)
+        for (int v = 0; v < pl.nvec; v++) {
+            int p = v / pl.QV, q0 = (v % pl.QV) * VLn;
+            voff[g * pl.nvec + v] = (int)(g * pl.xfloats) + pl.voff[v];
+            doff[g * pl.nvec + v] = (int)(g * dimg) + (inplace ? p * Q + q0 : p * pl.QV * VLn + q0);
+        }
     size_t tile = (size_t)KBn * 3 * VLn, ntiles = (size_t)kblocks * C * R * SG, nacc = ntiles * tile;
     /* every chunk's lane accumulators, then added chunk by chunk (vector adds) and reduced
      * across lanes once per weight */
@@ -491,22 +499,25 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < chunks; ch++) {
         float *vacc = all + (size_t)ch * nacc;
-        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
-        float *dp = inplace ? NULL : scratch(&s_w, sizeof(float) * kblocks * KBn * dplane);
+        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats * G);
+        float *dp = inplace ? NULL : scratch(&s_w, sizeof(float) * dimg * G);
         memset(vacc, 0, sizeof(float) * nacc);
         int n0 = (int)((long)ch * N / chunks), n1 = (int)((long)(ch + 1) * N / chunks);
-        for (int n = n0; n < n1; n++) {
-            if (n + 1 < n1) {
-                prefetch_l2(in + (size_t)(n + 1) * C * H * W, sizeof(float) * C * H * W);
-                prefetch_l2(dout + (size_t)(n + 1) * K * PQ, sizeof(float) * K * PQ);
+        for (int n = n0; n < n1; n += G) {
+            int g = n1 - n < G ? n1 - n : G;
+            if (n + g < n1) {
+                prefetch_l2(in + (size_t)(n + g) * C * H * W, sizeof(float) * C * H * W);
+                prefetch_l2(dout + (size_t)(n + g) * K * PQ, sizeof(float) * K * PQ);
             }
-            pad_image(&pl, xp, in + (size_t)n * C * H * W);
+            for (int j = 0; j < g; j++) pad_image(&pl, xp + j * pl.xfloats, in + (size_t)(n + j) * C * H * W);
             const float *d = dout + (size_t)n * K * PQ;
             if (!inplace) {
-                memset(dp, 0, sizeof(float) * kblocks * KBn * dplane);
-                for (int k = 0; k < K; k++)
-                    for (int p = 0; p < P; p++)
-                        memcpy(dp + k * dplane + (size_t)p * pl.QV * VLn, d + ((size_t)k * P + p) * Q, sizeof(float) * Q);
+                memset(dp, 0, sizeof(float) * dimg * g);
+                for (int j = 0; j < g; j++)
+                    for (int k = 0; k < K; k++)
+                        for (int p = 0; p < P; p++)
+                            memcpy(dp + j * dimg + k * dplane + (size_t)p * pl.QV * VLn,
+                                   d + ((size_t)(j * K + k) * P + p) * Q, sizeof(float) * Q);
                 d = dp;
             }
             for (int kb = 0; kb < kblocks; kb++)
@@ -517,8 +528,8 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
                             for (int j = 0; j < ns; j++) soff[j] = ((s0 + j) % stride) * pl.Wph + (s0 + j) / stride;
                             const float *xb = xp + ((size_t)(c * pl.Hp + r) * stride) * pl.Wph;
                             size_t ti = (((size_t)kb * C + c) * R + r) * SG + sg;
-                            isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * dplane, dplane, pl.voff, doff,
-                                      pl.nvec, vacc + ti * tile);
+                            isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * dplane, dplane, voff, doff,
+                                      g * pl.nvec, vacc + ti * tile);
                         }
         }
     }
