@@ -348,6 +348,23 @@ static void relu_bn_bwd(Model *m, const BatchNorm *b, float *din, const float *d
                                     add, m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
 }
 
+/* Weight gradient only, and the input side continued through the relu(bn) that made the
+ * conv's input: g = d(relu out) (scratch), din = d(bn in) (+ add). */
+static void conv_wgrad(Model *m, const Conv *c, const float *dout, const float *in, int N)
+{
+    m->ops->conv2d_backward_weight(m->grads + c->w, dout, in, N, c->C, c->H, c->W, c->K, c->R, c->S,
+                                   c->stride, c->pad, m->ws);
+    if (c->has_bias) m->ops->bias_backward(m->grads + c->b, dout, N, c->K, c->P * c->Q);
+}
+static void conv_relu_bn_bwd_in(Model *m, const Conv *c, const BatchNorm *b, float *din, float *g,
+                                const float *dout, const float *relu_out, const float *bn_in,
+                                const float *add, int N)
+{
+    m->ops->conv2d_relu_batchnorm_backward_input(din, g, dout, m->params + c->w, N, c->C, c->H, c->W,
+        c->K, c->R, c->S, c->stride, c->pad, m->ws, m->grads + b->gamma, m->grads + b->beta,
+        relu_out, bn_in, add, m->params + b->gamma, b->mean, b->invstd);
+}
+
 /* out = conv(in) + add (a bias-free conv with the residual add in its store) */
 static void conv_fwd_add(Model *m, const Conv *c, float *out, const float *in, const float *add, int N)
 {
@@ -378,16 +395,16 @@ static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 /* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
-    float *t1 = m->t1, *t2 = m->t2;
-    conv_bwd(m, &b->conv2, t1, dy, b->a2, N);
-    relu_bn_bwd(m, &b->bn2, t2, t1, b->a2, b->c1, NULL, N);
-    conv_bwd(m, &b->conv1, t1, t2, b->a1, N);
+    float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
+    conv_wgrad(m, &b->conv2, dy, b->a2, N);
+    conv_relu_bn_bwd_in(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);
+    conv_wgrad(m, &b->conv1, t2, b->a1, N);
     if (b->sub) {
-        relu_bn_bwd(m, &b->bn1, t2, t1, b->a1, x, NULL, N);       /* t2: dx through the main path */
-        conv_bwd(m, &b->ds_conv, t1, dy, b->ds_a, N);
-        relu_bn_bwd(m, &b->ds_bn, dx, t1, b->ds_a, x, t2, N);     /* dx = shortcut path + t2 */
+        conv_relu_bn_bwd_in(m, &b->conv1, &b->bn1, t2, t1, t2, b->a1, x, NULL, N);
+        conv_wgrad(m, &b->ds_conv, dy, b->ds_a, N);
+        conv_relu_bn_bwd_in(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);  /* + main */
     } else {
-        relu_bn_bwd(m, &b->bn1, dx, t1, b->a1, x, dy, N);         /* dx = main path + dy */
+        conv_relu_bn_bwd_in(m, &b->conv1, &b->bn1, dx, t1, t2, b->a1, x, dy, N);       /* + dy */
     }
 }
 

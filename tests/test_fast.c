@@ -84,6 +84,67 @@ static ConvErr conv_errors(const ConvShape *s)
 
 static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
 
+/* The fused conv backward-input -> ReLU -> batchnorm backward against the readable
+ * operators in turn: din (with and without a residual add, and aliasing dout), dgamma, dbeta. */
+static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alias)
+{
+    int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
+    int C = s->C, HW = s->H * s->W;
+    size_t nin = (size_t)s->N * C * HW, nout = (size_t)s->N * s->K * P * Q, nw = (size_t)s->K * C * s->R * s->S;
+    size_t ws = conv2d_workspace_floats(s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
+    float *w = malloc(sizeof(float) * nw), *dy = malloc(sizeof(float) * (nout > nin ? nout : nin));
+    float *bx = malloc(sizeof(float) * nin), *a = malloc(sizeof(float) * nin), *add = malloc(sizeof(float) * nin);
+    float *gamma = malloc(sizeof(float) * C), *beta = malloc(sizeof(float) * C), *mean = malloc(sizeof(float) * C);
+    float *invstd = malloc(sizeof(float) * C), *rm = malloc(sizeof(float) * C), *rv = malloc(sizeof(float) * C);
+    float *work = nan_floats(ws);
+    fill_normal_f(w, nw, 21); fill_normal_f(dy, nout, 22); fill_normal_f(bx, nin, 23); fill_normal_f(add, nin, 24);
+    fill_normal_f(gamma, C, 25); fill_normal_f(beta, C, 26);
+    for (int c = 0; c < C; c++) { rm[c] = 0; rv[c] = 1; }
+    /* a = relu(bn(bx)) with the batch statistics, as the forward made it */
+    batchnorm_forward_train(a, mean, invstd, rm, rv, bx, gamma, beta, s->N, C, HW, 0.1f, 1e-5f);
+    relu_forward(a, a, nin);
+    float *g0 = nan_floats(nin), *d0 = nan_floats(nin), *g1 = nan_floats(nin), *d1 = nan_floats(nin);
+    float dg0[64], db0[64], dg1[64], db1[64];
+    const float *ad = with_add ? add : NULL;
+    conv2d_backward_input(g0, dy, w, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
+    relu_backward(g0, g0, a, nin);
+    batchnorm_backward(d0, dg0, db0, g0, bx, gamma, mean, invstd, s->N, C, HW);
+    if (ad) add_inplace(d0, ad, nin);
+    float *dout = dy;
+    if (with_alias) {            /* din aliasing dout, as the model does in strided blocks */
+        free(d1);
+        dout = d1 = malloc(sizeof(float) * (nout > nin ? nout : nin));
+        memcpy(d1, dy, sizeof(float) * nout);
+    }
+    conv2d_direct_backward_input_relu_bn(d1, g1, dout, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
+                                         s->stride, s->pad, work, dg1, db1, a, bx, ad, gamma, mean, invstd);
+    double e = rel_err(d1, d0, nin), e3 = rel_err(dg1, dg0, C), e4 = rel_err(db1, db0, C);
+    if (e3 > e) e = e3;
+    if (e4 > e) e = e4;
+    free(w); free(dy); free(bx); free(a); free(add); free(gamma); free(beta); free(mean); free(invstd);
+    free(rm); free(rv); free(work); free(g0); free(d0); free(g1); free(d1);
+    return e;
+}
+
+START_TEST(conv_relu_bn_backward_matches_reference)
+{
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!cpu_isa_force(isas[i])) continue;
+        for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
+            const ConvShape *s = &conv_shapes[k];
+            if (s->C > 64) continue;
+            for (int mode = 0; mode < 3; mode++) {
+                double e = conv_relu_bn_error(s, mode == 1, mode == 2);
+                ck_assert_msg(e <= FAST_TOL, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d %s: error %.3g",
+                              cpu_isa_name(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+                              s->pad, mode == 1 ? "with add" : mode == 2 ? "din aliasing dout" : "", e);
+            }
+        }
+    }
+    cpu_isa_force(-1);
+}
+END_TEST
+
 START_TEST(conv_direct_matches_reference)
 {
     int tested = 0;
@@ -139,6 +200,7 @@ Suite *suite_fast(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, conv_direct_matches_reference);
     tcase_add_test(t, conv_direct_thread_independent);
+    tcase_add_test(t, conv_relu_bn_backward_matches_reference);
     suite_add_tcase(s, t);
     return s;
 }

@@ -80,6 +80,9 @@ CLONES static void plane_bwd_apply(float *dx, const float *dy, const float *m, c
             float d = dy[i], g = m[i] > 0 ? d : 0;
             dx[i] = k1 * g - k0 - (x[i] - mean) * k2;
         }
+    } else if (add) {
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) dx[i] = (k1 * dy[i] - k0 - (x[i] - mean) * k2) + add[i];
     } else {
         #pragma omp simd
         for (int i = 0; i < HW; i++) dx[i] = k1 * dy[i] - k0 - (x[i] - mean) * k2;
@@ -125,18 +128,24 @@ static void forward_eval(float *out, const float *in, const float *gamma, const 
         }
 }
 
+/* sums: NULL (computed here), or [N][C][2] per image sums of dy' and dy'*(x - mean) made
+ * by the caller (the conv backward-input epilogue); added in image order. */
 static void backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *mask,
                      const float *in, const float *add, const float *gamma, const float *save_mean,
-                     const float *save_invstd, int N, int C, int HW)
+                     const float *save_invstd, int N, int C, int HW, const double *sums)
 {
     double M = (double)N * HW;
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float mean = save_mean[c], invstd = save_invstd[c];
         double sdy = 0, sdyx = 0;
-        for (int n = 0; n < N; n++)
-            plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
-                           mean, &sdy, &sdyx);
+        if (sums) {
+            for (int n = 0; n < N; n++) { sdy += sums[((size_t)n * C + c) * 2]; sdyx += sums[((size_t)n * C + c) * 2 + 1]; }
+        } else {
+            for (int n = 0; n < N; n++)
+                plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
+                               mean, &sdy, &sdyx);
+        }
         sdyx *= invstd;                     /* sum dy' * xhat */
         dbeta[c] = (float)sdy;
         dgamma[c] = (float)sdyx;
@@ -184,7 +193,7 @@ void batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const floa
                              const float *in, const float *gamma, const float *save_mean,
                              const float *save_invstd, int N, int C, int HW)
 {
-    backward(din, dgamma, dbeta, dout, NULL, in, NULL, gamma, save_mean, save_invstd, N, C, HW);
+    backward(din, dgamma, dbeta, dout, NULL, in, NULL, gamma, save_mean, save_invstd, N, C, HW, NULL);
 }
 
 void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const float *dout,
@@ -192,5 +201,13 @@ void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const
                                   const float *gamma, const float *save_mean,
                                   const float *save_invstd, int N, int C, int HW)
 {
-    backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, save_mean, save_invstd, N, C, HW);
+    backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, save_mean, save_invstd, N, C, HW, NULL);
+}
+
+void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, const float *g,
+                                       const float *in, const float *add, const float *gamma,
+                                       const float *save_mean, const float *save_invstd, int N,
+                                       int C, int HW, const double *sums)
+{
+    backward(din, dgamma, dbeta, g, NULL, in, add, gamma, save_mean, save_invstd, N, C, HW, sums);
 }

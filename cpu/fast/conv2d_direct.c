@@ -30,6 +30,11 @@
 #include "cpu/cpu.h"
 #include "cpu/fast/fast.h"
 
+/* The fused epilogue of a backward-input that feeds relu(batchnorm) backward, per image:
+ * mask = the ReLU's output and x = batchnorm's input, both [K][plane] like the conv output;
+ * mean[K]; sv[K][2][VL] lane sums of g and g * (x - mean), added tile by tile in a fixed order. */
+typedef struct { const float *mask, *x, *mean; float *sv; } ConvBnBwd;
+
 /* ---------------------------------------------------------------- the ISA variants */
 
 #define SFX avx512
@@ -44,6 +49,9 @@
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VLOAD_FIRST(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
+#define VKEEP_GT0(m, v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v)
 #include "cpu/fast/conv2d_direct_kern.h"
 #undef SFX
 #undef TARGET
@@ -57,6 +65,9 @@
 #undef VADD
 #undef VSTORE
 #undef VSTORE_FIRST
+#undef VSUB
+#undef VLOAD_FIRST
+#undef VKEEP_GT0
 
 /* 8-wide vectors with AVX-512's 32 registers (for 8-pixel rows). */
 #define SFX avx512y
@@ -71,17 +82,22 @@
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VSTORE_FIRST(p, v, n) _mm256_mask_storeu_ps(p, (__mmask8)((1u << (n)) - 1), v)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VLOAD_FIRST(p, n) _mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1), p)
+#define VKEEP_GT0(m, v) _mm256_and_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ), v)
 #include "cpu/fast/conv2d_direct_kern.h"
 #undef SFX
 #undef TARGET
 #undef KB
 #undef VSTORE_FIRST
+#undef VLOAD_FIRST
 
 #define SFX avx2
 #define TARGET __attribute__((target("avx2,fma")))
 #define KB 4
-#define VSTORE_FIRST(p, v, n) \
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+#define LANES_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define VSTORE_FIRST(p, v, n) _mm256_maskstore_ps(p, LANES_BELOW(n), v)
+#define VLOAD_FIRST(p, n) _mm256_maskload_ps(p, LANES_BELOW(n))
 #include "cpu/fast/conv2d_direct_kern.h"
 #undef SFX
 #undef TARGET
@@ -95,9 +111,14 @@
 #undef VADD
 #undef VSTORE
 #undef VSTORE_FIRST
+#undef VSUB
+#undef VLOAD_FIRST
+#undef VKEEP_GT0
+#undef LANES_BELOW
 
 typedef void (*fwd_image_fn)(const float *, const int *, int, const float *, int, const int *,
-                             const int *, const int *, int, float *, const float *, size_t);
+                             const int *, const int *, int, float *, const float *, size_t,
+                             const ConvBnBwd *);
 typedef void (*bwdw_group_fn)(const float *, const int *, int, const float *, size_t, const int *,
                               const int *, int, float *);
 typedef struct {
@@ -175,7 +196,7 @@ const char *conv2d_direct_kernel_name(int Q, int stride)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_d, s_all, s_plan, s_w;
+static _Thread_local Scratch s_x, s_d, s_all, s_plan, s_w, s_bn;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -310,7 +331,7 @@ static void run_forward(const Plan *pl, const float *wt, float *out, const float
         if (add) prefetch_l2(add + n * out_img, sizeof(float) * out_img);
         pad_image(pl, xp, in + n * in_img);
         pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
-                     out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q);
+                     out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q, NULL);
     }
 }
 
@@ -419,7 +440,7 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
                             for (int j = 0; j < f->Wb; j++) dimg[((size_t)c * H + i * st + a) * W + j * st + b] = 0;
                     continue;
                 }
-                isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane);
+                isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane, NULL);
                 for (int c = 0; c < C; c++)
                     for (int i = 0; i < f->Ha; i++) {
                         const float *src = ob + c * ob_plane + (size_t)i * QVb * VLn;
@@ -458,6 +479,60 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
     Plan pl;
     plan_make(&pl, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
     run_forward(&pl, repack_weights(&pl, wf), din, dout, NULL, N);
+}
+
+void conv2d_direct_backward_input_relu_bn(float *din, float *g, const float *dout, const float *weight,
+                                          int N, int C, int H, int W, int K, int R, int S, int stride,
+                                          int pad, float *workspace, float *dgamma, float *dbeta,
+                                          const float *relu_out, const float *bn_in, const float *add,
+                                          const float *gamma, const float *save_mean,
+                                          const float *save_invstd)
+{
+    int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
+    const Isa *isa = pick(W);
+    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {
+        conv2d_direct_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+        relu_batchnorm_fast_backward(din, dgamma, dbeta, g, relu_out, bn_in, add, gamma, save_mean,
+                                     save_invstd, N, C, HW);
+        return;
+    }
+    size_t nw = (size_t)K * C * R * S;
+    float *wf = scratch(&s_d, sizeof(float) * nw);
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int s = 0; s < S; s++)
+                    wf[(((size_t)c * K + k) * R + r) * S + s] =
+                        weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+    Plan pl;
+    plan_make(&pl, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
+    const float *wt = repack_weights(&pl, wf);
+    double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);
+    size_t in_img = (size_t)K * P * Q, out_img = (size_t)C * HW;
+    int VLn = isa->vl;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
+        float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
+        if (n + 1 < N) prefetch_l2(dout + (n + 1) * in_img, sizeof(float) * in_img);
+        prefetch_l2(relu_out + n * out_img, sizeof(float) * out_img);
+        prefetch_l2(bn_in + n * out_img, sizeof(float) * out_img);
+        memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
+        pad_image(&pl, xp, dout + n * in_img);
+        ConvBnBwd bn = {relu_out + n * out_img, bn_in + n * out_img, save_mean, sv};
+        isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * out_img, NULL,
+                 (size_t)HW, &bn);
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < 2; k++) {     /* lanes in order, into double */
+                const float *l = sv + ((size_t)c * 2 + k) * VLn;
+                double t = 0;
+                for (int i = 0; i < VLn; i++) t += l[i];
+                sums[((size_t)n * C + c) * 2 + k] = t;
+            }
+    }
+    batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd,
+                                      N, C, HW, sums);
+    free(sums);
 }
 
 void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,

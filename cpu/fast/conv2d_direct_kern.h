@@ -5,8 +5,9 @@
  *   VL              floats per vector register (16 or 8)
  *   KB              output channels per register tile
  *   V               the vector type; VZERO(), VLOAD(p), VBCAST(p) (one float to all lanes),
- *                   VFMA(a, b, c) = a*b + c (one rounding), VADD(a, b),
- *                   VSTORE(p, v), VSTORE_FIRST(p, v, n) (lanes 0..n-1 only)
+ *                   VFMA(a, b, c) = a*b + c (one rounding), VADD(a, b), VSUB(a, b),
+ *                   VSTORE(p, v), VSTORE_FIRST(p, v, n) (lanes 0..n-1 only),
+ *                   VLOAD_FIRST(p, n) (lanes n.. read as 0), VKEEP_GT0(m, v) (v where m > 0, else 0)
  *
  * Both kernels see the input image through a zero-padded, phase-split copy (conv2d_direct.c):
  * an output pixel vector (row p, columns q0..q0+VL-1) meets tap t = (c, r, s) at the VL
@@ -19,11 +20,14 @@
 /* Forward tile: nv (<= NV) pixel vectors x KB output channels.
  *   acc[kb][i] = sum_{t < T} wt[t*KB + kb] * x[voff[i] + toff[t] + lane]
  * then out row kb (dst[i] + kb*plane) gets the first n[i] lanes (k0 + kb < kvalid only);
- * with add != NULL the stored value is acc + add[same offset] (a fused residual add). */
+ * with add != NULL the stored value is acc + add[same offset] (a fused residual add).
+ * With bn (a compile-time 1 in the specialized copy): the tile is a backward-input whose
+ * output feeds relu(batchnorm) backward; it stores g = acc * [relu_out > 0] and adds, per
+ * channel, g and g * (bn_in - mean) into the lane sums bn->sv (see ConvBnBwd). */
 TARGET static inline __attribute__((always_inline)) void
 CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, const int *voff,
                    const int nv, float *out, const float *add, const int *ooff, const int *n,
-                   size_t plane, int kvalid)
+                   size_t plane, int kvalid, const int bnb, const ConvBnBwd *bn, int k0)
 {
     V acc[KB][NV];
     const float *xb[NV];
@@ -49,6 +53,26 @@ CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, cons
     #pragma GCC unroll 8
     for (int kb = 0; kb < KB; kb++) {
         if (kb >= kvalid) break;
+        if (bnb) {
+            size_t cb = (size_t)(k0 + kb) * plane;
+            V mean = VBCAST(bn->mean + k0 + kb), s1 = VLOAD(bn->sv + (k0 + kb) * 2 * VL);
+            V s2 = VLOAD(bn->sv + ((k0 + kb) * 2 + 1) * VL);
+            #pragma GCC unroll 4
+            for (int i = 0; i < nv; i++) {
+                size_t at = (size_t)kb * plane + ooff[i];
+                int full = n[i] == VL;
+                V m = full ? VLOAD(bn->mask + cb + ooff[i]) : VLOAD_FIRST(bn->mask + cb + ooff[i], n[i]);
+                V xv = full ? VLOAD(bn->x + cb + ooff[i]) : VLOAD_FIRST(bn->x + cb + ooff[i], n[i]);
+                V g = VKEEP_GT0(m, acc[kb][i]);
+                s1 = VADD(s1, g);
+                s2 = VFMA(g, VSUB(xv, mean), s2);
+                if (full) VSTORE(out + at, g);
+                else VSTORE_FIRST(out + at, g, n[i]);
+            }
+            VSTORE(bn->sv + (k0 + kb) * 2 * VL, s1);
+            VSTORE(bn->sv + ((k0 + kb) * 2 + 1) * VL, s2);
+            continue;
+        }
         #pragma GCC unroll 4
         for (int i = 0; i < nv; i++) {
             size_t at = (size_t)kb * plane + ooff[i];
@@ -62,25 +86,32 @@ CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, cons
 /* Forward over one padded image: every (pixel-vector group, channel block) tile.
  *   x: padded image; toff[T] tap offsets; wt: [kblocks][T][KB] repacked weights;
  *   voff/ooff/n: per pixel vector (nvec of them) input offset, output offset, valid lanes;
- *   out: this image's output [K][plane]; add: same shape or NULL. */
+ *   out: this image's output [K][plane]; add: same shape or NULL;
+ *   bn: NULL, or the fused batchnorm-backward epilogue (then add is NULL). */
 TARGET static void CAT(fwd_image, SFX)(const float *x, const int *toff, int T, const float *wt,
                                        int K, const int *voff, const int *ooff, const int *n,
-                                       int nvec, float *out, const float *add, size_t plane)
+                                       int nvec, float *out, const float *add, size_t plane,
+                                       const ConvBnBwd *bn)
 {
+#define TILE(NVV, B) CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, NVV, o, a, ooff + v, n + v, plane, K - k0, B, bn, k0)
     for (int v = 0; v < nvec; v += NV) {
         int left = nvec - v;
         for (int k0 = 0; k0 < K; k0 += KB) {
             const float *w = wt + (size_t)(k0 / KB) * T * KB;
             float *o = out + (size_t)k0 * plane;
             const float *a = add ? add + (size_t)k0 * plane : NULL;
-            if (left >= 3)
-                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 3, o, a, ooff + v, n + v, plane, K - k0);
-            else if (left == 2)
-                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 2, o, a, ooff + v, n + v, plane, K - k0);
-            else
-                CAT(fwd_tile, SFX)(x, toff, T, w, voff + v, 1, o, a, ooff + v, n + v, plane, K - k0);
+            if (bn) {
+                if (left >= 3) TILE(3, 1);
+                else if (left == 2) TILE(2, 1);
+                else TILE(1, 1);
+            } else {
+                if (left >= 3) TILE(3, 0);
+                else if (left == 2) TILE(2, 0);
+                else TILE(1, 0);
+            }
         }
     }
+#undef TILE
 }
 
 /* Weight-gradient tile: KB output channels x ns (<= 3) consecutive taps s of one (c, r),
