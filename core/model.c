@@ -348,21 +348,16 @@ static void relu_bn_bwd(Model *m, const BatchNorm *b, float *din, const float *d
                                     add, m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
 }
 
-/* Weight gradient only, and the input side continued through the relu(bn) that made the
- * conv's input: g = d(relu out) (scratch), din = d(bn in) (+ add). */
-static void conv_wgrad(Model *m, const Conv *c, const float *dout, const float *in, int N)
+/* both gradients of a bias-free conv whose input `in` = relu(bn(bn_in)), the input side
+ * continued through that ReLU and bn: din = d(bn_in) (+ add); g: scratch */
+static void conv_relu_bn_bwd(Model *m, const Conv *c, const BatchNorm *b, float *din, float *g,
+                             const float *dout, const float *in, const float *bn_in,
+                             const float *add, int N)
 {
-    m->ops->conv2d_backward_weight(m->grads + c->w, dout, in, N, c->C, c->H, c->W, c->K, c->R, c->S,
-                                   c->stride, c->pad, m->ws);
-    if (c->has_bias) m->ops->bias_backward(m->grads + c->b, dout, N, c->K, c->P * c->Q);
-}
-static void conv_relu_bn_bwd_in(Model *m, const Conv *c, const BatchNorm *b, float *din, float *g,
-                                const float *dout, const float *relu_out, const float *bn_in,
-                                const float *add, int N)
-{
-    m->ops->conv2d_relu_batchnorm_backward_input(din, g, dout, m->params + c->w, N, c->C, c->H, c->W,
-        c->K, c->R, c->S, c->stride, c->pad, m->ws, m->grads + b->gamma, m->grads + b->beta,
-        relu_out, bn_in, add, m->params + b->gamma, b->mean, b->invstd);
+    if (c->has_bias) die("model: conv_relu_bn_bwd on a conv with bias");
+    m->ops->conv2d_relu_batchnorm_backward(m->grads + c->w, din, g, dout, in, m->params + c->w, N,
+        c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, m->ws, m->grads + b->gamma,
+        m->grads + b->beta, bn_in, add, m->params + b->gamma, b->mean, b->invstd);
 }
 
 /* out = conv(in) + add (a bias-free conv with the residual add in its store) */
@@ -396,15 +391,12 @@ static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
     float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
-    conv_wgrad(m, &b->conv2, dy, b->a2, N);
-    conv_relu_bn_bwd_in(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);
-    conv_wgrad(m, &b->conv1, t2, b->a1, N);
+    conv_relu_bn_bwd(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);
     if (b->sub) {
-        conv_relu_bn_bwd_in(m, &b->conv1, &b->bn1, t2, t1, t2, b->a1, x, NULL, N);
-        conv_wgrad(m, &b->ds_conv, dy, b->ds_a, N);
-        conv_relu_bn_bwd_in(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);  /* + main */
+        conv_relu_bn_bwd(m, &b->conv1, &b->bn1, t2, t1, t2, b->a1, x, NULL, N);
+        conv_relu_bn_bwd(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);  /* + main */
     } else {
-        conv_relu_bn_bwd_in(m, &b->conv1, &b->bn1, dx, t1, t2, b->a1, x, dy, N);       /* + dy */
+        conv_relu_bn_bwd(m, &b->conv1, &b->bn1, dx, t1, t2, b->a1, x, dy, N);        /* + dy */
     }
 }
 

@@ -71,14 +71,15 @@ typedef struct Ops {
                                     const float *relu_out, const float *in, const float *add,
                                     const float *gamma, const float *save_mean,
                                     const float *save_invstd, int N, int C, int HW);
-    /* the input side of the backward of conv(relu(batchnorm(bn_in))), conv arguments as
-     * conv2d_backward_input:
-     *   din = batchnorm_backward(conv2d_backward_input(dout) * [relu_out > 0]) (+ add when
-     *   add != NULL), dgamma and dbeta written. g: scratch [N,C,H,W] (left unspecified).
+    /* the backward of out = conv(in) where in = relu(batchnorm(bn_in)) (conv arguments as
+     * conv2d_backward_*, batchnorm's as batchnorm_backward):
+     *   dweight = conv2d_backward_weight(dout, in)            (skipped when dweight == NULL)
+     *   din = batchnorm_backward(conv2d_backward_input(dout) * [in > 0]) (+ add when add != NULL)
+     * dgamma, dbeta written; g: scratch [N,C,H,W] (left unspecified).
      * din may alias dout; g aliases nothing. */
-    void (*conv2d_relu_batchnorm_backward_input)(float *din, float *g, const float *dout,
-            const float *weight, int N, int C, int H, int W, int K, int R, int S, int stride,
-            int pad, float *workspace, float *dgamma, float *dbeta, const float *relu_out,
+    void (*conv2d_relu_batchnorm_backward)(float *dweight, float *din, float *g, const float *dout,
+            const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
+            int stride, int pad, float *workspace, float *dgamma, float *dbeta,
             const float *bn_in, const float *add, const float *gamma, const float *save_mean,
             const float *save_invstd);
     /* out = conv2d_forward(in, weight) + add   (add [N,K,P,Q], not aliasing out) */

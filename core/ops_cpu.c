@@ -66,13 +66,14 @@ static void ref_conv_add(float *out, const float *in, const float *weight, const
     add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
 }
 
-static void ref_conv_relu_bn_backward_input(float *din, float *g, const float *dout,
-        const float *weight, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
-        float *workspace, float *dgamma, float *dbeta, const float *relu_out, const float *bn_in,
+static void ref_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
+        const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
+        int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
         const float *add, const float *gamma, const float *save_mean, const float *save_invstd)
 {
+    if (dweight) conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
     conv2d_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-    ref_relu_bn_backward(din, dgamma, dbeta, g, relu_out, bn_in, add, gamma, save_mean, save_invstd,
+    ref_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,
                          N, C, H * W);
 }
 
@@ -91,7 +92,7 @@ const Ops ops_cpu_ref = {
     .batchnorm_relu_forward_eval = ref_bn_relu_eval,
     .relu_batchnorm_backward = ref_relu_bn_backward,
     .conv2d_forward_add = ref_conv_add,
-    .conv2d_relu_batchnorm_backward_input = ref_conv_relu_bn_backward_input,
+    .conv2d_relu_batchnorm_backward = ref_conv_relu_bn_backward,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
     .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,
@@ -119,7 +120,7 @@ const Ops ops_cpu = {
     .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
     .relu_batchnorm_backward = relu_batchnorm_fast_backward,
     .conv2d_forward_add = conv2d_direct_forward_add,
-    .conv2d_relu_batchnorm_backward_input = conv2d_direct_backward_input_relu_bn,
+    .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
     .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,

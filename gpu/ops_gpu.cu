@@ -45,13 +45,15 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
     gpu::batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
     if (add) gpu::add_inplace(din, add, (size_t)N * C * HW);
 }
-void gpu_conv_relu_bn_backward_input(float *din, float *g, const float *dout, const float *weight,
-        int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *workspace,
-        float *dgamma, float *dbeta, const float *relu_out, const float *bn_in, const float *add,
-        const float *gamma, const float *save_mean, const float *save_invstd)
+void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
+        const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
+        int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
+        const float *add, const float *gamma, const float *save_mean, const float *save_invstd)
 {
+    if (dweight)
+        gpu::conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
     gpu::conv2d_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-    gpu_relu_bn_backward(din, dgamma, dbeta, g, relu_out, bn_in, add, gamma, save_mean, save_invstd,
+    gpu_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,
                          N, C, H * W);
 }
 void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
@@ -78,7 +80,7 @@ Ops make_table()
     t.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
     t.relu_batchnorm_backward = gpu_relu_bn_backward;
     t.conv2d_forward_add = gpu_conv_add;
-    t.conv2d_relu_batchnorm_backward_input = gpu_conv_relu_bn_backward_input;
+    t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;

@@ -84,8 +84,9 @@ static ConvErr conv_errors(const ConvShape *s)
 
 static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
 
-/* The fused conv backward-input -> ReLU -> batchnorm backward against the readable
- * operators in turn: din (with and without a residual add, and aliasing dout), dgamma, dbeta. */
+/* The fused conv backward (weight and input) -> ReLU -> batchnorm backward against the
+ * readable operators in turn: dweight, din (with and without a residual add, and aliasing
+ * dout), dgamma, dbeta. */
 static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alias)
 {
     int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
@@ -116,9 +117,14 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
         dout = d1 = malloc(sizeof(float) * (nout > nin ? nout : nin));
         memcpy(d1, dy, sizeof(float) * nout);
     }
-    conv2d_direct_backward_input_relu_bn(d1, g1, dout, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
-                                         s->stride, s->pad, work, dg1, db1, a, bx, ad, gamma, mean, invstd);
+    float *dw0 = nan_floats(nw), *dw1 = nan_floats(nw);
+    conv2d_backward_weight(dw0, dy, a, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
+    conv2d_direct_backward_relu_bn(dw1, d1, g1, dout, a, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
+                                   s->stride, s->pad, work, dg1, db1, bx, ad, gamma, mean, invstd);
     double e = rel_err(d1, d0, nin), e3 = rel_err(dg1, dg0, C), e4 = rel_err(db1, db0, C);
+    double e5 = rel_err(dw1, dw0, nw);
+    free(dw0); free(dw1);
+    if (e5 > e) e = e5;
     if (e3 > e) e = e3;
     if (e4 > e) e = e4;
     free(w); free(dy); free(bx); free(a); free(add); free(gamma); free(beta); free(mean); free(invstd);

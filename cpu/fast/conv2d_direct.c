@@ -196,7 +196,7 @@ const char *conv2d_direct_kernel_name(int Q, int stride)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_d, s_all, s_plan, s_w, s_bn;
+static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -227,8 +227,8 @@ typedef struct {
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-static void plan_make(Plan *pl, const Isa *isa, int C, int H, int W, int K, int R, int S,
-                      int st, int padh, int padw)
+static void plan_make(Plan *pl, Scratch *tabs, const Isa *isa, int C, int H, int W, int K, int R,
+                      int S, int st, int padh, int padw)
 {
     pl->isa = isa;
     pl->C = C; pl->H = H; pl->W = W; pl->K = K; pl->R = R; pl->S = S;
@@ -243,7 +243,7 @@ static void plan_make(Plan *pl, const Isa *isa, int C, int H, int W, int K, int 
     pl->Wph = need > have ? need : have;
     pl->T = C * R * S;
     pl->xfloats = (size_t)C * pl->Hp * st * pl->Wph;
-    int *tab = scratch(&s_plan, sizeof(int) * ((size_t)pl->T + 3 * (size_t)pl->nvec));
+    int *tab = scratch(tabs, sizeof(int) * ((size_t)pl->T + 3 * (size_t)pl->nvec));
     pl->toff = tab;
     pl->voff = tab + pl->T;
     pl->ooff = pl->voff + pl->nvec;
@@ -348,7 +348,7 @@ void conv2d_direct_forward_add(float *out, const float *in, const float *weight,
         return;
     }
     Plan pl;
-    plan_make(&pl, isa, C, H, W, K, R, S, stride, pad, pad);
+    plan_make(&pl, &s_plan, isa, C, H, W, K, R, S, stride, pad, pad);
     run_forward(&pl, repack_weights(&pl, weight), out, in, add, N);
 }
 
@@ -477,25 +477,184 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
                     wf[(((size_t)c * K + k) * R + r) * S + s] =
                         weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
     Plan pl;
-    plan_make(&pl, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
+    plan_make(&pl, &s_plan, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
     run_forward(&pl, repack_weights(&pl, wf), din, dout, NULL, N);
 }
 
-void conv2d_direct_backward_input_relu_bn(float *din, float *g, const float *dout, const float *weight,
-                                          int N, int C, int H, int W, int K, int R, int S, int stride,
-                                          int pad, float *workspace, float *dgamma, float *dbeta,
-                                          const float *relu_out, const float *bn_in, const float *add,
-                                          const float *gamma, const float *save_mean,
-                                          const float *save_invstd)
+/* ---------------------------------------------------------------- weight gradient */
+
+/* One call's weight-gradient state: the plan over the conv input, pixel-vector tables for G
+ * images at a time, and every chunk's lane accumulators (all[chunk][tile][KB][3][VL]). */
+typedef struct {
+    Plan pl;
+    const Isa *isa;
+    const float *in, *dout;
+    int N, C, H, W, K, R, S, P, Q, stride;
+    int VLn, KBn, kblocks, SG, inplace, G, chunks;
+    size_t dplane, dimg, tile, nacc;
+    int *voff, *doff;
+    float *all;
+} Wgrad;
+
+static void wgrad_init(Wgrad *w, const Isa *isa, const float *dout, const float *in, int N, int C,
+                       int H, int W, int K, int R, int S, int stride, int pad)
+{
+    memset(w, 0, sizeof *w);
+    w->isa = isa; w->in = in; w->dout = dout;
+    w->N = N; w->C = C; w->H = H; w->W = W; w->K = K; w->R = R; w->S = S; w->stride = stride;
+    w->P = conv_out_size(H, R, stride, pad);
+    w->Q = conv_out_size(W, S, stride, pad);
+    plan_make(&w->pl, &s_plan2, isa, C, H, W, K, R, S, stride, pad, pad);
+    const Plan *pl = &w->pl;
+    int P = w->P, Q = w->Q, PQ = P * Q;
+    w->VLn = isa->vl; w->KBn = isa->kb;
+    w->kblocks = ceil_div(K, w->KBn);
+    w->SG = ceil_div(S, 3);
+    /* dout is read in place when its rows fill whole vectors and K whole channel blocks;
+     * otherwise each image is copied to [kblocks*KB][P][QV*VL] with zeros around it. */
+    w->inplace = Q % w->VLn == 0 && K % w->KBn == 0;
+    w->dplane = w->inplace ? (size_t)PQ : (size_t)P * pl->QV * w->VLn;
+    w->dimg = w->inplace ? (size_t)K * PQ : (size_t)w->kblocks * w->KBn * w->dplane;
+    w->chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS;
+    int maxchunk = ceil_div(N, w->chunks);
+    /* Small images are taken G at a time, so one pass of a register tile runs over the pixels
+     * of G images (the tile's accumulators are loaded and stored once per group): G images'
+     * padded input and dout stay within ~256 KB of L2. */
+    int G = (int)((256 * 1024 / sizeof(float)) / (pl->xfloats + w->dimg));
+    w->G = G < 1 ? 1 : G > maxchunk ? maxchunk : G;
+    w->voff = scratch(&s_wtab, sizeof(int) * 2 * (size_t)w->G * pl->nvec);
+    w->doff = w->voff + (size_t)w->G * pl->nvec;
+    for (int g = 0; g < w->G; g++)
+        for (int v = 0; v < pl->nvec; v++) {
+            int p = v / pl->QV, q0 = (v % pl->QV) * w->VLn;
+            w->voff[g * pl->nvec + v] = (int)(g * pl->xfloats) + pl->voff[v];
+            w->doff[g * pl->nvec + v] = (int)(g * w->dimg) + (w->inplace ? p * Q + q0 : p * pl->QV * w->VLn + q0);
+        }
+    w->tile = (size_t)w->KBn * 3 * w->VLn;
+    w->nacc = (size_t)w->kblocks * C * R * w->SG * w->tile;
+    w->all = scratch(&s_all, sizeof(float) * w->nacc * w->chunks);
+}
+
+/* Images [n0, n1) of chunk ch (n1 - n0 <= G, in the chunk's order) into its accumulators. */
+static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
+{
+    const Plan *pl = &w->pl;
+    int C = w->C, K = w->K, P = w->P, Q = w->Q, PQ = P * Q, g = n1 - n0, KBn = w->KBn;
+    size_t img = (size_t)C * w->H * w->W;
+    float *vacc = w->all + (size_t)ch * w->nacc;
+    float *xp = scratch(&s_x2, sizeof(float) * pl->xfloats * w->G);
+    for (int j = 0; j < g; j++) pad_image(pl, xp + j * pl->xfloats, w->in + (n0 + j) * img);
+    const float *d = w->dout + (size_t)n0 * K * PQ;
+    if (!w->inplace) {
+        float *dp = scratch(&s_dp, sizeof(float) * w->dimg * w->G);
+        memset(dp, 0, sizeof(float) * w->dimg * g);
+        for (int j = 0; j < g; j++)
+            for (int k = 0; k < K; k++)
+                for (int p = 0; p < P; p++)
+                    memcpy(dp + j * w->dimg + k * w->dplane + (size_t)p * pl->QV * w->VLn,
+                           d + ((size_t)(j * K + k) * P + p) * Q, sizeof(float) * Q);
+        d = dp;
+    }
+    for (int kb = 0; kb < w->kblocks; kb++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < w->R; r++)
+                for (int sg = 0; sg < w->SG; sg++) {
+                    int s0 = sg * 3, ns = w->S - s0 < 3 ? w->S - s0 : 3, soff[3];
+                    for (int j = 0; j < ns; j++) soff[j] = ((s0 + j) % w->stride) * pl->Wph + (s0 + j) / w->stride;
+                    const float *xb = xp + ((size_t)(c * pl->Hp + r) * w->stride) * pl->Wph;
+                    size_t ti = (((size_t)kb * C + c) * w->R + r) * w->SG + sg;
+                    w->isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * w->dplane, w->dplane, w->voff, w->doff,
+                                 g * pl->nvec, vacc + ti * w->tile);
+                }
+}
+
+/* The chunks' accumulators added in chunk order (lane by lane), then the lanes of each weight. */
+static void wgrad_finish(const Wgrad *w, float *dweight)
+{
+    float *all = w->all;
+    size_t nacc = w->nacc;
+    #pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < nacc; i0 += 4096) {
+        size_t i1 = i0 + 4096 < nacc ? i0 + 4096 : nacc;
+        for (int ch = 1; ch < w->chunks; ch++) {
+            const float *src = all + (size_t)ch * nacc;
+            #pragma omp simd
+            for (size_t i = i0; i < i1; i++) all[i] += src[i];
+        }
+    }
+    int C = w->C, R = w->R, S = w->S, SG = w->SG, KBn = w->KBn, VLn = w->VLn;
+    for (int kb = 0; kb < w->kblocks; kb++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int sg = 0; sg < SG; sg++) {
+                    const float *a = all + ((((size_t)kb * C + c) * R + r) * SG + sg) * w->tile;
+                    for (int j = 0; j < KBn; j++) {
+                        int k = kb * KBn + j;
+                        if (k >= w->K) break;
+                        for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
+                            const float *l = a + (j * 3 + t) * VLn;
+                            float sum = 0;
+                            for (int i = 0; i < VLn; i++) sum += l[i];
+                            dweight[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
+                        }
+                    }
+                }
+}
+
+static void chunk_range(const Wgrad *w, int ch, int *n0, int *n1)
+{
+    *n0 = (int)((long)ch * w->N / w->chunks);
+    *n1 = (int)((long)(ch + 1) * w->N / w->chunks);
+}
+
+void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
+                                   int N, int C, int H, int W, int K, int R, int S,
+                                   int stride, int pad, float *workspace)
+{
+    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    if (!isa) {
+        conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
+    Wgrad w;
+    wgrad_init(&w, isa, dout, in, N, C, H, W, K, R, S, stride, pad);
+    size_t img = (size_t)C * H * W, dimg = (size_t)K * w.P * w.Q;
+    #pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < w.chunks; ch++) {
+        int n0, n1;
+        chunk_range(&w, ch, &n0, &n1);
+        memset(w.all + (size_t)ch * w.nacc, 0, sizeof(float) * w.nacc);
+        for (int n = n0; n < n1; n += w.G) {
+            int e = n + w.G < n1 ? n + w.G : n1;
+            if (e < n1) {
+                prefetch_l2(in + e * img, sizeof(float) * img);
+                prefetch_l2(dout + e * dimg, sizeof(float) * dimg);
+            }
+            wgrad_images(&w, ch, n, e);
+        }
+    }
+    wgrad_finish(&w, dweight);
+}
+
+/* ---------------------------------------------------------------- conv backward through relu(bn) */
+
+void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
+                                    const float *in, const float *weight, int N, int C, int H, int W,
+                                    int K, int R, int S, int stride, int pad, float *workspace,
+                                    float *dgamma, float *dbeta, const float *bn_in, const float *add,
+                                    const float *gamma, const float *save_mean, const float *save_invstd)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
-    const Isa *isa = pick(W);
+    const Isa *isa = pick(W), *isaw = pick(Q);
     if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {
+        if (dweight) conv2d_direct_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
         conv2d_direct_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-        relu_batchnorm_fast_backward(din, dgamma, dbeta, g, relu_out, bn_in, add, gamma, save_mean,
+        relu_batchnorm_fast_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean,
                                      save_invstd, N, C, HW);
         return;
     }
+    /* input side: the forward kernels on dout with the flipped, transposed kernel
+     * wf[c][k][r][s] = w[k][c][R-1-r][S-1-s], the ReLU mask and batchnorm's sums in the store */
     size_t nw = (size_t)K * C * R * S;
     float *wf = scratch(&s_d, sizeof(float) * nw);
     for (int k = 0; k < K; k++)
@@ -505,134 +664,47 @@ void conv2d_direct_backward_input_relu_bn(float *din, float *g, const float *dou
                     wf[(((size_t)c * K + k) * R + r) * S + s] =
                         weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
     Plan pl;
-    plan_make(&pl, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
+    plan_make(&pl, &s_plan, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
     const float *wt = repack_weights(&pl, wf);
+    /* weight side, over the same images in the same pass (dout and the input read once) */
+    Wgrad w;
+    wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
     double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);
-    size_t in_img = (size_t)K * P * Q, out_img = (size_t)C * HW;
+    size_t dimg = (size_t)K * P * Q, img = (size_t)C * HW;
     int VLn = isa->vl;
     #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
-        float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
-        if (n + 1 < N) prefetch_l2(dout + (n + 1) * in_img, sizeof(float) * in_img);
-        prefetch_l2(relu_out + n * out_img, sizeof(float) * out_img);
-        prefetch_l2(bn_in + n * out_img, sizeof(float) * out_img);
-        memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
-        pad_image(&pl, xp, dout + n * in_img);
-        ConvBnBwd bn = {relu_out + n * out_img, bn_in + n * out_img, save_mean, sv};
-        isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * out_img, NULL,
-                 (size_t)HW, &bn);
-        for (int c = 0; c < C; c++)
-            for (int k = 0; k < 2; k++) {     /* lanes in order, into double */
-                const float *l = sv + ((size_t)c * 2 + k) * VLn;
-                double t = 0;
-                for (int i = 0; i < VLn; i++) t += l[i];
-                sums[((size_t)n * C + c) * 2 + k] = t;
+    for (int ch = 0; ch < w.chunks; ch++) {
+        int n0, n1;
+        chunk_range(&w, ch, &n0, &n1);
+        if (dweight) memset(w.all + (size_t)ch * w.nacc, 0, sizeof(float) * w.nacc);
+        for (int nb = n0; nb < n1; nb += w.G) {
+            int e = nb + w.G < n1 ? nb + w.G : n1;
+            if (e < n1) {
+                prefetch_l2(in + e * img, sizeof(float) * img);
+                prefetch_l2(dout + e * dimg, sizeof(float) * dimg);
             }
+            if (dweight) wgrad_images(&w, ch, nb, e);
+            for (int n = nb; n < e; n++) {
+                float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
+                float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
+                prefetch_l2(bn_in + n * img, sizeof(float) * img);
+                memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
+                pad_image(&pl, xp, dout + n * dimg);
+                ConvBnBwd bn = {in + n * img, bn_in + n * img, save_mean, sv};
+                isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * img, NULL,
+                         (size_t)HW, &bn);
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < 2; k++) {     /* lanes in order, into double */
+                        const float *l = sv + ((size_t)c * 2 + k) * VLn;
+                        double t = 0;
+                        for (int i = 0; i < VLn; i++) t += l[i];
+                        sums[((size_t)n * C + c) * 2 + k] = t;
+                    }
+            }
+        }
     }
+    if (dweight) wgrad_finish(&w, dweight);
     batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd,
                                       N, C, HW, sums);
     free(sums);
-}
-
-void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
-                                   int N, int C, int H, int W, int K, int R, int S,
-                                   int stride, int pad, float *workspace)
-{
-    int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
-    const Isa *isa = pick(Q);
-    if (!isa) {
-        conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
-        return;
-    }
-    Plan pl;
-    plan_make(&pl, isa, C, H, W, K, R, S, stride, pad, pad);
-    int VLn = isa->vl, KBn = isa->kb, kblocks = ceil_div(K, KBn), SG = ceil_div(S, 3);
-    int PQ = P * Q;
-    /* dout is read in place when its rows fill whole vectors and K whole channel blocks;
-     * otherwise each image is copied to [kblocks*KB][P][QV*VL] with zeros around it. */
-    int inplace = Q % VLn == 0 && K % KBn == 0;
-    size_t dplane = inplace ? (size_t)PQ : (size_t)P * pl.QV * VLn;
-    size_t dimg = inplace ? (size_t)K * PQ : (size_t)kblocks * KBn * dplane;   /* per image */
-    int chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS, maxchunk = ceil_div(N, chunks);
-    /* Small images are taken G at a time, so one pass of a register tile runs over the pixels
-     * of G images (the tile's accumulators are loaded and stored once per group): G images'
-     * padded input and dout stay within ~256 KB of L2. */
-    int G = (int)((256 * 1024 / sizeof(float)) / (pl.xfloats + dimg));
-    G = G < 1 ? 1 : G > maxchunk ? maxchunk : G;
-    int *voff = scratch(&s_d, sizeof(int) * 2 * (size_t)G * pl.nvec), *doff = voff + (size_t)G * pl.nvec;
-    for (int g = 0; g < G; g++)
-        for (int v = 0; v < pl.nvec; v++) {
-            int p = v / pl.QV, q0 = (v % pl.QV) * VLn;
-            voff[g * pl.nvec + v] = (int)(g * pl.xfloats) + pl.voff[v];
-            doff[g * pl.nvec + v] = (int)(g * dimg) + (inplace ? p * Q + q0 : p * pl.QV * VLn + q0);
-        }
-    size_t tile = (size_t)KBn * 3 * VLn, ntiles = (size_t)kblocks * C * R * SG, nacc = ntiles * tile;
-    /* every chunk's lane accumulators, then added chunk by chunk (vector adds) and reduced
-     * across lanes once per weight */
-    float *all = scratch(&s_all, sizeof(float) * nacc * chunks);
-    #pragma omp parallel for schedule(static)
-    for (int ch = 0; ch < chunks; ch++) {
-        float *vacc = all + (size_t)ch * nacc;
-        float *xp = scratch(&s_x, sizeof(float) * pl.xfloats * G);
-        float *dp = inplace ? NULL : scratch(&s_w, sizeof(float) * dimg * G);
-        memset(vacc, 0, sizeof(float) * nacc);
-        int n0 = (int)((long)ch * N / chunks), n1 = (int)((long)(ch + 1) * N / chunks);
-        for (int n = n0; n < n1; n += G) {
-            int g = n1 - n < G ? n1 - n : G;
-            if (n + g < n1) {
-                prefetch_l2(in + (size_t)(n + g) * C * H * W, sizeof(float) * C * H * W);
-                prefetch_l2(dout + (size_t)(n + g) * K * PQ, sizeof(float) * K * PQ);
-            }
-            for (int j = 0; j < g; j++) pad_image(&pl, xp + j * pl.xfloats, in + (size_t)(n + j) * C * H * W);
-            const float *d = dout + (size_t)n * K * PQ;
-            if (!inplace) {
-                memset(dp, 0, sizeof(float) * dimg * g);
-                for (int j = 0; j < g; j++)
-                    for (int k = 0; k < K; k++)
-                        for (int p = 0; p < P; p++)
-                            memcpy(dp + j * dimg + k * dplane + (size_t)p * pl.QV * VLn,
-                                   d + ((size_t)(j * K + k) * P + p) * Q, sizeof(float) * Q);
-                d = dp;
-            }
-            for (int kb = 0; kb < kblocks; kb++)
-                for (int c = 0; c < C; c++)
-                    for (int r = 0; r < R; r++)
-                        for (int sg = 0; sg < SG; sg++) {
-                            int s0 = sg * 3, ns = S - s0 < 3 ? S - s0 : 3, soff[3];
-                            for (int j = 0; j < ns; j++) soff[j] = ((s0 + j) % stride) * pl.Wph + (s0 + j) / stride;
-                            const float *xb = xp + ((size_t)(c * pl.Hp + r) * stride) * pl.Wph;
-                            size_t ti = (((size_t)kb * C + c) * R + r) * SG + sg;
-                            isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * dplane, dplane, voff, doff,
-                                      g * pl.nvec, vacc + ti * tile);
-                        }
-        }
-    }
-    /* chunk sums in chunk order, lane by lane (split over threads by position only) */
-    #pragma omp parallel for schedule(static)
-    for (size_t i0 = 0; i0 < nacc; i0 += 4096) {
-        size_t i1 = i0 + 4096 < nacc ? i0 + 4096 : nacc;
-        for (int ch = 1; ch < chunks; ch++) {
-            const float *src = all + (size_t)ch * nacc;
-            #pragma omp simd
-            for (size_t i = i0; i < i1; i++) all[i] += src[i];
-        }
-    }
-    /* lanes -> one float per weight, summed in lane order */
-    for (int kb = 0; kb < kblocks; kb++)
-        for (int c = 0; c < C; c++)
-            for (int r = 0; r < R; r++)
-                for (int sg = 0; sg < SG; sg++) {
-                    const float *a = all + ((((size_t)kb * C + c) * R + r) * SG + sg) * tile;
-                    for (int j = 0; j < KBn; j++) {
-                        int k = kb * KBn + j;
-                        if (k >= K) break;
-                        for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
-                            const float *l = a + (j * 3 + t) * VLn;
-                            float sum = 0;
-                            for (int i = 0; i < VLn; i++) sum += l[i];
-                            dweight[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
-                        }
-                    }
-                }
 }

@@ -66,16 +66,17 @@ void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, 
                                        const float *save_mean, const float *save_invstd, int N,
                                        int C, int HW, const double *sums);
 
-/* conv2d_direct.c: the backward-input of a conv whose input was relu(batchnorm(bn_in)),
- * continued through that ReLU and batchnorm (the op-table slot conv2d_relu_batchnorm_backward_input):
- *   g   = conv2d_backward_input(dout) * [relu_out > 0]     (g: [N,C,H,W] scratch)
- *   din = batchnorm_backward(g) (+ add)                      (dgamma, dbeta written)
- * At stride 1 the masking and batchnorm's sums happen in the conv's store (one pass less). */
-void conv2d_direct_backward_input_relu_bn(float *din, float *g, const float *dout, const float *weight,
-                                          int N, int C, int H, int W, int K, int R, int S, int stride,
-                                          int pad, float *workspace, float *dgamma, float *dbeta,
-                                          const float *relu_out, const float *bn_in, const float *add,
-                                          const float *gamma, const float *save_mean,
-                                          const float *save_invstd);
+/* conv2d_direct.c: the backward of a conv whose input `in` is relu(batchnorm(bn_in)),
+ * continued through that ReLU and batchnorm (the op-table slot conv2d_relu_batchnorm_backward):
+ *   dweight = conv2d_backward_weight(dout, in)              (skipped when NULL)
+ *   g       = conv2d_backward_input(dout) * [in > 0]        (g: [N,C,H,W] scratch)
+ *   din     = batchnorm_backward(g) (+ add)                  (dgamma, dbeta written)
+ * At stride 1 both conv gradients run in one pass over the images, and the masking and
+ * batchnorm's sums happen in the conv's store. din may alias dout. */
+void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
+                                    const float *in, const float *weight, int N, int C, int H, int W,
+                                    int K, int R, int S, int stride, int pad, float *workspace,
+                                    float *dgamma, float *dbeta, const float *bn_in, const float *add,
+                                    const float *gamma, const float *save_mean, const float *save_invstd);
 
 #endif
