@@ -6,7 +6,8 @@
 #   make run        the main job: find or download CIFAR-10, train apps/resnet
 #   make data       download the official CIFAR-10 binary archive into ./data
 #   make practical  Parts 1-3 of the practical and saved_models/practical2/REPORT.md
-#   make bench      kernel and end-to-end benchmarks, appended to bench/RESULTS.md
+#   make bench      kernel and end-to-end benchmarks vs PyTorch, appended to bench/RESULTS.md
+#   make bench-torch-venv  PyPI torch in its own venv, the second baseline of make bench
 CC      ?= gcc
 CXX     ?= g++
 OPT     ?= -O2
@@ -72,7 +73,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
 
-.PHONY: all test asan run data bench clean practical gpu-test
+.PHONY: all test asan run data bench bench-torch-venv clean practical gpu-test
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def)
@@ -153,6 +154,10 @@ run: all
 
 bench: all
 	bash bench/run.sh
+
+# The PyPI torch baseline's virtual environment (bench only; several GB): make bench uses it when present.
+bench-torch-venv:
+	bash bench/torch_venv.sh --create
 
 # Parts 1-3 and REPORT.md (see apps/practical.sh for the knobs).
 practical: all

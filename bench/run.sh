@@ -12,15 +12,46 @@ out=$(mktemp)
 {
   echo "## $(date -u +%Y-%m-%d) — $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $THREADS threads"
   echo
-  echo "Compiler: $(gcc --version | head -1); flags \`-std=c11 -O2\` (+ \`-mavx2 -mfma\` via target attribute in cpu/gemm_fast.c)."
+  echo "Compiler: $(gcc --version | head -1); flags \`-std=c11 -O2\`; ISA-specific kernels through target attributes, chosen at run time."
   echo
   echo "### GEMM (\`bench/gemm --threads $THREADS\`)"
   echo
   if [ -x bench/gemm ]; then bench/gemm --threads "$THREADS"; else echo "(bench/gemm not built: install libopenblas-dev)"; fi
   echo
-  echo "### Convolution layers (\`bench/conv --threads $THREADS\`)"
+  # ---- the PyTorch baselines: Debian's python3-torch and PyPI's torch (bench/torch_venv.sh) ----
+  torches=()   # "label|python|LD_LIBRARY_PATH"
+  if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    torches+=("torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') (Debian)|/usr/bin/python3|")
+  fi
+  if venv=$(bash bench/torch_venv.sh 2>/dev/null); then
+    vpy=${venv%% *}; vlib=${venv#* }
+    if LD_LIBRARY_PATH=$vlib $vpy -c 'import torch' 2>/dev/null; then
+      torches+=("torch $(LD_LIBRARY_PATH=$vlib $vpy -c 'import torch; print(torch.__version__)') (PyPI)|$vpy|$vlib")
+    fi
+  fi
+  tpy() { local t=$1; shift; local py=${t#*|}; py=${py%%|*}; env LD_LIBRARY_PATH="${t##*|}" "$py" "$@"; }
+  tcmd() { local t=$1; local py=${t#*|}; py=${py%%|*}; echo env "LD_LIBRARY_PATH=${t##*|}" "$py"; }
+  num() { sed -n "s/^$1 img\/s: //p"; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+  # each torch's faster layout, from one short run of each
+  layouts=()
+  for t in "${torches[@]}"; do
+    a=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps 5 --layout nchw | num torch_train_step)
+    b=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps 5 --layout channels_last | num torch_train_step)
+    layouts+=("$(awk -v a="$a" -v b="$b" 'BEGIN { print (b > a) ? "channels_last" : "nchw" }')")
+  done
+  echo "### Convolution layers (\`bench/conv --threads $THREADS\`, PyTorch per layer: \`bench/torch_layers.py\`)"
   echo
-  bench/conv --threads "$THREADS"
+  tl=$(mktemp)
+  if [ ${#torches[@]} -gt 0 ]; then
+    tpy "${torches[0]}" bench/torch_layers.py --threads "$THREADS" > "$tl"
+    echo "PyTorch column: ${torches[0]%%|*}, each operation in its faster layout."
+    echo
+    bench/conv --threads "$THREADS" --torch "$tl"
+  else
+    bench/conv --threads "$THREADS"
+  fi
+  rm -f "$tl"
   echo
   echo "### Data loader (\`bench/loader\`)"
   echo
@@ -28,22 +59,46 @@ out=$(mktemp)
   bench/loader --batches 60
   echo '```'
   echo
-  echo "### Training step, batch 128 (\`bench/train_step --threads $THREADS\` vs \`bench/torch_baseline.py --threads $THREADS\`)"
+  echo "### Training step (batch 128) and evaluation (batch 256), ours vs PyTorch, back to back"
+  echo
+  echo "Two rounds, each side's better round kept; torch in its faster layout. \`bench/train_step\` vs \`bench/torch_baseline.py\`."
   echo
   echo '```'
-  rss() { /usr/bin/time -f "peak RSS %M KB" "$@" 2>&1 >/dev/null | tail -1; }
-  ours=$(bench/train_step --threads "$THREADS" --steps "$STEPS" | tee /dev/stderr | sed -n 's/^train_step img\/s: //p')
-  oursev=$(bench/train_step --threads "$THREADS" --steps "$STEPS" --eval --batch-size 256 | tee /dev/stderr | sed -n 's/^eval_step img\/s: //p')
-  if $PY -c 'import torch' 2>/dev/null; then
-    theirs=$($PY bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" | tee /dev/stderr | sed -n 's/^torch_train_step img\/s: //p')
-    theirsev=$($PY bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --eval --batch-size 256 | tee /dev/stderr | sed -n 's/^torch_eval_step img\/s: //p')
-    echo "train ratio convnet.c / torch: $(echo "scale=2; $ours / $theirs" | bc)"
-    echo "convnet.c train step $(rss bench/train_step --threads "$THREADS" --steps 3)"
-    echo "torch     train step $(rss $PY bench/torch_baseline.py --threads "$THREADS" --steps 3)"
-    echo "eval  ratio convnet.c / torch: $(echo "scale=2; $oursev / $theirsev" | bc)"
-  else
-    echo "torch not installed: no baseline ratio"
-  fi
+  declare -A tr ev
+  for round in 1 2; do
+    for th in 1 "$THREADS"; do
+      v=$(bench/train_step --threads "$th" --steps "$STEPS" | num train_step)
+      tr[ours,$th]=$(awk -v a="${tr[ours,$th]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+      v=$(bench/train_step --threads "$th" --steps "$STEPS" --eval --batch-size 256 | num eval_step)
+      ev[ours,$th]=$(awk -v a="${ev[ours,$th]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+    done
+    for i in "${!torches[@]}"; do
+      t=${torches[$i]}; l=${layouts[$i]}
+      v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" | num torch_train_step)
+      tr[$i]=$(awk -v a="${tr[$i]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+      v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" --eval --batch-size 256 | num torch_eval_step)
+      ev[$i]=$(awk -v a="${ev[$i]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+      v=$(tpy "$t" bench/torch_baseline.py --threads 1 --steps "$STEPS" --layout "$l" | num torch_train_step)
+      tr[$i,1]=$(awk -v a="${tr[$i,1]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+    done
+  done
+  rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
+  printf "%-34s %12s %12s %14s %10s\n" "" "train img/s" "eval img/s" "1-thread train" "peak RSS"
+  printf "%-34s %12s %12s %14s %7s MB\n" "convnet.c ($THREADS threads)" "${tr[ours,$THREADS]}" "${ev[ours,$THREADS]}" \
+    "${tr[ours,1]}" "$(( $(rss bench/train_step --threads "$THREADS" --steps 3) / 1024 ))"
+  for i in "${!torches[@]}"; do
+    t=${torches[$i]}
+    printf "%-34s %12s %12s %14s %7s MB\n" "${t%%|*} ${layouts[$i]}" "${tr[$i]}" "${ev[$i]}" "${tr[$i,1]}" \
+      "$(( $(rss $(tcmd "$t") bench/torch_baseline.py --threads "$THREADS" --steps 3 --layout "${layouts[$i]}") / 1024 ))"
+  done
+  echo
+  echo "convnet.c thread scaling ($THREADS vs 1 thread): train $(ratio "${tr[ours,$THREADS]}" "${tr[ours,1]}")x, eval $(ratio "${ev[ours,$THREADS]}" "${ev[ours,1]}")x"
+  echo "convnet.c 1-thread eval img/s: ${ev[ours,1]}"
+  for i in "${!torches[@]}"; do
+    echo "ratio vs ${torches[$i]%%|*}: train $(ratio "${tr[ours,$THREADS]}" "${tr[$i]}"), eval $(ratio "${ev[ours,$THREADS]}" "${ev[$i]}"), 1-thread train $(ratio "${tr[ours,1]}" "${tr[$i,1]}")"
+  done
+  [ ${#torches[@]} -gt 0 ] || echo "torch not installed (apt-get install python3-torch; bash bench/torch_venv.sh --create): no baseline ratio"
+  echo "$(bench/train_step --threads 1 --steps 1 | sed -n 's/^kernels: /convnet.c kernels: /p')"
   echo '```'
   if bench/gpu_bench --max 1024 >/dev/null 2>&1; then
     echo

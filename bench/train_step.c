@@ -8,6 +8,7 @@
 #include "core/cli.h"
 #include "core/model.h"
 #include "core/util.h"
+#include "cpu/fast/fast.h"
 
 #include "bench/bench.h"
 
@@ -25,6 +26,12 @@ int main(int argc, char **argv)
     }
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(device);
+    if (ops == &ops_cpu_ref)
+        printf("kernels: cpu-reference table (the readable operators of cpu/)\n");
+    else if (ops->host)
+        printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s)\n", ops->name,
+               cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32, 1),
+               conv2d_direct_kernel_name(16, 1), conv2d_direct_kernel_name(8, 1));
     ModelConfig cfg;
     model_config_default(&cfg);
     Model *m = model_create(ops, &cfg, batch);

@@ -76,8 +76,9 @@ CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, cons
         #pragma GCC unroll 4
         for (int i = 0; i < nv; i++) {
             size_t at = (size_t)kb * plane + ooff[i];
-            V r = add ? VADD(acc[kb][i], VLOAD(add + at)) : acc[kb][i];
-            if (n[i] == VL) VSTORE(out + at, r);
+            int full = n[i] == VL;
+            V r = !add ? acc[kb][i] : VADD(acc[kb][i], full ? VLOAD(add + at) : VLOAD_FIRST(add + at, n[i]));
+            if (full) VSTORE(out + at, r);
             else VSTORE_FIRST(out + at, r, n[i]);
         }
     }
