@@ -9,11 +9,14 @@
  *   backward       dy' = dy * [relu_out > 0] (mask NULL: dy' = dy) is never stored:
  *                  pass 1 sums dy' and dy'*(x - mean), pass 2 writes
  *                  dx = gamma*invstd/M * (M dy' - sum dy' - xhat * sum dy' xhat) (+ add)
- * Threads split channels (or images, in eval); each channel's sums run in one fixed order
- * (per-image vector partials added in image order), so results do not depend on the
- * thread count. */
+ * Threads split images: each streams whole images, memory in order (splitting channels
+ * instead strides through memory a plane at a time). Each channel's sums are made per
+ * image (vector lanes in a fixed order) and added in image order, so results do not depend
+ * on the thread count. */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "cpu/fast/fast.h"
 
 #define PLANE(p, n, c) ((p) + ((size_t)(n) * C + (c)) * HW)
@@ -89,29 +92,51 @@ CLONES static void plane_bwd_apply(float *dx, const float *dy, const float *m, c
     }
 }
 
+/* Passes run image by image (each thread streams whole images, memory in order); the
+ * per-(image, channel) sums land in part[n][c][2] and are added in image order. */
+static double *parts(int N, int C)
+{
+    double *p = malloc(sizeof(double) * 2 * (size_t)N * C);
+    if (!p) { fprintf(stderr, "convnet: out of memory (batchnorm sums)\n"); exit(1); }
+    return p;
+}
+
 static void forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                           float *running_var, const float *in, const float *gamma,
                           const float *beta, int N, int C, int HW, float momentum, float eps,
                           int relu)
 {
-    double M = (double)N * HW;
+    double M = (double)N * HW, *part = parts(N, C);
+    float *scale = malloc(sizeof(float) * 2 * (size_t)C), *shift = scale + C;
+    if (!scale) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
     #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double *pc = part + ((size_t)n * C + c) * 2;
+            pc[0] = pc[1] = 0;
+            plane_stats(PLANE(in, n, c), HW, PLANE(in, 0, c)[0], &pc[0], &pc[1]);
+        }
     for (int c = 0; c < C; c++) {
         float x0 = PLANE(in, 0, c)[0];
         double s1 = 0, s2 = 0;
-        for (int n = 0; n < N; n++) plane_stats(PLANE(in, n, c), HW, x0, &s1, &s2);
+        for (int n = 0; n < N; n++) { s1 += part[((size_t)n * C + c) * 2]; s2 += part[((size_t)n * C + c) * 2 + 1]; }
         double dmean = s1 / M, mean = x0 + dmean;
         double var = s2 / M - dmean * dmean;
         if (var < 0) var = 0;
         double invstd = 1.0 / sqrt(var + eps);
-        float scale = (float)(gamma[c] * invstd), shift = (float)(beta[c] - mean * gamma[c] * invstd);
-        for (int n = 0; n < N; n++) plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale, shift, relu);
+        scale[c] = (float)(gamma[c] * invstd);
+        shift[c] = (float)(beta[c] - mean * gamma[c] * invstd);
         save_mean[c] = (float)mean;
         save_invstd[c] = (float)invstd;
         double unbiased = M > 1 ? var * M / (M - 1) : var;
         running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
         running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
     }
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale[c], shift[c], relu);
+    free(part);
+    free(scale);
 }
 
 static void forward_eval(float *out, const float *in, const float *gamma, const float *beta,
@@ -134,27 +159,40 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
                      const float *in, const float *add, const float *gamma, const float *save_mean,
                      const float *save_invstd, int N, int C, int HW, const double *sums)
 {
-    double M = (double)N * HW;
-    #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float mean = save_mean[c], invstd = save_invstd[c];
-        double sdy = 0, sdyx = 0;
-        if (sums) {
-            for (int n = 0; n < N; n++) { sdy += sums[((size_t)n * C + c) * 2]; sdyx += sums[((size_t)n * C + c) * 2 + 1]; }
-        } else {
-            for (int n = 0; n < N; n++)
+    double M = (double)N * HW, *part = NULL;
+    if (!sums) {
+        part = parts(N, C);
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                double *pc = part + ((size_t)n * C + c) * 2;
+                pc[0] = pc[1] = 0;
                 plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
-                               mean, &sdy, &sdyx);
-        }
+                               save_mean[c], &pc[0], &pc[1]);
+            }
+        sums = part;
+    }
+    float *k = malloc(sizeof(float) * 3 * (size_t)C);
+    if (!k) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    for (int c = 0; c < C; c++) {
+        double invstd = save_invstd[c], sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++) { sdy += sums[((size_t)n * C + c) * 2]; sdyx += sums[((size_t)n * C + c) * 2 + 1]; }
         sdyx *= invstd;                     /* sum dy' * xhat */
         dbeta[c] = (float)sdy;
         dgamma[c] = (float)sdyx;
-        double k = gamma[c] * invstd / M;
-        float k1 = (float)(k * M), k0 = (float)(k * sdy), k2 = (float)(k * sdyx * invstd);
-        for (int n = 0; n < N; n++)
-            plane_bwd_apply(PLANE(din, n, c), PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL,
-                            PLANE(in, n, c), add ? PLANE(add, n, c) : NULL, HW, mean, k0, k1, k2);
+        double f = gamma[c] * invstd / M;   /* dx = k1 * dy' - k0 - (x - mean) * k2 */
+        k[3 * c] = (float)(f * sdy);
+        k[3 * c + 1] = (float)(f * M);
+        k[3 * c + 2] = (float)(f * sdyx * invstd);
     }
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            plane_bwd_apply(PLANE(din, n, c), PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL,
+                            PLANE(in, n, c), add ? PLANE(add, n, c) : NULL, HW, save_mean[c],
+                            k[3 * c], k[3 * c + 1], k[3 * c + 2]);
+    free(k);
+    free(part);
 }
 
 void batchnorm_fast_forward_train(float *out, float *save_mean, float *save_invstd,
