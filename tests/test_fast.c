@@ -199,6 +199,64 @@ START_TEST(conv_direct_thread_independent)
 }
 END_TEST
 
+/* Fused batchnorm(+ReLU) forward (train and eval) and backward (with the ReLU mask, with a
+ * residual add) against the readable batchnorm, relu and add operators, at the practical's
+ * shapes and odd ones (batch 1 and 3, odd channel counts and plane sizes). A channel mean
+ * far from 0 checks the shifted one-pass variance. (Not with 2 values per channel: there
+ * the true d/dx is ~0 (xhat = +-1 whatever x is) and only rounding is left to compare.) */
+START_TEST(batchnorm_fast_matches_reference)
+{
+    const int shapes[][3] = {{3, 16, 1024}, {3, 24, 256}, {3, 32, 64}, {1, 5, 49}, {3, 7, 13}, {2, 3, 5}};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!cpu_isa_force(isas[i])) continue;
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            int N = shapes[k][0], C = shapes[k][1], HW = shapes[k][2];
+            size_t n = (size_t)N * C * HW;
+            float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n), *add = malloc(sizeof(float) * n);
+            float *y0 = nan_floats(n), *y1 = nan_floats(n), *d0 = nan_floats(n), *d1 = nan_floats(n);
+            float g[32], b[32], m0[32], m1[32], s0[32], s1[32], rm0[32], rv0[32], rm1[32], rv1[32];
+            float dg0[32], db0[32], dg1[32], db1[32];
+            fill_normal_f(x, n, 31); fill_normal_f(dy, n, 32); fill_normal_f(add, n, 33);
+            fill_normal_f(g, C, 34); fill_normal_f(b, C, 35);
+            for (size_t j = 0; j < n; j++) x[j] += 20.0f * (float)((j / HW) % C == 1);   /* mean 20 */
+            for (int c = 0; c < C; c++) { rm0[c] = rm1[c] = 0.5f; rv0[c] = rv1[c] = 2.0f; }
+            char what[96];
+            snprintf(what, sizeof what, "isa %s, N%d C%d HW%d", cpu_isa_name(isas[i]), N, C, HW);
+            for (int relu = 0; relu <= 1; relu++) {
+                batchnorm_forward_train(y0, m0, s0, rm0, rv0, x, g, b, N, C, HW, 0.1f, 1e-5f);
+                if (relu) relu_forward(y0, y0, n);
+                (relu ? batchnorm_relu_fast_forward_train : batchnorm_fast_forward_train)
+                    (y1, m1, s1, rm1, rv1, x, g, b, N, C, HW, 0.1f, 1e-5f);
+                ck_assert_msg(rel_err(y1, y0, n) <= FAST_TOL, "%s relu %d: train out %.3g", what, relu, rel_err(y1, y0, n));
+                ck_assert_msg(rel_err(m1, m0, C) <= FAST_TOL && rel_err(s1, s0, C) <= FAST_TOL, "%s: saved stats", what);
+                ck_assert_msg(rel_err(rm1, rm0, C) <= FAST_TOL && rel_err(rv1, rv0, C) <= FAST_TOL, "%s: running stats", what);
+                batchnorm_forward_eval(y0, x, g, b, rm0, rv0, N, C, HW, 1e-5f);
+                if (relu) relu_forward(y0, y0, n);
+                (relu ? batchnorm_relu_fast_forward_eval : batchnorm_fast_forward_eval)(y1, x, g, b, rm0, rv0, N, C, HW, 1e-5f);
+                ck_assert_msg(rel_err(y1, y0, n) <= FAST_TOL, "%s relu %d: eval out %.3g", what, relu, rel_err(y1, y0, n));
+            }
+            /* y0 = relu(bn(x)) with batch statistics: the mask of the fused backward */
+            batchnorm_forward_train(y0, m0, s0, rm0, rv0, x, g, b, N, C, HW, 0.1f, 1e-5f);
+            relu_forward(y0, y0, n);
+            for (int mode = 0; mode < 3; mode++) {     /* plain, ReLU mask, ReLU mask + add */
+                float *t = nan_floats(n);
+                if (mode) relu_backward(t, dy, y0, n); else memcpy(t, dy, sizeof(float) * n);
+                batchnorm_backward(d0, dg0, db0, t, x, g, m0, s0, N, C, HW);
+                if (mode == 2) add_inplace(d0, add, n);
+                if (mode == 0) batchnorm_fast_backward(d1, dg1, db1, dy, x, g, m0, s0, N, C, HW);
+                else relu_batchnorm_fast_backward(d1, dg1, db1, dy, y0, x, mode == 2 ? add : NULL, g, m0, s0, N, C, HW);
+                ck_assert_msg(rel_err(d1, d0, n) <= FAST_TOL, "%s mode %d: din %.3g", what, mode, rel_err(d1, d0, n));
+                ck_assert_msg(rel_err(dg1, dg0, C) <= FAST_TOL, "%s mode %d: dgamma %.3g", what, mode, rel_err(dg1, dg0, C));
+                ck_assert_msg(rel_err(db1, db0, C) <= FAST_TOL, "%s mode %d: dbeta %.3g", what, mode, rel_err(db1, db0, C));
+                free(t);
+            }
+            free(x); free(dy); free(add); free(y0); free(y1); free(d0); free(d1);
+        }
+    }
+    cpu_isa_force(-1);
+}
+END_TEST
+
 Suite *suite_fast(void)
 {
     Suite *s = suite_create("fast_cpu");
@@ -207,6 +265,7 @@ Suite *suite_fast(void)
     tcase_add_test(t, conv_direct_matches_reference);
     tcase_add_test(t, conv_direct_thread_independent);
     tcase_add_test(t, conv_relu_bn_backward_matches_reference);
+    tcase_add_test(t, batchnorm_fast_matches_reference);
     suite_add_tcase(s, t);
     return s;
 }
