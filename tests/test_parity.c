@@ -63,16 +63,20 @@ static void golden_free(Golden *g)
     free(g->blob);
 }
 
+/* _i: bit 0 block type (preact, original), bit 1 the CPU table (default fast one, readable) */
 START_TEST(matches_pytorch)
 {
-    const char *block = _i ? "original" : "preact";
+    const char *block = _i & 1 ? "original" : "preact";
+    const Ops *ops = _i & 2 ? &ops_cpu_ref : &ops_cpu;
+    char lbl[64];
+    snprintf(lbl, sizeof lbl, "%s (%s table)", block, ops->name);
     char path[256], err[512];
     snprintf(path, sizeof path, "tests/data/golden_%s.bin", block);
     Golden g = golden_load(path);
     ModelConfig cfg;
     model_config_default(&cfg);
-    cfg.block = _i ? BLOCK_ORIGINAL : BLOCK_PREACT;
-    Model *m = model_create(&ops_cpu, &cfg, 4);
+    cfg.block = _i & 1 ? BLOCK_ORIGINAL : BLOCK_PREACT;
+    Model *m = model_create(ops, &cfg, 4);
     snprintf(path, sizeof path, "tests/data/golden_%s.safetensors", block);
     ck_assert_msg(checkpoint_load(m, path, err, sizeof err) == 0, "%s", err);
 
@@ -82,8 +86,8 @@ START_TEST(matches_pytorch)
     model_forward(m, x->v, 4, 1);
     double loss = model_loss(m, y, 4, NULL);
     double e = rel_err(m->logits, find(&g, "logits")->v, 40);
-    ck_assert_msg(e < PARITY_TOL, "%s logits rel err %g", block, e);
-    ck_assert_msg(fabs(loss - find(&g, "loss")->v[0]) < PARITY_TOL * fabs(loss), "%s loss %g vs %g", block, loss, find(&g, "loss")->v[0]);
+    ck_assert_msg(e < PARITY_TOL, "%s logits rel err %g", lbl, e);
+    ck_assert_msg(fabs(loss - find(&g, "loss")->v[0]) < PARITY_TOL * fabs(loss), "%s loss %g vs %g", lbl, loss, find(&g, "loss")->v[0]);
     model_backward(m, 4);
     float *before = malloc(sizeof(float) * m->n_params), *d1 = malloc(sizeof(float) * m->n_params),
           *d2 = malloc(sizeof(float) * m->n_params);
@@ -98,7 +102,7 @@ START_TEST(matches_pytorch)
             const Rec *r = find(&g, name);
             ck_assert_uint_eq(r->n, en->numel);
             e = rel_err(m->grads + en->offset, r->v, en->numel);
-            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", block, name, e);
+            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", lbl, name, e);
             /* compare the update (after - before), not the weights, so that a wrong weight
              * decay or learning rate cannot hide under the size of the weights */
             snprintf(name, sizeof name, "after.%s", en->name);
@@ -108,12 +112,12 @@ START_TEST(matches_pytorch)
                 d2[k] = r->v[k] - before[en->offset + k];
             }
             e = rel_err(d1, d2, en->numel);
-            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", block, name, e);
+            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", lbl, name, e);
             checked += 2;
         } else if (en->kind == ENTRY_BUFFER) {
             snprintf(name, sizeof name, "buffer.%s", en->name);
             e = rel_err(m->buffers + en->offset, find(&g, name)->v, en->numel);
-            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", block, name, e);
+            ck_assert_msg(e < PARITY_TOL, "%s %s rel err %g", lbl, name, e);
             checked++;
         } else {
             ck_assert_int_eq(m->num_batches_tracked[en->offset], 1);   /* was 0 in the file */
@@ -165,7 +169,7 @@ Suite *suite_parity(void)
     Suite *s = suite_create("pytorch parity + checkpoints");
     TCase *t = tcase_create("parity");
     tcase_set_timeout(t, 60);
-    tcase_add_loop_test(t, matches_pytorch, 0, 2);
+    tcase_add_loop_test(t, matches_pytorch, 0, 4);
     tcase_add_test(t, checkpoint_roundtrip_and_errors);
     suite_add_tcase(s, t);
     return s;
