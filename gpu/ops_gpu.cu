@@ -95,20 +95,77 @@ Ops make_table()
 const Ops table = make_table();
 }  // namespace
 
-extern "C" const Ops *ops_gpu(const char **why)
+#ifndef CONVNET_CUDA_ARCH
+#define CONVNET_CUDA_ARCH 0   // the emulator build: any "device" will do
+#endif
+
+// One line for the user when the GPU cannot be used, from what the runtime reported; NULL
+// when it can. err: cudaGetDeviceCount's result; driver/runtime: cudaDriverGetVersion /
+// cudaRuntimeGetVersion (1000*major + 10*minor; driver 0 = none installed); cc: the card's
+// compute capability as 10*major + minor (0 if unknown); built: the sm_ this binary holds.
+extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime,
+                                           int cc, int built)
 {
-    int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) {
-        // 35: no driver; 34: the toolkit's stub libcuda; 100: driver but no device
-        if (why) *why = (int)e == 35 ? "driver not found" : (int)e == 34 ? "driver stub only, no GPU driver"
-                      : (int)e == 100 ? "no CUDA device" : cudaGetErrorString(e);
+    if (err == 34) {
+        snprintf(buf, n, "only the CUDA toolkit's stub driver is present: no NVIDIA driver is installed");
+    } else if (err == 35 && driver == 0) {
+        snprintf(buf, n, "NVIDIA driver not found (no libcuda.so.1)");
+    } else if (err == 35) {
+        snprintf(buf, n, "the NVIDIA driver (CUDA %d.%d) is older than this build's CUDA runtime "
+                 "(%d.%d): update the driver or build with an older CUDA toolkit",
+                 driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    } else if (err == 100) {
+        snprintf(buf, n, "no CUDA device");
+    } else if (err != 0) {
+        snprintf(buf, n, "CUDA error %d at device query", err);
+    } else if (cc > 0 && cc < built) {
+        snprintf(buf, n, "the GPU's compute capability %d.%d is older than this build's sm_%d: "
+                 "rebuild with make CUDA_ARCH=%d", cc / 10, cc % 10, built, cc);
+    } else {
         return nullptr;
     }
-    if (count == 0) {
-        if (why) *why = "no CUDA device";
+    return buf;
+}
+
+#ifndef CONVNET_EMU
+namespace { __global__ void probe_kernel() {} }
+#endif
+
+extern "C" const Ops *ops_gpu(const char **why)
+{
+    static char reason[256];
+    int count = 0, driver = 0, runtime = 0, cc = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+#ifndef CONVNET_EMU
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+#endif
+    if (e == cudaSuccess && count == 0) e = (cudaError_t)100;
+#ifndef CONVNET_EMU
+    if (e == cudaSuccess) {
+        cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) cc = prop.major * 10 + prop.minor;
+    }
+#endif
+    const char *r = gpu_unusable_reason(reason, sizeof reason, (int)e, driver, runtime, cc, CONVNET_CUDA_ARCH);
+    if (!r && e != cudaSuccess) r = cudaGetErrorString(e);
+    if (r) {
+        cudaGetLastError();   // clear the sticky error for a later query
+        if (why) *why = r;
         return nullptr;
     }
     CUDA_CHECK(cudaSetDevice(0));
+#ifndef CONVNET_EMU
+    // the binary must hold code this card can run (sm_ or PTX of the same or older arch)
+    cudaFuncAttributes fa;
+    cudaError_t fe = cudaFuncGetAttributes(&fa, probe_kernel);
+    if (fe != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(reason, sizeof reason, "this build has no kernels the GPU (sm_%d) can run (%s): "
+                 "rebuild with make CUDA_ARCH=%d", cc, cudaGetErrorString(fe), cc);
+        if (why) *why = reason;
+        return nullptr;
+    }
+#endif
     return &table;
 }

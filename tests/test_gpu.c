@@ -440,6 +440,23 @@ START_TEST(model_step_matches_cpu)
 }
 END_TEST
 
+/* The one line a user sees when the GPU cannot be used (gpu/ops_gpu.cu). */
+const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
+START_TEST(gpu_unusable_reasons)
+{
+    char b[256];
+    ck_assert_ptr_null(gpu_unusable_reason(b, sizeof b, 0, 13000, 13000, 90, 90));
+    ck_assert_ptr_null(gpu_unusable_reason(b, sizeof b, 0, 13000, 13000, 100, 90));   /* newer card: PTX */
+    ck_assert(strstr(gpu_unusable_reason(b, sizeof b, 35, 0, 13000, 0, 90), "driver not found"));
+    const char *old = gpu_unusable_reason(b, sizeof b, 35, 12020, 13000, 0, 90);
+    ck_assert_msg(strstr(old, "older than this build's CUDA runtime") && strstr(old, "12.2") && strstr(old, "13.0"), "%s", old);
+    ck_assert(strstr(gpu_unusable_reason(b, sizeof b, 34, 0, 13000, 0, 90), "stub"));
+    ck_assert(strstr(gpu_unusable_reason(b, sizeof b, 100, 13000, 13000, 0, 90), "no CUDA device"));
+    const char *cc = gpu_unusable_reason(b, sizeof b, 0, 13000, 13000, 80, 90);
+    ck_assert_msg(strstr(cc, "8.0") && strstr(cc, "make CUDA_ARCH=80"), "%s", cc);
+}
+END_TEST
+
 Suite *suite_gpu(void)
 {
     Suite *s = suite_create("gpu kernels (CUDA emulator)");
@@ -456,6 +473,7 @@ Suite *suite_gpu(void)
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
     tcase_add_loop_test(t, augment_kernel_matches_cpu, 0, 2);
+    tcase_add_test(t, gpu_unusable_reasons);
     tcase_add_test(t, device_data_path_matches_loader);
     tcase_add_test(t, model_step_matches_cpu);
     suite_add_tcase(s, t);
