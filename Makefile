@@ -73,7 +73,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
 
-.PHONY: all test asan run data bench bench-torch-venv clean practical gpu-test
+.PHONY: all test asan run data bench bench-torch-venv clean practical gpu-test gpu-bundle
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def)
@@ -127,6 +127,13 @@ $(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/
 gpu-test: $(BUILD)/gpu_tests
 	$(BUILD)/gpu_tests
 
+# What a lent GPU machine (nvcc, no Check library) needs from here: the GPU tests with Check
+# linked statically, carried as build-device/ (bench/gpu_check.sh --dry-run checks its size).
+gpu-bundle: $(BUILD)/gpu_tests
+	@mkdir -p build-device
+	cp $(BUILD)/gpu_tests build-device/gpu_tests
+	@echo "build-device/gpu_tests: $$(du -k build-device/gpu_tests | cut -f1) KiB (CUDA_ARCH=$(CUDA_ARCH))"
+
 asan:
 	$(MAKE) SANITIZE=1 test
 
@@ -164,4 +171,4 @@ practical: all
 	apps/practical.sh
 
 clean:
-	rm -rf build build-asan $(APPS) $(BENCHES)
+	rm -rf build build-asan build-device $(APPS) $(BENCHES)
