@@ -21,6 +21,13 @@ int main(int argc, char **argv)
             die_code(2, "unknown flag '%s' (see --help)", argv[i]);
     }
     cli_apply_threads(threads);
+    /* the practical's defaults: with no checkpoint in --out, use the one shipped beside this
+     * program (apps/results/ResNet), as the notebook uses its pretrained download */
+    static char shipped[4096];
+    if (train_config_is_default(&cfg) && exe_dir(shipped, sizeof shipped) == 0) {
+        strncat(shipped, "/results/ResNet", sizeof shipped - strlen(shipped) - 1);
+        cfg.shipped_dir = shipped;
+    }
     TrainResult res;
     train_run(&cfg, &res);
     if (res.epochs_run)

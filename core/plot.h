@@ -8,4 +8,9 @@
 int plot_csv(const char *png, const char *csv, const char *title, const char *xlabel,
              const char *ylabel, int ncols, const char *const *series, const char *extra);
 
+/* Part 1's training curve from metrics.csv (epoch,lr,train_loss,train_acc,val_acc,...):
+ * train loss (left axis), train and validation accuracy (right axis), a dashed line where
+ * the learning rate drops. */
+int plot_training_curve(const char *png, const char *metrics_csv);
+
 #endif

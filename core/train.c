@@ -11,6 +11,7 @@
 #include "core/progress.h"
 #include "core/tblog.h"
 #include "core/train.h"
+#include "core/plot.h"
 #include "core/util.h"
 
 void train_config_default(TrainConfig *c)
@@ -32,6 +33,21 @@ void train_config_default(TrainConfig *c)
     c->n_val = 5000;
 }
 
+static int same_model(const ModelConfig *a, const ModelConfig *b);
+
+int train_config_is_default(const TrainConfig *c)
+{
+    TrainConfig d;
+    train_config_default(&d);
+    if (!same_model(&c->model, &d.model) || c->epochs != d.epochs || c->batch != d.batch ||
+        c->lr != d.lr || c->momentum != d.momentum || c->weight_decay != d.weight_decay ||
+        c->gamma != d.gamma || c->n_milestones != d.n_milestones || c->val_every != d.val_every ||
+        c->seed != d.seed || c->flip != d.flip || c->crop != d.crop || c->perm)
+        return 0;
+    for (int i = 0; i < d.n_milestones; i++) if (c->milestones[i] != d.milestones[i]) return 0;
+    return 1;
+}
+
 double lr_at_epoch(const TrainConfig *c, int epoch)
 {
     double lr = c->lr;
@@ -49,6 +65,32 @@ static void mkdir_p(const char *dir)
 }
 
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
+
+/* dst = src, atomically; 0 or -1 with err set */
+static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
+{
+    FILE *f = fopen(src, "rb");
+    if (!f) { snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno)); return -1; }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) { cap *= 2; buf = realloc(buf, cap); if (!buf) die("out of memory"); }
+    }
+    fclose(f);
+    int rc = atomic_write(dst, buf, len, err, errlen);
+    free(buf);
+    return rc;
+}
+
+static int same_model(const ModelConfig *a, const ModelConfig *b)
+{
+    if (a->block != b->block || a->n_stages != b->n_stages || a->classes != b->classes) return 0;
+    for (int s = 0; s < a->n_stages; s++)
+        if (a->blocks[s] != b->blocks[s] || a->channels[s] != b->channels[s]) return 0;
+    return 1;
+}
 
 /* Accuracy with the batches built on the device (any table but the CPU's). dd: the device's
  * copy of lc->ds with lc->perm, or NULL to upload one for this call. */
@@ -150,11 +192,41 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                cfg->model.block == BLOCK_PREACT ? "preact" : "original", ops->name,
                model_num_trainable(m), n_train, n_val, test_set->n);
 
+    /* the validation split, for anyone who wants the same images (bench/torch_practical.py) */
+    if (!cfg->train_set) {
+        size_t cap = (size_t)n_val * 8 + 16, len = 0;
+        char *txt = xmalloc(cap);
+        for (int i = 0; i < n_val; i++) len += (size_t)snprintf(txt + len, cap - len, "%d\n", val_idx[i]);
+        char split_path[4200];
+        snprintf(split_path, sizeof split_path, "%s/split_val.txt", cfg->out_dir);
+        if (atomic_write(split_path, txt, len, err, sizeof err)) die("%s", err);
+        free(txt);
+    }
+
     int have_best = file_exists(best_path), stopped = 0;
+    ModelConfig defaults;
+    model_config_default(&defaults);
+    if (!have_best && !cfg->retrain && !cfg->resume && cfg->shipped_dir && !cfg->perm &&
+        !cfg->train_set && same_model(&cfg->model, &defaults)) {
+        char src[4200];
+        snprintf(src, sizeof src, "%s/best.safetensors", cfg->shipped_dir);
+        if (file_exists(src)) {
+            if (copy_file(src, best_path, err, sizeof err)) die_code(2, "%s", err);
+            snprintf(src, sizeof src, "%s/metrics.csv", cfg->shipped_dir);
+            if (file_exists(src) && !file_exists(csv_path) && copy_file(src, csv_path, err, sizeof err)) die("%s", err);
+            if (!cfg->quiet)
+                printf("no checkpoint in %s: using the shipped one, %s/best.safetensors (trained by "
+                       "convnet.c at the practical's defaults; --retrain trains instead)\n",
+                       cfg->out_dir, cfg->shipped_dir);
+            have_best = 1;
+            res->used_shipped = 1;
+        }
+    }
     DeviceData *dd = NULL;   /* the device's copy of the training set (devices other than the CPU) */
     if (have_best && !cfg->retrain && !cfg->resume) {
         if (checkpoint_load(m, best_path, err, sizeof err)) die_code(2, "%s", err);
-        if (!cfg->quiet) printf("found %s: skipping training (pass --retrain to train again)\n", best_path);
+        if (!cfg->quiet && !res->used_shipped)
+            printf("found %s: skipping training (pass --retrain to train again)\n", best_path);
         res->loaded_pretrained = 1;
     } else {
         TrainState st = {0, 0, -1, -1, cfg->seed};
@@ -275,6 +347,11 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         int jl = snprintf(json, sizeof json, "{\"test\": %.6f, \"val\": %.6f}\n", res->test, res->val);
         if (atomic_write(json_path, json, (size_t)jl, err, sizeof err)) die("%s", err);
         if (!cfg->quiet) printf("best weights: val %.4f  test %.4f  (%s)\n", res->val, res->test, json_path);
+        if (file_exists(csv_path) && !cfg->quiet) {
+            char png[4200];
+            snprintf(png, sizeof png, "%s/training_curve.png", cfg->out_dir);
+            plot_training_curve(png, csv_path);
+        }
     }
     devdata_free(dd);
     model_free(m);

@@ -12,4 +12,7 @@ void *xcalloc(size_t count, size_t size);
 float *xmalloc_floats(size_t n);
 double now_seconds(void);                 /* monotonic clock */
 
+/* The directory of the running program (from /proc/self/exe): 0, or -1 if unknown. */
+int exe_dir(char *buf, size_t n);
+
 #endif

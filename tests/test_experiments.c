@@ -84,6 +84,26 @@ START_TEST(plot_when_gnuplot_exists)
     ck_assert_int_eq(fread(sig, 1, 8, p), 8);
     ck_assert(memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0);
     fclose(p);
+    /* Part 1's training curve from a metrics.csv with an lr drop and sparse validation */
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    snprintf(png, sizeof png, "%s/training_curve.png", dir);
+    f = fopen(csv, "w");
+    fprintf(f, "epoch,lr,train_loss,train_acc,val_acc,seconds,img_per_s\n1,0.1,1.6,0.4,,30,1400\n"
+               "2,0.1,1.2,0.57,0.6,30,1400\n3,0.01,0.9,0.68,,30,1400\n4,0.01,0.8,0.7,0.72,30,1400\n");
+    fclose(f);
+    ck_assert_int_eq(plot_training_curve(png, csv), 0);
+    p = fopen(png, "rb");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(fread(sig, 1, 8, p), 8);
+    ck_assert(memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0);
+    fclose(p);
+    snprintf(png, sizeof png, "%s/training_curve.gp", dir);
+    f = fopen(png, "r");
+    char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    buf[len] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(buf, "set arrow from 2.5") && strstr(buf, "lr 0.01"), "lr drop not marked: %s", buf);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
