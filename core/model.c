@@ -17,6 +17,14 @@ void model_config_default(ModelConfig *cfg)
     cfg->in_c = 3; cfg->in_h = 32; cfg->in_w = 32;
 }
 
+void model_config_mlp(ModelConfig *cfg)
+{
+    model_config_default(cfg);
+    cfg->mlp = 1;
+    cfg->n_hidden = 2;
+    cfg->hidden[0] = 512; cfg->hidden[1] = 256;
+}
+
 int parse_int_list(const char *s, int *out, int max)
 {
     int n = 0;
@@ -90,12 +98,58 @@ static BatchNorm plan_bn(Model *m, const char *prefix, int C, int HW)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+/* The MLP: linear layers (PyTorch Linear init in model_init), ReLU between them. */
+static Model *mlp_create(Model *m, int max_batch)
+{
+    const ModelConfig *cfg = &m->cfg;
+    const Ops *ops = m->ops;
+    if (cfg->n_hidden < 0 || cfg->n_hidden > 4) die_code(2, "model: %d hidden layers (0..4)", cfg->n_hidden);
+    m->n_layers = cfg->n_hidden + 1;
+    m->width[0] = cfg->in_c * cfg->in_h * cfg->in_w;
+    for (int l = 0; l < cfg->n_hidden; l++) m->width[l + 1] = cfg->hidden[l];
+    m->width[m->n_layers] = cfg->classes;
+    int widest = 0;
+    for (int l = 0; l <= m->n_layers; l++) widest = m->width[l] > widest ? m->width[l] : widest;
+    for (int l = 0; l < m->n_layers; l++) {
+        char name[96];
+        int shape[2] = {m->width[l + 1], m->width[l]};
+        m->lw[l] = m->n_params;
+        snprintf(name, sizeof name, "model.%d.weight", 2 * l + 1);
+        add_entry(m, name, 2, shape, ENTRY_PARAM, m->lw[l]);
+        m->n_params += (size_t)shape[0] * shape[1];
+        m->lb[l] = m->n_params;
+        snprintf(name, sizeof name, "model.%d.bias", 2 * l + 1);
+        add_entry(m, name, 1, shape, ENTRY_PARAM, m->lb[l]);
+        m->n_params += shape[0];
+    }
+    size_t N = (size_t)max_batch, fl = sizeof(float);
+    m->params = ops->alloc(m->n_params * fl);
+    m->grads = ops->alloc(m->n_params * fl);
+    m->momentum = ops->alloc(m->n_params * fl);
+    m->buffers = ops->alloc(fl);
+    m->num_batches_tracked = xcalloc(1, sizeof(int64_t));
+    for (int l = 0; l < cfg->n_hidden; l++) m->act[l] = ops->alloc(N * m->width[l + 1] * fl);
+    m->input = ops->alloc(N * m->width[0] * fl);
+    m->logits = ops->alloc(N * cfg->classes * fl);
+    m->probs = ops->alloc(N * cfg->classes * fl);
+    m->dlogits = ops->alloc(N * cfg->classes * fl);
+    m->losses = ops->alloc(N * fl);
+    m->labels = ops->alloc(N * sizeof(int32_t));
+    m->correct = ops->alloc(N * sizeof(int32_t));
+    m->g0 = ops->alloc(N * widest * fl);
+    m->g1 = ops->alloc(N * widest * fl);
+    m->host_losses = xmalloc(N * fl);
+    m->host_correct = xmalloc(N * sizeof(int32_t));
+    return m;
+}
+
 Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
 {
     Model *m = xcalloc(1, sizeof *m);
     m->ops = ops;
     m->cfg = *cfg;
     m->max_batch = max_batch;
+    if (cfg->mlp) return mlp_create(m, max_batch);
     int pre = cfg->block == BLOCK_PREACT;
     int H = cfg->in_h, W = cfg->in_w, C = cfg->channels[0];
     if (H != W) die("model: only square inputs are supported (got %dx%d)", H, W);
@@ -219,6 +273,7 @@ void model_free(Model *m)
                     m->logits, m->probs, m->dlogits, m->losses, m->labels, m->correct,
                     m->g0, m->g1, m->t1, m->t2, m->ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) o->free(bufs[i]);
+    for (int l = 0; l < 4; l++) if (m->act[l]) o->free(m->act[l]);
     for (int i = 0; i < m->n_blocks; i++) {
         Block *b = &m->blocks[i];
         void *bb[] = {b->a1, b->c1, b->a2, b->c2, b->y, b->ds_a, b->bn1.mean, b->bn1.invstd,
@@ -262,6 +317,19 @@ static void init_bn(float *p, float *buf, const BatchNorm *b)
 
 void model_init(Model *m, Rng *rng)
 {
+    if (m->cfg.mlp) {   /* PyTorch Linear default: weight and bias U(-1/sqrt(in), 1/sqrt(in)) */
+        float *p = xcalloc(m->n_params, sizeof(float));
+        for (int l = 0; l < m->n_layers; l++) {
+            double bound = 1.0 / sqrt((double)m->width[l]);
+            for (size_t i = 0; i < (size_t)m->width[l + 1] * m->width[l]; i++)
+                p[m->lw[l] + i] = (float)rng_uniform_range(rng, -bound, bound);
+            for (int i = 0; i < m->width[l + 1]; i++) p[m->lb[l] + i] = (float)rng_uniform_range(rng, -bound, bound);
+        }
+        model_set_params(m, p);
+        m->steps = 0;
+        free(p);
+        return;
+    }
     float *p = xcalloc(m->n_params, sizeof(float)), *buf = xcalloc(m->n_buffers, sizeof(float));
     init_conv(p, &m->stem, rng);
     init_bn(p, buf, &m->stem_bn);
@@ -450,11 +518,41 @@ void model_forward(Model *m, const float *x, int N, int train)
     model_forward_input(m, N, train);
 }
 
+/* MLP forward: act[l] = relu(linear_l(act[l-1])), logits = last linear */
+static void mlp_forward(Model *m, int N)
+{
+    const float *x = m->input;
+    for (int l = 0; l < m->n_layers; l++) {
+        int last = l == m->n_layers - 1;
+        float *out = last ? m->logits : m->act[l];
+        m->ops->linear_forward(out, x, m->params + m->lw[l], m->params + m->lb[l], N, m->width[l], m->width[l + 1]);
+        if (!last) m->ops->relu_forward(out, out, (size_t)N * m->width[l + 1]);
+        x = out;
+    }
+}
+
+static void mlp_backward(Model *m, int N)
+{
+    const Ops *o = m->ops;
+    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
+    const float *dout = m->dlogits;
+    float *g = m->g0, *gnext = m->g1;
+    for (int l = m->n_layers - 1; l >= 0; l--) {
+        const float *in = l ? m->act[l - 1] : m->input;
+        o->linear_backward(g, m->grads + m->lw[l], m->grads + m->lb[l], dout, in, m->params + m->lw[l],
+                           N, m->width[l], m->width[l + 1]);
+        if (l) o->relu_backward(g, g, m->act[l - 1], (size_t)N * m->width[l]);
+        dout = g;
+        float *t = g; g = gnext; gnext = t;
+    }
+}
+
 void model_forward_input(Model *m, int N, int train)
 {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
+    if (c->mlp) { mlp_forward(m, N); return; }
     conv_fwd(m, &m->stem, m->stem_c, m->input, N);
     if (c->block == BLOCK_ORIGINAL) {
         bn_relu_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
@@ -487,6 +585,7 @@ void model_backward(Model *m, int N)
 {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
+    if (c->mlp) { mlp_backward(m, N); return; }
     o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);
     o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
                        m->params + m->fc_w, N, m->feat, c->classes);

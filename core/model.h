@@ -8,6 +8,10 @@
  *           block     = relu(bn(conv(relu(bn(conv(x))))) + x)             [ResNetBlock]
  *           subsample shortcut: conv1x1/s2 with bias
  * output:   global average pool -> linear(c_last -> classes)
+ * mlp:      (Part 3's comparison, the previous practical's network) the image flattened to
+ *           in_c*in_h*in_w values -> [linear -> relu] per hidden layer -> linear(-> classes);
+ *           state_dict names of nn.Sequential(Flatten, Linear, ReLU, ..., Linear): model.1.*,
+ *           model.3.*, ...
  *
  * All trainable parameters live in one flat array (params), in PyTorch state_dict order,
  * with grads and momentum buffers of the same layout; BN running statistics in a second
@@ -31,9 +35,12 @@ typedef struct ModelConfig {
     int channels[MAX_STAGES];   /* channels per stage, e.g. 16,24,32 */
     int classes;                /* 10 */
     int in_c, in_h, in_w;       /* 3, 32, 32 */
+    int mlp;                    /* 1: the MLP below instead of the ResNet */
+    int n_hidden, hidden[4];    /* MLP hidden widths, e.g. 512,256 */
 } ModelConfig;
 
 void model_config_default(ModelConfig *cfg);   /* the practical's: preact [2,2,3] x [16,24,32] */
+void model_config_mlp(ModelConfig *cfg);       /* 3072-512-256-10 with ReLU */
 
 typedef struct Conv { int C, K, R, S, stride, pad, H, W, P, Q; size_t w, b; int has_bias; } Conv;
 typedef struct BatchNorm { int C, HW; size_t gamma, beta, rmean, rvar; int index; float *mean, *invstd; } BatchNorm;
@@ -73,6 +80,10 @@ typedef struct Model {
     float *input, *pooled, *logits, *probs, *losses, *dlogits, *dpooled;
     int32_t *labels, *correct;
     float *g0, *g1, *t1, *t2, *ws;                  /* gradient and scratch buffers */
+    /* MLP: layer l maps width[l] -> width[l+1]; act[l] = relu output of hidden layer l */
+    int n_layers, width[6];
+    size_t lw[5], lb[5];
+    float *act[4];
     float *host_losses;
     int32_t *host_correct;
 } Model;

@@ -188,8 +188,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
 
     Model *m = model_create(ops, &cfg->model, cfg->batch);
     if (!cfg->quiet)
-        printf("ResNet (%s) on %s: %zu trainable parameters; train %d / val %d / test %d\n",
-               cfg->model.block == BLOCK_PREACT ? "preact" : "original", ops->name,
+        printf("%s on %s: %zu trainable parameters; train %d / val %d / test %d\n",
+               cfg->model.mlp ? "MLP" : cfg->model.block == BLOCK_PREACT ? "ResNet (preact)" : "ResNet (original)", ops->name,
                model_num_trainable(m), n_train, n_val, test_set->n);
 
     /* the validation split, for anyone who wants the same images (bench/torch_practical.py) */

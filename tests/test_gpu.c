@@ -391,11 +391,16 @@ static float *run_model_step(const Ops *ops, int block, double *loss_out, float 
 {
     ModelConfig cfg;
     model_config_default(&cfg);
-    cfg.block = block;
+    cfg.block = block == 2 ? BLOCK_PREACT : (BlockType)block;
     cfg.in_h = cfg.in_w = 8;
     cfg.n_stages = 2;
     cfg.blocks[0] = 1; cfg.blocks[1] = 1;
     cfg.channels[0] = 4; cfg.channels[1] = 6;
+    if (block == 2) {   /* the MLP: 192 -> 12 -> 9 -> 10 */
+        cfg.mlp = 1;
+        cfg.n_hidden = 2;
+        cfg.hidden[0] = 12; cfg.hidden[1] = 9;
+    }
     int N = 3;
     Model *m = model_create(ops, &cfg, N);
     Rng r;
@@ -419,7 +424,7 @@ static float *run_model_step(const Ops *ops, int block, double *loss_out, float 
 
 START_TEST(model_step_matches_cpu)
 {
-    for (int block = 0; block <= 1; block++) {
+    for (int block = 0; block <= 2; block++) {   /* preact, original, MLP */
         double lc, lg, lg2;
         float *gc, *gg, *gg2;
         size_t np, np2;

@@ -66,11 +66,33 @@ START_TEST(block_shapes)
 }
 END_TEST
 
+/* Part 3's MLP: 3072-512-256-10 has 1,707,274 parameters named as PyTorch's
+ * nn.Sequential(Flatten, Linear, ReLU, Linear, ReLU, Linear) names them. */
+START_TEST(mlp_params_and_names)
+{
+    ModelConfig cfg;
+    model_config_mlp(&cfg);
+    Model *m = model_create(&ops_cpu, &cfg, 2);
+    ck_assert_uint_eq(model_num_trainable(m), 3072 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10);
+    const char *names[] = {"model.1.weight", "model.1.bias", "model.3.weight", "model.3.bias",
+                           "model.5.weight", "model.5.bias"};
+    ck_assert_int_eq(m->n_entries, 6);
+    for (int i = 0; i < 6; i++) ck_assert_str_eq(m->entries[i].name, names[i]);
+    ck_assert_int_eq(m->entries[0].shape[0], 512);
+    ck_assert_int_eq(m->entries[0].shape[1], 3072);
+    model_free(m);
+}
+END_TEST
+
 START_TEST(sgd_fits_a_batch)
 {
     ModelConfig cfg;
     model_config_default(&cfg);
-    cfg.block = _i ? BLOCK_ORIGINAL : BLOCK_PREACT;
+    cfg.block = _i == 1 ? BLOCK_ORIGINAL : BLOCK_PREACT;
+    if (_i == 2) {
+        model_config_mlp(&cfg);
+        cfg.hidden[0] = 64; cfg.hidden[1] = 32;
+    }
     cfg.in_h = cfg.in_w = 8;
     int N = 8;
     Model *m = model_create(&ops_cpu, &cfg, N);
@@ -90,7 +112,7 @@ START_TEST(sgd_fits_a_batch)
         model_sgd_step(m, 0.05f, 0.9f, 1e-4f);
     }
     ck_assert_msg(last < 0.2 * first, "loss %g -> %g", first, last);
-    ck_assert_int_eq(m->num_batches_tracked[0], 30);
+    if (_i != 2) ck_assert_int_eq(m->num_batches_tracked[0], 30);
     free(x);
     model_free(m);
 }
@@ -103,7 +125,8 @@ Suite *suite_model(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, param_counts_match_reference);
     tcase_add_loop_test(t, block_shapes, 0, 2);
-    tcase_add_loop_test(t, sgd_fits_a_batch, 0, 2);
+    tcase_add_loop_test(t, sgd_fits_a_batch, 0, 3);   /* preact, original, MLP */
+    tcase_add_test(t, mlp_params_and_names);
     suite_add_tcase(s, t);
     return s;
 }
