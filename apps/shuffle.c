@@ -1,9 +1,14 @@
 /* Part 3 of the practical: train the same ResNet on images whose pixels are permuted by one
  * fixed random permutation (the same for every image and channel; flip and crop happen
  * before it), and, for comparison, on the plain images with the same schedule and seed.
- * Writes DIR/permutation.txt, DIR/{shuffled,unshuffled}/ (checkpoints, metrics, TensorBoard),
- * DIR/shuffle.csv (validation accuracy per epoch of both runs) and DIR/shuffle.png.
- *   apps/shuffle [--epochs 10] [--perm-seed 42] [--out DIR] [training flags] */
+ * The practical asks whether the CNN uses spatial structure differently than the MLP of the
+ * previous practical, so an MLP (3072-512-256-10, ReLU, SGD) is trained on both too: it sees
+ * the image as a flat vector, so a fixed permutation of its inputs changes nothing it can
+ * use, and its two accuracies should agree within noise.
+ * Writes DIR/permutation.txt, DIR/{shuffled,unshuffled,mlp_shuffled,mlp_unshuffled}/
+ * (checkpoints, metrics, TensorBoard), DIR/shuffle.csv (validation accuracy per epoch of the
+ * four runs) and DIR/shuffle.png.
+ *   apps/shuffle [--epochs 10] [--perm-seed 42] [--mlp-lr 0.01] [--no-mlp] [--out DIR] [training flags] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,20 +48,25 @@ int main(int argc, char **argv)
     cfg.val_every = 1;
     cfg.n_milestones = 0;          /* the practical's short retraining: constant lr */
     cfg.out_dir = "saved_models/practical2/Shuffle";
-    int threads = 0;
+    int threads = 0, mlp = 1;
     long perm_seed = 42;
+    double mlp_lr = 0.01;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s [flags]\nTrain on pixel-shuffled CIFAR-10 and on the plain images (Part 3).\n"
-                   "  --perm-seed N          seed of the pixel permutation (default 42)\n%s"
+                   "  --perm-seed N          seed of the pixel permutation (default 42)\n"
+                   "  --mlp-lr X             learning rate of the MLP runs (default 0.01)\n"
+                   "  --no-mlp               train the ResNet only\n%s"
                    "defaults here: --epochs 10 --val-every 1, no lr milestones\n", argv[0], cli_train_help);
             return 0;
         }
         if (!strncmp(argv[i], "--perm-seed", 11)) perm_seed = cli_long("--perm-seed", cli_value(argc, argv, &i), 0, 0x7fffffffL);
+        else if (!strncmp(argv[i], "--mlp-lr", 8)) mlp_lr = cli_double("--mlp-lr", cli_value(argc, argv, &i), 1e-6, 10);
+        else if (!strcmp(argv[i], "--no-mlp")) mlp = 0;
         else if (!cli_train_flag(&cfg, argc, argv, &i, &threads)) die_code(2, "unknown flag '%s' (see --help)", argv[i]);
     }
     cli_apply_threads(threads);
-    char path[8600], err[1024], dirs[2][4200], csv[4200], png[4200];
+    char path[17000], err[1024], dirs[4][4200], csv[4200], png[4200];
     snprintf(path, sizeof path, "%s", cfg.out_dir);
     for (char *p = path + 1; *p; p++) if (*p == '/') { *p = 0; mkdir(path, 0755); *p = '/'; }
     mkdir(path, 0755);
@@ -70,19 +80,25 @@ int main(int argc, char **argv)
         if (permutation_save(path, perm, CIFAR_H * CIFAR_W)) die_code(2, "cannot write %s", path);
         printf("drew a pixel permutation from seed %ld: %s\n", perm_seed, path);
     }
-    TrainResult res[2];
-    const char *names[2] = {"unshuffled", "shuffled"};
-    for (int r = 0; r < 2; r++) {
+    /* runs: ResNet plain, ResNet shuffled, MLP plain, MLP shuffled (same data, schedule, seed) */
+    int runs = mlp ? 4 : 2;
+    TrainResult res[4];
+    const char *names[4] = {"unshuffled", "shuffled", "mlp_unshuffled", "mlp_shuffled"};
+    for (int r = 0; r < runs; r++) {
         TrainConfig c = cfg;
         snprintf(dirs[r], sizeof dirs[r], "%s/%s", cfg.out_dir, names[r]);
         c.out_dir = dirs[r];
-        c.perm = r ? perm : NULL;
-        printf("== %s images ==\n", names[r]);
+        c.perm = r % 2 ? perm : NULL;
+        if (r >= 2) {
+            model_config_mlp(&c.model);
+            c.lr = mlp_lr;
+        }
+        printf("== %s: %s images ==\n", r >= 2 ? "MLP" : "ResNet", r % 2 ? "pixel-shuffled" : "plain");
         train_run(&c, &res[r]);
     }
-    double hist[2][1024];
+    static double hist[4][1024];
     int n = 0;
-    for (int r = 0; r < 2; r++) {
+    for (int r = 0; r < runs; r++) {
         for (int e = 0; e < 1024; e++) hist[r][e] = NAN;
         snprintf(path, sizeof path, "%s/metrics.csv", dirs[r]);
         int k = read_val_history(path, hist[r], 1024);
@@ -92,18 +108,19 @@ int main(int argc, char **argv)
     snprintf(png, sizeof png, "%s/shuffle.png", cfg.out_dir);
     FILE *f = fopen(csv, "w");
     if (!f) die_code(2, "cannot write %s", csv);
-    fprintf(f, "epoch,val_unshuffled,val_shuffled\n");
+    fprintf(f, "epoch,val_unshuffled,val_shuffled%s\n", mlp ? ",val_mlp_unshuffled,val_mlp_shuffled" : "");
     for (int e = 0; e < n; e++) {
         fprintf(f, "%d", e + 1);
-        for (int r = 0; r < 2; r++) isnan(hist[r][e]) ? fprintf(f, ",") : fprintf(f, ",%.6f", hist[r][e]);
+        for (int r = 0; r < runs; r++) isnan(hist[r][e]) ? fprintf(f, ",") : fprintf(f, ",%.6f", hist[r][e]);
         fprintf(f, "\n");
     }
     fclose(f);
-    const char *series[] = {"plain images", "pixel-shuffled images"};
+    const char *series[] = {"ResNet, plain images", "ResNet, pixel-shuffled", "MLP, plain images", "MLP, pixel-shuffled"};
     plot_csv(png, csv, "Validation accuracy: plain vs pixel-shuffled CIFAR-10", "epoch", "validation accuracy",
-             2, series, "set yrange [0:1]\nset xtics 1");
-    printf("\n%-12s  %8s  %8s\n", "run", "val", "test");
-    for (int r = 0; r < 2; r++) printf("%-12s  %8.4f  %8.4f\n", names[r], res[r].val, res[r].test);
-    printf("gap (unshuffled - shuffled): val %.4f, test %.4f\n", res[0].val - res[1].val, res[0].test - res[1].test);
+             runs, series, "set yrange [0:1]\nset xtics 1");
+    printf("\n%-16s  %8s  %8s\n", "run", "val", "test");
+    for (int r = 0; r < runs; r++) printf("%-16s  %8.4f  %8.4f\n", names[r], res[r].val, res[r].test);
+    printf("gap (unshuffled - shuffled): ResNet val %.4f, test %.4f\n", res[0].val - res[1].val, res[0].test - res[1].test);
+    if (mlp) printf("gap (unshuffled - shuffled): MLP    val %.4f, test %.4f\n", res[2].val - res[3].val, res[2].test - res[3].test);
     return 0;
 }
