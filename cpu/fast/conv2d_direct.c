@@ -420,6 +420,8 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
                 f->nl[v] = VLn;                      /* lanes past Wb land in the buffer's margin */
             }
         }
+    int zero_phases = 0;
+    for (int i = 0; i < nph; i++) zero_phases |= ph[i].T == 0;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *xp = scratch(&s_x, sizeof(float) * (dpad + (size_t)C * ob_plane));
@@ -431,15 +433,11 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
             for (int p = 0; p < P; p++)
                 memcpy(xp + ((size_t)k * Hq + p + padT) * Wq + padL, d + ((size_t)k * P + p) * Q, sizeof(float) * Q);
         float *dimg = din + (size_t)n * C * H * W;
+        if (zero_phases) memset(dimg, 0, sizeof(float) * C * H * W);   /* pixels no tap reaches */
         for (int a = 0; a < st; a++)
             for (int b = 0; b < st; b++) {
                 const Phase *f = &ph[a * st + b];
-                if (f->T == 0) {                     /* no tap reaches this phase */
-                    for (int c = 0; c < C; c++)
-                        for (int i = 0; i < f->Ha; i++)
-                            for (int j = 0; j < f->Wb; j++) dimg[((size_t)c * H + i * st + a) * W + j * st + b] = 0;
-                    continue;
-                }
+                if (f->T == 0) continue;
                 isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane, NULL);
                 for (int c = 0; c < C; c++)
                     for (int i = 0; i < f->Ha; i++) {
