@@ -428,13 +428,18 @@ static void conv_relu_bn_bwd(Model *m, const Conv *c, const BatchNorm *b, float 
         m->grads + b->beta, bn_in, add, m->params + b->gamma, b->mean, b->invstd);
 }
 
-/* out = conv(in) + add (a bias-free conv with the residual add in its store) */
-static void conv_fwd_add(Model *m, const Conv *c, float *out, const float *in, const float *add, int N)
+/* a = relu(bn(in)), out = conv(a) (+ add): one operator (bias-free conv) */
+static void bn_relu_conv_fwd(Model *m, BatchNorm *b, const Conv *c, float *out, float *a,
+                             const float *in, const float *add, int N, int train)
 {
-    if (c->has_bias) die("model: conv_fwd_add on a conv with bias");
-    m->ops->conv2d_forward_add(out, in, m->params + c->w, add, N, c->C, c->H, c->W, c->K, c->R,
-                               c->S, c->stride, c->pad, m->ws);
+    if (c->has_bias) die("model: bn_relu_conv_fwd on a conv with bias");
+    float *p = m->params, *buf = m->buffers;
+    m->ops->batchnorm_relu_conv2d_forward(out, a, in, p + c->w, add, N, c->C, c->H, c->W, c->K, c->R,
+        c->S, c->stride, c->pad, m->ws, b->mean, b->invstd, buf + b->rmean, buf + b->rvar,
+        p + b->gamma, p + b->beta, 0.1f, 1e-5f, train);
+    if (train) m->num_batches_tracked[b->index]++;
 }
+
 
 static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
 static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
@@ -443,15 +448,12 @@ static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H
 
 static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 {
-    bn_relu_fwd(m, &b->bn1, b->a1, x, N, train);
-    conv_fwd(m, &b->conv1, b->c1, b->a1, N);
-    bn_relu_fwd(m, &b->bn2, b->a2, b->c1, N, train);
+    bn_relu_conv_fwd(m, &b->bn1, &b->conv1, b->c1, b->a1, x, NULL, N, train);
     if (b->sub) {
-        bn_relu_fwd(m, &b->ds_bn, b->ds_a, x, N, train);
-        conv_fwd(m, &b->ds_conv, m->t1, b->ds_a, N);
-        conv_fwd_add(m, &b->conv2, b->y, b->a2, m->t1, N);    /* y = conv2(a2) + shortcut */
+        bn_relu_conv_fwd(m, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, train);
+        bn_relu_conv_fwd(m, &b->bn2, &b->conv2, b->y, b->a2, b->c1, m->t1, N, train);  /* + shortcut */
     } else {
-        conv_fwd_add(m, &b->conv2, b->y, b->a2, x, N);        /* y = conv2(a2) + x */
+        bn_relu_conv_fwd(m, &b->bn2, &b->conv2, b->y, b->a2, b->c1, x, N, train);      /* + x */
     }
 }
 

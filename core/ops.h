@@ -82,10 +82,14 @@ typedef struct Ops {
             int stride, int pad, float *workspace, float *dgamma, float *dbeta,
             const float *bn_in, const float *add, const float *gamma, const float *save_mean,
             const float *save_invstd);
-    /* out = conv2d_forward(in, weight) + add   (add [N,K,P,Q], not aliasing out) */
-    void (*conv2d_forward_add)(float *out, const float *in, const float *weight, const float *add,
-                               int N, int C, int H, int W, int K, int R, int S,
-                               int stride, int pad, float *workspace);
+    /* a conv whose input is relu(batchnorm(in)): a = relu(batchnorm(in)) ([N,C,H,W], train:
+     * batch statistics and running update as batchnorm_forward_train, else running
+     * statistics), out = conv2d_forward(a) (+ add when add != NULL) */
+    void (*batchnorm_relu_conv2d_forward)(float *out, float *a, const float *in,
+            const float *weight, const float *add, int N, int C, int H, int W, int K, int R,
+            int S, int stride, int pad, float *workspace, float *save_mean, float *save_invstd,
+            float *running_mean, float *running_var, const float *gamma, const float *beta,
+            float momentum, float eps, int train);
 
     /* ---- elementwise ---- */
     void (*relu_forward)(float *out, const float *in, size_t n);          /* out may == in */

@@ -60,6 +60,21 @@ static void ref_relu_bn_backward(float *din, float *dgamma, float *dbeta, const 
 }
 static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
                          int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+                         float *workspace);
+static void ref_bn_relu_conv(float *out, float *a, const float *in, const float *weight,
+        const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        float *workspace, float *save_mean, float *save_invstd, float *running_mean,
+        float *running_var, const float *gamma, const float *beta, float momentum, float eps,
+        int train)
+{
+    if (train) ref_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
+                                 N, C, H * W, momentum, eps);
+    else ref_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
+    if (add) ref_conv_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
+    else conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+}
+static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
+                         int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
                          float *workspace)
 {
     conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
@@ -91,7 +106,7 @@ const Ops ops_cpu_ref = {
     .batchnorm_relu_forward_train = ref_bn_relu_train,
     .batchnorm_relu_forward_eval = ref_bn_relu_eval,
     .relu_batchnorm_backward = ref_relu_bn_backward,
-    .conv2d_forward_add = ref_conv_add,
+    .batchnorm_relu_conv2d_forward = ref_bn_relu_conv,
     .conv2d_relu_batchnorm_backward = ref_conv_relu_bn_backward,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
@@ -119,7 +134,7 @@ const Ops ops_cpu = {
     .batchnorm_relu_forward_train = batchnorm_relu_fast_forward_train,
     .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
     .relu_batchnorm_backward = relu_batchnorm_fast_backward,
-    .conv2d_forward_add = conv2d_direct_forward_add,
+    .batchnorm_relu_conv2d_forward = batchnorm_relu_conv2d_direct_forward,
     .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,

@@ -57,6 +57,19 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
                          N, C, H * W);
 }
 void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
+                  int H, int W, int K, int R, int S, int stride, int pad, float *workspace);
+void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight, const float *add,
+        int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *workspace,
+        float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+        const float *gamma, const float *beta, float momentum, float eps, int train)
+{
+    if (train) gpu_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
+                                 N, C, H * W, momentum, eps);
+    else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
+    if (add) gpu_conv_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
+    else gpu::conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+}
+void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
                   int H, int W, int K, int R, int S, int stride, int pad, float *workspace)
 {
     gpu::conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
@@ -79,7 +92,7 @@ Ops make_table()
     t.batchnorm_relu_forward_train = gpu_bn_relu_train;
     t.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
     t.relu_batchnorm_backward = gpu_relu_bn_backward;
-    t.conv2d_forward_add = gpu_conv_add;
+    t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
     t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;

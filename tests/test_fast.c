@@ -199,6 +199,51 @@ START_TEST(conv_direct_thread_independent)
 }
 END_TEST
 
+/* The fused batchnorm -> ReLU -> conv forward (train and eval, with and without a residual
+ * add) against the readable operators in turn: out, a, and batchnorm's saved and running
+ * statistics. */
+START_TEST(bn_relu_conv_forward_matches_reference)
+{
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!cpu_isa_force(isas[i])) continue;
+        for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
+            const ConvShape *s = &conv_shapes[k];
+            int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
+            int C = s->C, HW = s->H * s->W;
+            size_t nin = (size_t)s->N * C * HW, nout = (size_t)s->N * s->K * P * Q, nw = (size_t)s->K * C * s->R * s->S;
+            size_t ws = conv2d_workspace_floats(s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
+            float *x = malloc(sizeof(float) * nin), *w = malloc(sizeof(float) * nw), *add = malloc(sizeof(float) * nout);
+            float *work = nan_floats(ws), *a0 = nan_floats(nin), *a1 = nan_floats(nin);
+            float *y0 = nan_floats(nout), *y1 = nan_floats(nout);
+            float g[32], b[32], m0[32], m1[32], v0[32], v1[32], rm0[32], rv0[32], rm1[32], rv1[32];
+            fill_normal_f(x, nin, 41); fill_normal_f(w, nw, 42); fill_normal_f(add, nout, 43);
+            fill_normal_f(g, C, 44); fill_normal_f(b, C, 45);
+            for (int mode = 0; mode < 4; mode++) {     /* train / eval x no add / add */
+                int train = mode < 2;
+                const float *ad = mode % 2 ? add : NULL;
+                for (int c = 0; c < C; c++) { rm0[c] = rm1[c] = 0.1f * c; rv0[c] = rv1[c] = 1.0f + 0.1f * c; }
+                if (train) batchnorm_forward_train(a0, m0, v0, rm0, rv0, x, g, b, s->N, C, HW, 0.1f, 1e-5f);
+                else batchnorm_forward_eval(a0, x, g, b, rm0, rv0, s->N, C, HW, 1e-5f);
+                relu_forward(a0, a0, nin);
+                conv2d_forward(y0, a0, w, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
+                if (ad) add_inplace(y0, ad, nout);
+                batchnorm_relu_conv2d_direct_forward(y1, a1, x, w, ad, s->N, C, s->H, s->W, s->K, s->R, s->S,
+                                                     s->stride, s->pad, work, m1, v1, rm1, rv1, g, b, 0.1f, 1e-5f, train);
+                char what[160];
+                snprintf(what, sizeof what, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d mode %d", cpu_isa_name(isas[i]),
+                         s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, mode);
+                ck_assert_msg(rel_err(y1, y0, nout) <= FAST_TOL, "%s: out %.3g", what, rel_err(y1, y0, nout));
+                ck_assert_msg(rel_err(a1, a0, nin) <= FAST_TOL, "%s: a %.3g", what, rel_err(a1, a0, nin));
+                ck_assert_msg(rel_err(rm1, rm0, C) <= FAST_TOL && rel_err(rv1, rv0, C) <= FAST_TOL, "%s: running stats", what);
+                if (train) ck_assert_msg(rel_err(m1, m0, C) <= FAST_TOL && rel_err(v1, v0, C) <= FAST_TOL, "%s: saved stats", what);
+            }
+            free(x); free(w); free(add); free(work); free(a0); free(a1); free(y0); free(y1);
+        }
+    }
+    cpu_isa_force(-1);
+}
+END_TEST
+
 /* Fused batchnorm(+ReLU) forward (train and eval) and backward (with the ReLU mask, with a
  * residual add) against the readable batchnorm, relu and add operators, at the practical's
  * shapes and odd ones (batch 1 and 3, odd channel counts and plane sizes). A channel mean
@@ -266,6 +311,7 @@ Suite *suite_fast(void)
     tcase_add_test(t, conv_direct_thread_independent);
     tcase_add_test(t, conv_relu_bn_backward_matches_reference);
     tcase_add_test(t, batchnorm_fast_matches_reference);
+    tcase_add_test(t, bn_relu_conv_forward_matches_reference);
     suite_add_tcase(s, t);
     return s;
 }

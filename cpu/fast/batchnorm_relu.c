@@ -101,14 +101,14 @@ static double *parts(int N, int C)
     return p;
 }
 
-static void forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
-                          float *running_var, const float *in, const float *gamma,
-                          const float *beta, int N, int C, int HW, float momentum, float eps,
-                          int relu)
+/* The batch statistics of in (one read), the running-stat update and the per-channel
+ * y = x*scale + shift coefficients of the training-mode batchnorm. */
+static void train_coeffs(float *scale, float *shift, float *save_mean, float *save_invstd,
+                         float *running_mean, float *running_var, const float *in,
+                         const float *gamma, const float *beta, int N, int C, int HW,
+                         float momentum, float eps)
 {
     double M = (double)N * HW, *part = parts(N, C);
-    float *scale = malloc(sizeof(float) * 2 * (size_t)C), *shift = scale + C;
-    if (!scale) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
@@ -132,10 +132,31 @@ static void forward_train(float *out, float *save_mean, float *save_invstd, floa
         running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
         running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
     }
+    free(part);
+}
+
+static void eval_coeffs(float *scale, float *shift, const float *gamma, const float *beta,
+                        const float *running_mean, const float *running_var, int C, float eps)
+{
+    for (int c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + eps);
+        scale[c] = (float)(gamma[c] * invstd);
+        shift[c] = (float)(beta[c] - running_mean[c] * gamma[c] * invstd);
+    }
+}
+
+static void forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                          float *running_var, const float *in, const float *gamma,
+                          const float *beta, int N, int C, int HW, float momentum, float eps,
+                          int relu)
+{
+    float *scale = malloc(sizeof(float) * 2 * (size_t)C), *shift = scale + C;
+    if (!scale) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    train_coeffs(scale, shift, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
+                 N, C, HW, momentum, eps);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale[c], shift[c], relu);
-    free(part);
     free(scale);
 }
 
@@ -143,14 +164,13 @@ static void forward_eval(float *out, const float *in, const float *gamma, const 
                          const float *running_mean, const float *running_var, int N, int C,
                          int HW, float eps, int relu)
 {
+    float *scale = malloc(sizeof(float) * 2 * (size_t)C), *shift = scale + C;
+    if (!scale) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    eval_coeffs(scale, shift, gamma, beta, running_mean, running_var, C, eps);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            double invstd = 1.0 / sqrt((double)running_var[c] + eps);
-            float scale = (float)(gamma[c] * invstd);
-            float shift = (float)(beta[c] - running_mean[c] * gamma[c] * invstd);
-            plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale, shift, relu);
-        }
+        for (int c = 0; c < C; c++) plane_apply(PLANE(out, n, c), PLANE(in, n, c), HW, scale[c], shift[c], relu);
+    free(scale);
 }
 
 /* sums: NULL (computed here), or [N][C][2] per image sums of dy' and dy'*(x - mean) made
@@ -248,4 +268,19 @@ void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, 
                                        int C, int HW, const double *sums)
 {
     backward(din, dgamma, dbeta, g, NULL, in, add, gamma, save_mean, save_invstd, N, C, HW, sums);
+}
+
+void batchnorm_fast_train_coeffs(float *scale, float *shift, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int N, int C, int HW,
+                                 float momentum, float eps)
+{
+    train_coeffs(scale, shift, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
+                 N, C, HW, momentum, eps);
+}
+
+void batchnorm_fast_eval_coeffs(float *scale, float *shift, const float *gamma, const float *beta,
+                                const float *running_mean, const float *running_var, int C, float eps)
+{
+    eval_coeffs(scale, shift, gamma, beta, running_mean, running_var, C, eps);
 }

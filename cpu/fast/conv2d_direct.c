@@ -305,6 +305,57 @@ static void pad_image(const Plan *pl, float *restrict xp, const float *restrict 
     }
 }
 
+/* a = relu(x * scale[c] + shift[c]) for one image [C,H,W] (the same arithmetic as
+ * cpu/fast/batchnorm_relu.c's apply, so the same bits) */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void bn_relu_image(float *restrict a, const float *restrict x, int C, int HW,
+                          const float *scale, const float *shift)
+{
+    for (int c = 0; c < C; c++) {
+        float sc = scale[c], sh = shift[c];
+        const float *xc = x + (size_t)c * HW;
+        float *ac = a + (size_t)c * HW;
+        #pragma omp simd
+        for (int i = 0; i < HW; i++) { float v = xc[i] * sc + sh; ac[i] = v > 0 ? v : 0; }
+    }
+}
+
+/* pad_image of a = relu(img * scale + shift), a also written to a_img ([C,H,W]). At stride 1
+ * in one pass (each row transformed once, stored twice); otherwise a first, then its copy. */
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-tree-loop-distribute-patterns")))
+static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restrict a_img,
+                              const float *restrict img, const float *scale, const float *shift)
+{
+    if (pl->st != 1) {
+        bn_relu_image(a_img, img, pl->C, pl->H * pl->W, scale, shift);
+        pad_image(pl, xp, a_img);
+        return;
+    }
+    int Wph = pl->Wph, W = pl->W, padw = pl->padw;
+    for (int c = 0; c < pl->C; c++) {
+        float *base = xp + (size_t)c * pl->Hp * Wph;
+        float sc = scale[c], sh = shift[c];
+        memset(base, 0, sizeof(float) * (size_t)pl->padh * Wph);
+        for (int h = 0; h < pl->H; h++) {
+            const float *src = img + ((size_t)c * pl->H + h) * W;
+            float *arow = a_img + ((size_t)c * pl->H + h) * W;
+            float *row = base + (size_t)(h + pl->padh) * Wph;
+            for (int j = 0; j < padw; j++) row[j] = 0;
+            #pragma omp simd
+            for (int w = 0; w < W; w++) {
+                float v = src[w] * sc + sh;
+                v = v > 0 ? v : 0;
+                arow[w] = v;
+                row[padw + w] = v;
+            }
+            #pragma omp simd
+            for (int j = padw + W; j < Wph; j++) row[j] = 0;
+        }
+        int below = pl->Hp - pl->H - pl->padh;
+        memset(base + (size_t)(pl->H + pl->padh) * Wph, 0, sizeof(float) * (size_t)below * Wph);
+    }
+}
+
 /* weight [K][C*R*S] (row k, tap t) -> wt[K/KB][T][KB], zero rows past K. */
 static float *repack_weights(const Plan *pl, const float *weight)
 {
@@ -320,8 +371,10 @@ static float *repack_weights(const Plan *pl, const float *weight)
 }
 
 /* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. */
-static void run_forward(const Plan *pl, const float *wt, float *out, const float *in,
-                        const float *add, int N)
+/* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. With a
+ * != NULL the conv's input is a = relu(in * scale + shift) (per channel), written to a. */
+static void run_forward_bn(const Plan *pl, const float *wt, float *out, const float *in,
+                           const float *add, int N, float *a, const float *scale, const float *shift)
 {
     size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->P * pl->Q;
     #pragma omp parallel for schedule(static)
@@ -329,10 +382,17 @@ static void run_forward(const Plan *pl, const float *wt, float *out, const float
         float *xp = scratch(&s_x, sizeof(float) * pl->xfloats);
         if (n + 1 < N) prefetch_l2(in + (n + 1) * in_img, sizeof(float) * in_img);
         if (add) prefetch_l2(add + n * out_img, sizeof(float) * out_img);
-        pad_image(pl, xp, in + n * in_img);
+        if (a) pad_image_bn_relu(pl, xp, a + n * in_img, in + n * in_img, scale, shift);
+        else pad_image(pl, xp, in + n * in_img);
         pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
                      out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q, NULL);
     }
+}
+
+static void run_forward(const Plan *pl, const float *wt, float *out, const float *in,
+                        const float *add, int N)
+{
+    run_forward_bn(pl, wt, out, in, add, N, NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- operators */
@@ -449,6 +509,29 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
     }
     for (int i = 0; i < nph; i++) { free(ph[i].toff); free(ph[i].wt); }
     free(ph);
+}
+
+void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in, const float *weight,
+        const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        float *workspace, float *save_mean, float *save_invstd, float *running_mean,
+        float *running_var, const float *gamma, const float *beta, float momentum, float eps,
+        int train)
+{
+    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    if (!isa) {
+        if (train) batchnorm_relu_fast_forward_train(a, save_mean, save_invstd, running_mean, running_var,
+                                                     in, gamma, beta, N, C, H * W, momentum, eps);
+        else batchnorm_relu_fast_forward_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
+        conv2d_direct_forward_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
+    float *coef = scratch(&s_bn, sizeof(float) * 2 * (size_t)C);
+    if (train) batchnorm_fast_train_coeffs(coef, coef + C, save_mean, save_invstd, running_mean, running_var,
+                                           in, gamma, beta, N, C, H * W, momentum, eps);
+    else batchnorm_fast_eval_coeffs(coef, coef + C, gamma, beta, running_mean, running_var, C, eps);
+    Plan pl;
+    plan_make(&pl, &s_plan, isa, C, H, W, K, R, S, stride, pad, pad);
+    run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, a, coef, coef + C);
 }
 
 void conv2d_direct_backward_input(float *din, const float *dout, const float *weight,

@@ -58,6 +58,16 @@ void relu_batchnorm_fast_backward(float *din, float *dgamma, float *dbeta, const
                                   const float *gamma,
                                   const float *save_mean, const float *save_invstd, int N, int C,
                                   int HW);
+/* batchnorm's y = x*scale[c] + shift[c] coefficients: training mode (batch statistics of in,
+ * save_mean/save_invstd and the running statistics updated, as batchnorm_forward_train) and
+ * eval mode (running statistics). */
+void batchnorm_fast_train_coeffs(float *scale, float *shift, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int N, int C, int HW,
+                                 float momentum, float eps);
+void batchnorm_fast_eval_coeffs(float *scale, float *shift, const float *gamma, const float *beta,
+                                const float *running_mean, const float *running_var, int C, float eps);
+
 /* The second half of relu_batchnorm_fast_backward when the first pass was done elsewhere:
  * g = dout * [relu_out > 0] already masked, sums [N][C][2] = per image sum of g and of
  * g * (in - mean). din may alias g. */
@@ -65,6 +75,17 @@ void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, 
                                        const float *in, const float *add, const float *gamma,
                                        const float *save_mean, const float *save_invstd, int N,
                                        int C, int HW, const double *sums);
+
+/* conv2d_direct.c: a conv whose input is relu(batchnorm(in)) (the op-table slot
+ * batchnorm_relu_conv2d_forward): a = relu(batchnorm(in)) (train: batch statistics, running
+ * statistics updated; eval: running statistics), out = conv2d(a) (+ add). The batchnorm and
+ * ReLU are applied while the conv copies its input into the padded buffer, and a is written
+ * there too (the backward needs it): one pass over the activations less. */
+void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in, const float *weight,
+        const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        float *workspace, float *save_mean, float *save_invstd, float *running_mean,
+        float *running_var, const float *gamma, const float *beta, float momentum, float eps,
+        int train);
 
 /* conv2d_direct.c: the backward of a conv whose input `in` is relu(batchnorm(bn_in)),
  * continued through that ReLU and batchnorm (the op-table slot conv2d_relu_batchnorm_backward):
