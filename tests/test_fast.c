@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/model.h"
 #include "core/ops.h"
 #include "cpu/cpu.h"
 #include "cpu/fast/fast.h"
@@ -302,6 +303,48 @@ START_TEST(batchnorm_fast_matches_reference)
 }
 END_TEST
 
+/* A whole training step of the practical's network on the default (fast) CPU table gives
+ * the same bits with 1 and with 2 threads: loss, every gradient, the weights after SGD. */
+START_TEST(model_step_thread_independent)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    int N = 16;
+    float *x = malloc(sizeof(float) * N * 3 * 32 * 32);
+    int32_t y[16];
+    fill_normal_f(x, (size_t)N * 3 * 32 * 32, 51);
+    for (int i = 0; i < N; i++) y[i] = (i * 7) % 10;
+    float *grads[2], *params[2];
+    double loss[2];
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        Model *m = model_create(&ops_cpu, &cfg, N);
+        Rng rng;
+        rng_seed(&rng, 5, 1);
+        model_init(m, &rng);
+        model_forward(m, x, N, 1);
+        loss[t] = model_loss(m, y, N, NULL);
+        model_backward(m, N);
+        grads[t] = malloc(sizeof(float) * m->n_params);
+        memcpy(grads[t], m->grads, sizeof(float) * m->n_params);
+        model_sgd_step(m, 0.1f, 0.9f, 1e-4f);
+        params[t] = malloc(sizeof(float) * m->n_params);
+        model_get_params(m, params[t]);
+        size_t np = m->n_params;
+        model_free(m);
+        if (t) {
+            ck_assert(loss[0] == loss[1]);
+            ck_assert_msg(memcmp(grads[0], grads[1], sizeof(float) * np) == 0, "gradients differ with the thread count");
+            ck_assert_msg(memcmp(params[0], params[1], sizeof(float) * np) == 0, "weights differ with the thread count");
+        }
+    }
+    omp_set_num_threads(saved);
+    for (int t = 0; t < 2; t++) { free(grads[t]); free(params[t]); }
+    free(x);
+}
+END_TEST
+
 Suite *suite_fast(void)
 {
     Suite *s = suite_create("fast_cpu");
@@ -312,6 +355,7 @@ Suite *suite_fast(void)
     tcase_add_test(t, conv_relu_bn_backward_matches_reference);
     tcase_add_test(t, batchnorm_fast_matches_reference);
     tcase_add_test(t, bn_relu_conv_forward_matches_reference);
+    tcase_add_test(t, model_step_thread_independent);
     suite_add_tcase(s, t);
     return s;
 }
