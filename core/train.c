@@ -55,15 +55,6 @@ double lr_at_epoch(const TrainConfig *c, int epoch)
     return lr;
 }
 
-static void mkdir_p(const char *dir)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(buf, 0755); *p = '/'; }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) die_code(2, "cannot create output directory %s: %s", dir, strerror(errno));
-}
-
 static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 
 /* dst = src, atomically; 0 or -1 with err set */

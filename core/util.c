@@ -1,9 +1,11 @@
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "core/util.h"
 
@@ -51,4 +53,13 @@ int exe_dir(char *buf, size_t n)
     if (!slash) return -1;
     *slash = 0;
     return 0;
+}
+
+void mkdir_p(const char *dir)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(buf, 0755); *p = '/'; }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) die_code(2, "cannot create output directory %s: %s", dir, strerror(errno));
 }

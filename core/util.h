@@ -14,5 +14,7 @@ double now_seconds(void);                 /* monotonic clock */
 
 /* The directory of the running program (from /proc/self/exe): 0, or -1 if unknown. */
 int exe_dir(char *buf, size_t n);
+/* mkdir -p; exits with one line (status 2) if it cannot. */
+void mkdir_p(const char *dir);
 
 #endif
