@@ -12,12 +12,16 @@ read -r -a p1 <<< "${PART1_ARGS:-}"
 read -r -a p2 <<< "${ROTATION_ARGS:-}"
 read -r -a p3 <<< "${SHUFFLE_ARGS:-}"
 
+t0=$(date +%s)
 echo "== Part 1: ResNet =="
 apps/resnet --device "$DEVICE" --out "$OUT/ResNet" "${p1[@]}"
+t1=$(date +%s)
 echo "== Part 2: rotation =="
 apps/rotation --device "$DEVICE" --out "$OUT/ResNet" "${p2[@]}"
+t2=$(date +%s)
 echo "== Part 3: pixel shuffling =="
 apps/shuffle --device "$DEVICE" --out "$OUT/Shuffle" "${p3[@]}"
+t3=$(date +%s)
 
 json() { sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" "$1"; }
 rot() { awk -F, -v a="$1" -v c="$2" 'NR > 1 && $1 == a { print $c }' "$OUT/ResNet/rotation.csv"; }
@@ -30,6 +34,10 @@ rep="$OUT/REPORT.md"
   echo "The Part 1 checkpoint was trained for $(($(wc -l < "$OUT/ResNet/metrics.csv") - 1)) epochs (lr per epoch in $OUT/ResNet/metrics.csv:"
   echo "$(awk -F, 'NR > 1 { printf "%s%s", (NR > 2 ? ", " : ""), $2 }' "$OUT/ResNet/metrics.csv"))."
   echo
+  train_s=$(awk -F, 'NR > 1 { s += $6 } END { printf "%.0f", s }' "$OUT/ResNet/metrics.csv")
+  echo "Wall-clock of this run: Part 1 $((t1 - t0)) s (training time recorded in metrics.csv: ${train_s} s),"
+  echo "Part 2 $((t2 - t1)) s, Part 3 $((t3 - t2)) s; $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores."
+  echo
   echo "## Accuracy (best-validation weights)"
   echo
   echo "| run | validation | test |"
@@ -41,6 +49,10 @@ rep="$OUT/REPORT.md"
     echo "| Part 3: MLP, plain images | $(json "$OUT/Shuffle/mlp_unshuffled/results.json" val) | $(json "$OUT/Shuffle/mlp_unshuffled/results.json" test) |"
     echo "| Part 3: MLP, pixel-shuffled images | $(json "$OUT/Shuffle/mlp_shuffled/results.json" val) | $(json "$OUT/Shuffle/mlp_shuffled/results.json" test) |"
   fi
+  echo
+  echo "## Part 1: training curve"
+  echo
+  echo "![training curve](ResNet/training_curve.png)"
   echo
   echo "## Part 2: rotation"
   echo
