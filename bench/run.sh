@@ -33,13 +33,9 @@ out=$(mktemp)
   tcmd() { local t=$1; local py=${t#*|}; py=${py%%|*}; echo env "LD_LIBRARY_PATH=${t##*|}" "$py"; }
   num() { sed -n "s/^$1 img\/s: //p"; }
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-  # each torch's faster layout, from one short run of each
-  layouts=()
-  for t in "${torches[@]}"; do
-    a=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps 5 --layout nchw | num torch_train_step)
-    b=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps 5 --layout channels_last | num torch_train_step)
-    layouts+=("$(awk -v a="$a" -v b="$b" 'BEGIN { print (b > a) ? "channels_last" : "nchw" }')")
-  done
+  # keep the better of (a, b); the layout that gave it in L[key]
+  declare -A L
+  best() { awk -v a="${1:-0}" -v b="$2" 'BEGIN { print (b > a) ? b : a }'; }
   echo "### Convolution layers (\`bench/conv --threads $THREADS\`, PyTorch per layer: \`bench/torch_layers.py\`)"
   echo
   tl=$(mktemp)
@@ -61,7 +57,7 @@ out=$(mktemp)
   echo
   echo "### Training step (batch 128) and evaluation (batch 256), ours vs PyTorch, back to back"
   echo
-  echo "Two rounds, each side's better round kept; torch in its faster layout. \`bench/train_step\` vs \`bench/torch_baseline.py\`."
+  echo "Two rounds; each side's best figure kept, torch's over both layouts (NCHW and channels_last) in both rounds. \`bench/train_step\` vs \`bench/torch_baseline.py\`."
   echo
   echo '```'
   declare -A tr ev
@@ -73,13 +69,17 @@ out=$(mktemp)
       ev[ours,$th]=$(awk -v a="${ev[ours,$th]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
     done
     for i in "${!torches[@]}"; do
-      t=${torches[$i]}; l=${layouts[$i]}
-      v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" | num torch_train_step)
-      tr[$i]=$(awk -v a="${tr[$i]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
-      v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" --eval --batch-size 256 | num torch_eval_step)
-      ev[$i]=$(awk -v a="${ev[$i]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
-      v=$(tpy "$t" bench/torch_baseline.py --threads 1 --steps "$STEPS" --layout "$l" | num torch_train_step)
-      tr[$i,1]=$(awk -v a="${tr[$i,1]:-0}" -v b="$v" 'BEGIN { print (b > a) ? b : a }')
+      t=${torches[$i]}
+      for l in nchw channels_last; do
+        v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" | num torch_train_step)
+        [ "$(best "${tr[$i]:-0}" "$v")" = "$v" ] && L[tr$i]=$l
+        tr[$i]=$(best "${tr[$i]:-0}" "$v")
+        v=$(tpy "$t" bench/torch_baseline.py --threads "$THREADS" --steps "$STEPS" --layout "$l" --eval --batch-size 256 | num torch_eval_step)
+        [ "$(best "${ev[$i]:-0}" "$v")" = "$v" ] && L[ev$i]=$l
+        ev[$i]=$(best "${ev[$i]:-0}" "$v")
+        v=$(tpy "$t" bench/torch_baseline.py --threads 1 --steps "$STEPS" --layout "$l" | num torch_train_step)
+        tr[$i,1]=$(best "${tr[$i,1]:-0}" "$v")
+      done
     done
   done
   rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
@@ -88,13 +88,14 @@ out=$(mktemp)
     "${tr[ours,1]}" "$(( $(rss bench/train_step --threads "$THREADS" --steps 3) / 1024 ))"
   for i in "${!torches[@]}"; do
     t=${torches[$i]}
-    printf "%-34s %12s %12s %14s %7s MB\n" "${t%%|*} ${layouts[$i]}" "${tr[$i]}" "${ev[$i]}" "${tr[$i,1]}" \
-      "$(( $(rss $(tcmd "$t") bench/torch_baseline.py --threads "$THREADS" --steps 3 --layout "${layouts[$i]}") / 1024 ))"
+    printf "%-34s %12s %12s %14s %7s MB\n" "${t%%|*}" "${tr[$i]}" "${ev[$i]}" "${tr[$i,1]}" \
+      "$(( $(rss $(tcmd "$t") bench/torch_baseline.py --threads "$THREADS" --steps 3 --layout "${L[tr$i]}") / 1024 ))"
   done
   echo
   echo "convnet.c thread scaling ($THREADS vs 1 thread): train $(ratio "${tr[ours,$THREADS]}" "${tr[ours,1]}")x, eval $(ratio "${ev[ours,$THREADS]}" "${ev[ours,1]}")x"
   echo "convnet.c 1-thread eval img/s: ${ev[ours,1]}"
   for i in "${!torches[@]}"; do
+    echo "${torches[$i]%%|*}: faster layout train ${L[tr$i]}, eval ${L[ev$i]}"
     echo "ratio vs ${torches[$i]%%|*}: train $(ratio "${tr[ours,$THREADS]}" "${tr[$i]}"), eval $(ratio "${ev[ours,$THREADS]}" "${ev[$i]}"), 1-thread train $(ratio "${tr[ours,1]}" "${tr[$i,1]}")"
   done
   [ ${#torches[@]} -gt 0 ] || echo "torch not installed (apt-get install python3-torch; bash bench/torch_venv.sh --create): no baseline ratio"
