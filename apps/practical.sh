@@ -4,6 +4,7 @@
 # table, the plots and the measured observations.
 #   PART1_ARGS="--epochs 30 --milestones 21,27"  SHUFFLE_ARGS="--epochs 10"  ROTATION_ARGS=""
 #   OUT=saved_models/practical2  DEVICE=cpu|gpu
+#   REPORT_ONLY=1: only rewrite REPORT.md from the results already in OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-saved_models/practical2}
@@ -12,16 +13,20 @@ read -r -a p1 <<< "${PART1_ARGS:-}"
 read -r -a p2 <<< "${ROTATION_ARGS:-}"
 read -r -a p3 <<< "${SHUFFLE_ARGS:-}"
 
-t0=$(date +%s)
-echo "== Part 1: ResNet =="
-apps/resnet --device "$DEVICE" --out "$OUT/ResNet" "${p1[@]}"
-t1=$(date +%s)
-echo "== Part 2: rotation =="
-apps/rotation --device "$DEVICE" --out "$OUT/ResNet" "${p2[@]}"
-t2=$(date +%s)
-echo "== Part 3: pixel shuffling =="
-apps/shuffle --device "$DEVICE" --out "$OUT/Shuffle" "${p3[@]}"
-t3=$(date +%s)
+t0=$(date +%s); t1=$t0; t2=$t0; t3=$t0
+trained=""
+if [ -z "${REPORT_ONLY:-}" ]; then
+  echo "== Part 1: ResNet =="
+  [ -f "$OUT/ResNet/best.safetensors" ] || trained=1
+  apps/resnet --device "$DEVICE" --out "$OUT/ResNet" "${p1[@]}"
+  t1=$(date +%s)
+  echo "== Part 2: rotation =="
+  apps/rotation --device "$DEVICE" --out "$OUT/ResNet" "${p2[@]}"
+  t2=$(date +%s)
+  echo "== Part 3: pixel shuffling =="
+  apps/shuffle --device "$DEVICE" --out "$OUT/Shuffle" "${p3[@]}"
+  t3=$(date +%s)
+fi
 
 json() { sed -n "s/.*\"$2\": *\([0-9.]*\).*/\1/p" "$1"; }
 rot() { awk -F, -v a="$1" -v c="$2" 'NR > 1 && $1 == a { print $c }' "$OUT/ResNet/rotation.csv"; }
@@ -31,12 +36,15 @@ rep="$OUT/REPORT.md"
   echo
   echo "Produced by \`make practical\` on $(date -u +%Y-%m-%d) ($DEVICE)."
   echo "Part 1 flags: \`${PART1_ARGS:-defaults}\`; Part 3 flags: \`${SHUFFLE_ARGS:-defaults}\`."
-  echo "The Part 1 checkpoint was trained for $(($(wc -l < "$OUT/ResNet/metrics.csv") - 1)) epochs (lr per epoch in $OUT/ResNet/metrics.csv:"
-  echo "$(awk -F, 'NR > 1 { printf "%s%s", (NR > 2 ? ", " : ""), $2 }' "$OUT/ResNet/metrics.csv"))."
+  echo "The Part 1 checkpoint was trained for $(($(wc -l < "$OUT/ResNet/metrics.csv") - 1)) epochs; the learning rate was"
+  echo "$(awk -F, 'NR > 1 && $2 != lr { printf "%s%s from epoch %s", (lr == "" ? "" : ", "), $2, $1; lr = $2 }' "$OUT/ResNet/metrics.csv") (ResNet/metrics.csv)."
   echo
   train_s=$(awk -F, 'NR > 1 { s += $6 } END { printf "%.0f", s }' "$OUT/ResNet/metrics.csv")
-  echo "Wall-clock of this run: Part 1 $((t1 - t0)) s (training time recorded in metrics.csv: ${train_s} s),"
-  echo "Part 2 $((t2 - t1)) s, Part 3 $((t3 - t2)) s; $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores."
+  echo "Training time of Part 1 recorded in metrics.csv: ${train_s} s$([ -n "$trained" ] || echo " (this run reused the checkpoint)")."
+  if [ -z "${REPORT_ONLY:-}" ]; then
+    echo "Wall-clock of this run: Part 1 $((t1 - t0)) s, Part 2 $((t2 - t1)) s, Part 3 $((t3 - t2)) s;"
+    echo "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $DEVICE."
+  fi
   echo
   echo "## Accuracy (best-validation weights)"
   echo

@@ -143,12 +143,51 @@ START_TEST(multistep_lr)
 }
 END_TEST
 
+/* The Part 1 checkpoint shipped in apps/results/ResNet (trained by apps/resnet at the
+ * practical's defaults) loads into the default model, names and shapes checked, and gives
+ * back the validation accuracy recorded in its results.json on the same 5,000 images,
+ * within 0.1 point. Needs the real CIFAR-10 (CIFAR10_DIR, as CI sets it). */
+START_TEST(shipped_checkpoint_reproduces_its_accuracy)
+{
+    const char *ship = "apps/results/ResNet", *dir = cifar_dir(NULL);
+    char path[4200], err[1024];
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+    if (access(path, R_OK) != 0) { printf("skip: no CIFAR-10 at %s\n", dir); return; }
+    snprintf(path, sizeof path, "%s/best.safetensors", ship);
+    ck_assert_msg(access(path, R_OK) == 0, "%s is missing", path);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    Model *m = model_create(&ops_cpu, &cfg, 250);
+    ck_assert_msg(checkpoint_load(m, path, err, sizeof err) == 0, "%s", err);
+    Dataset tr;
+    ck_assert_msg(cifar_load_train(dir, &tr, err, sizeof err) == 0, "%s", err);
+    int *tidx = malloc(sizeof(int) * 45000), *vidx = malloc(sizeof(int) * 5000);
+    split_train_val(tr.n, 5000, 42, tidx, vidx);
+    double acc = evaluate(m, &tr, vidx, 5000, NULL, 0, 250);
+    snprintf(path, sizeof path, "%s/results.json", ship);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s is missing", path);
+    char json[256] = "";
+    size_t len = fread(json, 1, sizeof json - 1, f);
+    json[len] = 0;
+    fclose(f);
+    const char *v = strstr(json, "\"val\":");
+    ck_assert_msg(v != NULL, "no val in %s", json);
+    double recorded = atof(v + 6);
+    ck_assert_msg(fabs(acc - recorded) <= 0.001, "shipped checkpoint: val accuracy %.4f here, %.4f recorded", acc, recorded);
+    free(tidx); free(vidx);
+    dataset_free(&tr);
+    model_free(m);
+}
+END_TEST
+
 Suite *suite_train(void)
 {
     Suite *s = suite_create("training loop");
     TCase *t = tcase_create("train");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, resume_is_bit_exact);
+    tcase_add_test(t, shipped_checkpoint_reproduces_its_accuracy);
     tcase_add_test(t, multistep_lr);
     tcase_add_exit_test(t, divergence_stops, 1);
     suite_add_tcase(s, t);
