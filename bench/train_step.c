@@ -30,8 +30,8 @@ int main(int argc, char **argv)
         printf("kernels: cpu-reference table (the readable operators of cpu/)\n");
     else if (ops->host)
         printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s)\n", ops->name,
-               cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32, 1),
-               conv2d_direct_kernel_name(16, 1), conv2d_direct_kernel_name(8, 1));
+               cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32),
+               conv2d_direct_kernel_name(16), conv2d_direct_kernel_name(8));
     ModelConfig cfg;
     model_config_default(&cfg);
     Model *m = model_create(ops, &cfg, batch);

@@ -185,9 +185,8 @@ static const Isa *pick(int Q)
     }
 }
 
-const char *conv2d_direct_kernel_name(int Q, int stride)
+const char *conv2d_direct_kernel_name(int Q)
 {
-    (void)stride;
     const Isa *isa = pick(Q);
     return isa ? isa->name : "reference";
 }

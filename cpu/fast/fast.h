@@ -30,7 +30,7 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
 void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
                                    int N, int C, int H, int W, int K, int R, int S,
                                    int stride, int pad, float *workspace);
-const char *conv2d_direct_kernel_name(int Q, int stride);   /* kernel for output rows of Q pixels */
+const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q pixels */
 
 /* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
  * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output
