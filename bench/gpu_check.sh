@@ -5,7 +5,8 @@
 #                                       needs, checks its size, runs every step that needs no GPU
 # Steps: build for the card; the GPU-vs-CPU kernel tests on the device; compute-sanitizer
 # memcheck and racecheck over them; GEMM vs cuBLAS; training step vs PyTorch + cuDNN, and
-# one epoch's worth of steps of each; a 2-epoch apps/resnet --device gpu run. Each step has
+# one epoch's worth of steps of each; a 2-epoch apps/resnet --device gpu run and the same 2
+# epochs of the notebook's recipe in PyTorch (bench/torch_practical.py). Each step has
 # a time limit and the whole run a deadline; each row of the table prints as its step ends.
 #
 # A lent machine has nvcc but probably not the Check library, so the GPU tests are built
@@ -140,6 +141,13 @@ if [ $DRY = 1 ]; then
   row train_2_epochs "$r" 0 "$(tail -1 "$WORK/train.log" | cut -c1-110)"
 else
   step train_2_epochs 120 apps/resnet --device gpu --epochs 2 --val-every 1 --retrain --data "$data" --out "$WORK/run"
+  # the notebook's recipe in PyTorch on the same card, data and split (its epoch times next to ours)
+  if python3 -c 'import torch; assert torch.cuda.is_available()' 2> /dev/null && [ -f "$WORK/run/split_val.txt" ]; then
+    step torch_practical_2_epochs 150 python3 bench/torch_practical.py --device cuda --epochs 2 --val-every 1 \
+      --data "$data" --split "$WORK/run/split_val.txt" --out "$WORK/torch_run"
+  else
+    skip torch_practical_2_epochs "no torch with CUDA, or no split from our run"
+  fi
 fi
 
 # ---- the details, and a few small logs for $OUT ------------------------------------------
@@ -148,6 +156,7 @@ for f in gemm train_step_gpu torch_cuda epoch_ours epoch_torch; do
   [ -s "$WORK/$f.log" ] && { echo "--- $f"; cat "$WORK/$f.log"; }
 done
 grep -h "epoch\|best weights\|test" "$WORK/train_2_epochs.log" 2> /dev/null
+[ -s "$WORK/torch_practical_2_epochs.log" ] && { echo "--- PyTorch, the same recipe"; grep -h "epoch\|best weights" "$WORK/torch_practical_2_epochs.log"; }
 cat "$WORK"/gpu_tests.log "$WORK"/memcheck.log "$WORK"/racecheck.log 2> /dev/null | tail -c 2000000 > "$LOG/tests.log"
 cat "$WORK"/build.log "$WORK"/bundle.log "$WORK"/gpu_tests_build.log 2> /dev/null | tail -c 1000000 > "$LOG/build.log"
 echo
