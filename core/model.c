@@ -98,6 +98,26 @@ static BatchNorm plan_bn(Model *m, const char *prefix, int C, int HW)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+/* What every model has for a batch of N: the input images, logits, loss and accuracy
+ * buffers (device and host), and two gradient buffers of `width` floats per image. */
+static void alloc_io(Model *m, size_t N, size_t width)
+{
+    const Ops *ops = m->ops;
+    const ModelConfig *cfg = &m->cfg;
+    size_t fl = sizeof(float);
+    m->input = ops->alloc(N * cfg->in_c * cfg->in_h * cfg->in_w * fl);
+    m->logits = ops->alloc(N * cfg->classes * fl);
+    m->probs = ops->alloc(N * cfg->classes * fl);
+    m->dlogits = ops->alloc(N * cfg->classes * fl);
+    m->losses = ops->alloc(N * fl);
+    m->labels = ops->alloc(N * sizeof(int32_t));
+    m->correct = ops->alloc(N * sizeof(int32_t));
+    m->g0 = ops->alloc(N * width * fl);
+    m->g1 = ops->alloc(N * width * fl);
+    m->host_losses = xmalloc(N * fl);
+    m->host_correct = xmalloc(N * sizeof(int32_t));
+}
+
 /* The MLP: linear layers (PyTorch Linear init in model_init), ReLU between them. */
 static Model *mlp_create(Model *m, int max_batch)
 {
@@ -129,17 +149,7 @@ static Model *mlp_create(Model *m, int max_batch)
     m->buffers = ops->alloc(fl);
     m->num_batches_tracked = xcalloc(1, sizeof(int64_t));
     for (int l = 0; l < cfg->n_hidden; l++) m->act[l] = ops->alloc(N * m->width[l + 1] * fl);
-    m->input = ops->alloc(N * m->width[0] * fl);
-    m->logits = ops->alloc(N * cfg->classes * fl);
-    m->probs = ops->alloc(N * cfg->classes * fl);
-    m->dlogits = ops->alloc(N * cfg->classes * fl);
-    m->losses = ops->alloc(N * fl);
-    m->labels = ops->alloc(N * sizeof(int32_t));
-    m->correct = ops->alloc(N * sizeof(int32_t));
-    m->g0 = ops->alloc(N * widest * fl);
-    m->g1 = ops->alloc(N * widest * fl);
-    m->host_losses = xmalloc(N * fl);
-    m->host_correct = xmalloc(N * sizeof(int32_t));
+    alloc_io(m, N, widest);
     return m;
 }
 
@@ -245,22 +255,12 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
                                                         cs[k]->stride, cs[k]->pad));
     }
 #undef BN_ALLOC
-    m->input = ops->alloc(N * cfg->in_c * cfg->in_h * cfg->in_w * fl);
+    alloc_io(m, N, act);
     m->pooled = ops->alloc(N * m->feat * fl);
     m->dpooled = ops->alloc(N * m->feat * fl);
-    m->logits = ops->alloc(N * cfg->classes * fl);
-    m->probs = ops->alloc(N * cfg->classes * fl);
-    m->dlogits = ops->alloc(N * cfg->classes * fl);
-    m->losses = ops->alloc(N * fl);
-    m->labels = ops->alloc(N * sizeof(int32_t));
-    m->correct = ops->alloc(N * sizeof(int32_t));
-    m->g0 = ops->alloc(N * act * fl);
-    m->g1 = ops->alloc(N * act * fl);
     m->t1 = ops->alloc(N * act * fl);
     m->t2 = ops->alloc(N * act * fl);
     m->ws = ops->alloc(ws * fl);
-    m->host_losses = xmalloc(N * fl);
-    m->host_correct = xmalloc(N * sizeof(int32_t));
     return m;
 }
 

@@ -58,9 +58,6 @@ static void ref_relu_bn_backward(float *din, float *dgamma, float *dbeta, const 
     batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
     if (add) add_inplace(din, add, (size_t)N * C * HW);
 }
-static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
-                         int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
-                         float *workspace);
 static void ref_bn_relu_conv(float *out, float *a, const float *in, const float *weight,
         const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *workspace, float *save_mean, float *save_invstd, float *running_mean,
@@ -70,15 +67,8 @@ static void ref_bn_relu_conv(float *out, float *a, const float *in, const float 
     if (train) ref_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
                                  N, C, H * W, momentum, eps);
     else ref_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-    if (add) ref_conv_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
-    else conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-}
-static void ref_conv_add(float *out, const float *in, const float *weight, const float *add,
-                         int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
-                         float *workspace)
-{
-    conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-    add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+    conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+    if (add) add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
 }
 
 static void ref_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,

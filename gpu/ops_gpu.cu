@@ -56,8 +56,6 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     gpu_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,
                          N, C, H * W);
 }
-void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                  int H, int W, int K, int R, int S, int stride, int pad, float *workspace);
 void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *workspace,
         float *save_mean, float *save_invstd, float *running_mean, float *running_var,
@@ -66,14 +64,8 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
     if (train) gpu_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
                                  N, C, H * W, momentum, eps);
     else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-    if (add) gpu_conv_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
-    else gpu::conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-}
-void gpu_conv_add(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                  int H, int W, int K, int R, int S, int stride, int pad, float *workspace)
-{
-    gpu::conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-    gpu::add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+    gpu::conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+    if (add) gpu::add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
 }
 
 Ops make_table()

@@ -533,6 +533,23 @@ void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in,
     run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, a, coef, coef + C);
 }
 
+/* The stride-1 backward-input as a forward conv of dout ([K,P,Q] per image, padded by R-1-pad
+ * and S-1-pad) with the flipped, transposed kernel wf[c][k][r][s] = w[k][c][R-1-r][S-1-s]:
+ * fills *pl and returns the repacked weights. */
+static const float *plan_backward_input(Plan *pl, const Isa *isa, const float *weight, int C,
+                                        int K, int P, int Q, int R, int S, int pad)
+{
+    float *wf = scratch(&s_d, sizeof(float) * (size_t)K * C * R * S);
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++)
+                for (int s = 0; s < S; s++)
+                    wf[(((size_t)c * K + k) * R + r) * S + s] =
+                        weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+    plan_make(pl, &s_plan, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
+    return repack_weights(pl, wf);
+}
+
 void conv2d_direct_backward_input(float *din, const float *dout, const float *weight,
                                   int N, int C, int H, int W, int K, int R, int S,
                                   int stride, int pad, float *workspace)
@@ -547,18 +564,8 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
         backward_input_strided(isa, din, dout, weight, N, C, H, W, K, R, S, stride, pad);
         return;
     }
-    /* flipped, transposed kernel wf[c][k][r][s] = w[k][c][R-1-r][S-1-s] */
-    size_t nw = (size_t)K * C * R * S;
-    float *wf = scratch(&s_d, sizeof(float) * nw);
-    for (int k = 0; k < K; k++)
-        for (int c = 0; c < C; c++)
-            for (int r = 0; r < R; r++)
-                for (int s = 0; s < S; s++)
-                    wf[(((size_t)c * K + k) * R + r) * S + s] =
-                        weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
     Plan pl;
-    plan_make(&pl, &s_plan, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
-    run_forward(&pl, repack_weights(&pl, wf), din, dout, NULL, N);
+    run_forward(&pl, plan_backward_input(&pl, isa, weight, C, K, P, Q, R, S, pad), din, dout, NULL, N);
 }
 
 /* ---------------------------------------------------------------- weight gradient */
@@ -733,19 +740,10 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                                      save_invstd, N, C, HW);
         return;
     }
-    /* input side: the forward kernels on dout with the flipped, transposed kernel
-     * wf[c][k][r][s] = w[k][c][R-1-r][S-1-s], the ReLU mask and batchnorm's sums in the store */
-    size_t nw = (size_t)K * C * R * S;
-    float *wf = scratch(&s_d, sizeof(float) * nw);
-    for (int k = 0; k < K; k++)
-        for (int c = 0; c < C; c++)
-            for (int r = 0; r < R; r++)
-                for (int s = 0; s < S; s++)
-                    wf[(((size_t)c * K + k) * R + r) * S + s] =
-                        weight[(((size_t)k * C + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+    /* input side: the forward kernels on dout with the flipped kernel, the ReLU mask and
+     * batchnorm's sums in the store */
     Plan pl;
-    plan_make(&pl, &s_plan, isa, K, P, Q, C, R, S, 1, R - 1 - pad, S - 1 - pad);
-    const float *wt = repack_weights(&pl, wf);
+    const float *wt = plan_backward_input(&pl, isa, weight, C, K, P, Q, R, S, pad);
     /* weight side, over the same images in the same pass (dout and the input read once) */
     Wgrad w;
     wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
