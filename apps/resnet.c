@@ -6,20 +6,29 @@
 #include "core/cli.h"
 #include "core/util.h"
 
+/* The flags (one line and exit 2 on a bad one); 1 when --help was printed. Fuzzed by
+ * tests/fuzz/fuzz_cli.c. */
+static int resnet_flags(int argc, char **argv, TrainConfig *cfg, int *threads)
+{
+    train_config_default(cfg);
+    *threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s [flags]\nTrain the practical's ResNet on CIFAR-10 (Part 1).\n%s", argv[0], cli_train_help);
+            return 1;
+        }
+        if (!cli_train_flag(cfg, argc, argv, &i, threads))
+            die_code(2, "unknown flag '%s' (see --help)", argv[i]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines reach logs as they happen */
     TrainConfig cfg;
-    train_config_default(&cfg);
-    int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: %s [flags]\nTrain the practical's ResNet on CIFAR-10 (Part 1).\n%s", argv[0], cli_train_help);
-            return 0;
-        }
-        if (!cli_train_flag(&cfg, argc, argv, &i, &threads))
-            die_code(2, "unknown flag '%s' (see --help)", argv[i]);
-    }
+    int threads;
+    if (resnet_flags(argc, argv, &cfg, &threads)) return 0;
     cli_apply_threads(threads);
     /* the practical's defaults: with no checkpoint in --out, use the one shipped beside this
      * program (apps/results/ResNet), as the notebook uses its pretrained download */
@@ -30,6 +39,7 @@ int main(int argc, char **argv)
     }
     TrainResult res;
     train_run(&cfg, &res);
+    if (res.interrupted) return 128 + res.interrupted;   /* state saved; --resume continues */
     if (res.epochs_run)
         printf("%d epochs, %.1f s/epoch, %.0f img/s; best val %.4f at epoch %d\n", res.epochs_run,
                res.seconds_per_epoch, res.images_per_second, res.best_val, res.best_epoch);

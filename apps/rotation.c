@@ -3,6 +3,7 @@
  * (torchvision rotate semantics, applied before normalization), as a table, rotation.csv
  * and rotation.png in the checkpoint's directory.
  *   apps/rotation [--out DIR] [--device cpu|gpu] [--step 10] [--max-images N] [model flags] */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,24 +13,33 @@
 #include "core/plot.h"
 #include "core/util.h"
 
-int main(int argc, char **argv)
+/* The flags (one line and exit 2 on a bad one); 1 when --help was printed. Fuzzed by
+ * tests/fuzz/fuzz_cli.c. */
+static int rotation_flags(int argc, char **argv, TrainConfig *cfg, int *threads, int *step, int *max_images)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    TrainConfig cfg;
-    train_config_default(&cfg);
-    int threads = 0, step = 10, max_images = 0;
+    train_config_default(cfg);
+    *threads = 0, *step = 10, *max_images = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s [flags]\nAccuracy of the trained ResNet (DIR/best.safetensors) on rotated images.\n"
                    "  --step DEG             angle step (default 10)\n"
                    "  --max-images N         evaluate only the first N images of each set (quick runs)\n%s",
                    argv[0], cli_train_help);
-            return 0;
+            return 1;
         }
-        if (!strncmp(argv[i], "--step", 6)) step = (int)cli_long("--step", cli_value(argc, argv, &i), 1, 360);
-        else if (!strncmp(argv[i], "--max-images", 12)) max_images = (int)cli_long("--max-images", cli_value(argc, argv, &i), 1, 1000000);
-        else if (!cli_train_flag(&cfg, argc, argv, &i, &threads)) die_code(2, "unknown flag '%s' (see --help)", argv[i]);
+        if (cli_is_flag(argv[i], "--step")) *step = (int)cli_long("--step", cli_value(argc, argv, &i), 1, 360);
+        else if (cli_is_flag(argv[i], "--max-images")) *max_images = (int)cli_long("--max-images", cli_value(argc, argv, &i), 1, 1000000);
+        else if (!cli_train_flag(cfg, argc, argv, &i, threads)) die_code(2, "unknown flag '%s' (see --help)", argv[i]);
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    TrainConfig cfg;
+    int threads, step, max_images;
+    if (rotation_flags(argc, argv, &cfg, &threads, &step, &max_images)) return 0;
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(cfg.device);
     char err[1024], path[4200], shipped[4096];
@@ -61,7 +71,7 @@ int main(int argc, char **argv)
     snprintf(csv, sizeof csv, "%s/rotation.csv", cfg.out_dir);
     snprintf(png, sizeof png, "%s/rotation.png", cfg.out_dir);
     FILE *f = fopen(csv, "w");
-    if (!f) die_code(2, "cannot write %s", csv);
+    if (!f) die_code(2, "cannot write %s: %s", csv, strerror(errno));
     fprintf(f, "angle,val_acc,test_acc\n");
     printf("rotation of %s: %d validation and %d test images\n angle   val_acc  test_acc\n", path, nv, nt);
     for (int a = 0; a <= 360; a += step) {
@@ -71,7 +81,7 @@ int main(int argc, char **argv)
         fprintf(f, "%d,%.6f,%.6f\n", a, v, t);
         fflush(f);
     }
-    fclose(f);
+    xfclose(f, csv);
     const char *series[] = {"validation", "test"};
     plot_csv(png, csv, "Accuracy of the trained ResNet on rotated images", "rotation angle (degrees)",
              "accuracy", 2, series, "set xtics 0,30,360\nset yrange [0:1]");

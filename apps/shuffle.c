@@ -9,11 +9,11 @@
  * (checkpoints, metrics, TensorBoard), DIR/shuffle.csv (validation accuracy per epoch of the
  * four runs) and DIR/shuffle.png.
  *   apps/shuffle [--epochs 10] [--perm-seed 42] [--mlp-lr 0.01] [--no-mlp] [--out DIR] [training flags] */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "core/augment.h"
 #include "core/cli.h"
@@ -39,18 +39,18 @@ static int read_val_history(const char *csv, double *val, int max)
     return n;
 }
 
-int main(int argc, char **argv)
+typedef struct ShuffleFlags { int threads, mlp; long perm_seed; double mlp_lr; } ShuffleFlags;
+
+/* The flags (one line and exit 2 on a bad one); 1 when --help was printed. Fuzzed by
+ * tests/fuzz/fuzz_cli.c. */
+static int shuffle_flags(int argc, char **argv, TrainConfig *cfg, ShuffleFlags *o)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    TrainConfig cfg;
-    train_config_default(&cfg);
-    cfg.epochs = 10;
-    cfg.val_every = 1;
-    cfg.n_milestones = 0;          /* the practical's short retraining: constant lr */
-    cfg.out_dir = "saved_models/practical2/Shuffle";
-    int threads = 0, mlp = 1;
-    long perm_seed = 42;
-    double mlp_lr = 0.01;
+    train_config_default(cfg);
+    cfg->epochs = 10;
+    cfg->val_every = 1;
+    cfg->n_milestones = 0;          /* the practical's short retraining: constant lr */
+    cfg->out_dir = "saved_models/practical2/Shuffle";
+    *o = (ShuffleFlags){.threads = 0, .mlp = 1, .perm_seed = 42, .mlp_lr = 0.01};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: %s [flags]\nTrain on pixel-shuffled CIFAR-10 and on the plain images (Part 3).\n"
@@ -58,18 +58,28 @@ int main(int argc, char **argv)
                    "  --mlp-lr X             learning rate of the MLP runs (default 0.01)\n"
                    "  --no-mlp               train the ResNet only\n%s"
                    "defaults here: --epochs 10 --val-every 1, no lr milestones\n", argv[0], cli_train_help);
-            return 0;
+            return 1;
         }
-        if (!strncmp(argv[i], "--perm-seed", 11)) perm_seed = cli_long("--perm-seed", cli_value(argc, argv, &i), 0, 0x7fffffffL);
-        else if (!strncmp(argv[i], "--mlp-lr", 8)) mlp_lr = cli_double("--mlp-lr", cli_value(argc, argv, &i), 1e-6, 10);
-        else if (!strcmp(argv[i], "--no-mlp")) mlp = 0;
-        else if (!cli_train_flag(&cfg, argc, argv, &i, &threads)) die_code(2, "unknown flag '%s' (see --help)", argv[i]);
+        if (cli_is_flag(argv[i], "--perm-seed")) o->perm_seed = cli_long("--perm-seed", cli_value(argc, argv, &i), 0, 0x7fffffffL);
+        else if (cli_is_flag(argv[i], "--mlp-lr")) o->mlp_lr = cli_double("--mlp-lr", cli_value(argc, argv, &i), 1e-6, 10);
+        else if (!strcmp(argv[i], "--no-mlp")) o->mlp = 0;
+        else if (!cli_train_flag(cfg, argc, argv, &i, &o->threads)) die_code(2, "unknown flag '%s' (see --help)", argv[i]);
     }
-    cli_apply_threads(threads);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    TrainConfig cfg;
+    ShuffleFlags o;
+    if (shuffle_flags(argc, argv, &cfg, &o)) return 0;
+    cli_apply_threads(o.threads);
+    int mlp = o.mlp;
+    long perm_seed = o.perm_seed;
+    double mlp_lr = o.mlp_lr;
     char path[17000], err[1024], dirs[4][4200], csv[4200], png[4200];
-    snprintf(path, sizeof path, "%s", cfg.out_dir);
-    for (char *p = path + 1; *p; p++) if (*p == '/') { *p = 0; mkdir(path, 0755); *p = '/'; }
-    mkdir(path, 0755);
+    mkdir_p(cfg.out_dir);
     int perm[CIFAR_H * CIFAR_W];
     snprintf(path, sizeof path, "%s/permutation.txt", cfg.out_dir);
     if (access(path, F_OK) == 0 && !cfg.retrain) {
@@ -77,7 +87,7 @@ int main(int argc, char **argv)
         printf("using the saved pixel permutation %s\n", path);
     } else {
         permutation_from_seed(perm, CIFAR_H * CIFAR_W, (uint64_t)perm_seed);
-        if (permutation_save(path, perm, CIFAR_H * CIFAR_W)) die_code(2, "cannot write %s", path);
+        if (permutation_save(path, perm, CIFAR_H * CIFAR_W, err, sizeof err)) die("%s", err);
         printf("drew a pixel permutation from seed %ld: %s\n", perm_seed, path);
     }
     /* runs: ResNet plain, ResNet shuffled, MLP plain, MLP shuffled (same data, schedule, seed) */
@@ -95,6 +105,7 @@ int main(int argc, char **argv)
         }
         printf("== %s: %s images ==\n", r >= 2 ? "MLP" : "ResNet", r % 2 ? "pixel-shuffled" : "plain");
         train_run(&c, &res[r]);
+        if (res[r].interrupted) return 128 + res[r].interrupted;   /* --resume continues */
     }
     static double hist[4][1024];
     int n = 0;
@@ -107,14 +118,14 @@ int main(int argc, char **argv)
     snprintf(csv, sizeof csv, "%s/shuffle.csv", cfg.out_dir);
     snprintf(png, sizeof png, "%s/shuffle.png", cfg.out_dir);
     FILE *f = fopen(csv, "w");
-    if (!f) die_code(2, "cannot write %s", csv);
+    if (!f) die_code(2, "cannot write %s: %s", csv, strerror(errno));
     fprintf(f, "epoch,val_unshuffled,val_shuffled%s\n", mlp ? ",val_mlp_unshuffled,val_mlp_shuffled" : "");
     for (int e = 0; e < n; e++) {
         fprintf(f, "%d", e + 1);
         for (int r = 0; r < runs; r++) isnan(hist[r][e]) ? fprintf(f, ",") : fprintf(f, ",%.6f", hist[r][e]);
         fprintf(f, "\n");
     }
-    fclose(f);
+    xfclose(f, csv);
     const char *series[] = {"ResNet, plain images", "ResNet, pixel-shuffled", "MLP, plain images", "MLP, pixel-shuffled"};
     plot_csv(png, csv, "Validation accuracy: plain vs pixel-shuffled CIFAR-10", "epoch", "validation accuracy",
              runs, series, "set yrange [0:1]\nset xtics 1");

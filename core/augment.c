@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/augment.h"
+#include "core/files.h"
 #include "core/cifar.h"
 #include "core/util.h"
 
@@ -119,34 +120,62 @@ void permutation_from_seed(int *perm, int n, uint64_t seed)
 }
 
 /* Text format: "convnet-permutation <n>" then n indices, one per line. Written atomically. */
-int permutation_save(const char *path, const int *perm, int n)
+int permutation_save(const char *path, const int *perm, int n, char *err, size_t errlen)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return -1;
-    fprintf(f, "convnet-permutation %d\n", n);
-    for (int i = 0; i < n; i++) fprintf(f, "%d\n", perm[i]);
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) { unlink(tmp); return -1; }
-    return 0;
+    size_t cap = 32 + (size_t)(n > 0 ? n : 0) * 12, len = 0;
+    char *txt = xmalloc(cap);
+    len += (size_t)snprintf(txt, cap, "convnet-permutation %d\n", n);
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(txt + len, cap - len, "%d\n", perm[i]);
+    int rc = atomic_write(path, txt, len, err, errlen);
+    free(txt);
+    return rc;
+}
+
+/* a decimal integer after optional spaces/newlines, within [*p, end); 0 if none */
+static int next_int(const char **p, const char *end, long *v)
+{
+    const char *q = *p;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) q++;
+    long x = 0;
+    int digits = 0;
+    for (; q < end && *q >= '0' && *q <= '9' && digits < 10; q++, digits++) x = x * 10 + (*q - '0');
+    if (!digits || (q < end && *q >= '0' && *q <= '9')) return 0;
+    *v = x;
+    *p = q;
+    return 1;
+}
+
+int permutation_parse(const char *text, size_t len, int *perm, int n, const char *path, char *err, size_t errlen)
+{
+    static const char magic[] = "convnet-permutation";
+    const char *p = text, *end = text + len;
+    long count = -1;
+    int ok = len > sizeof magic && !memcmp(p, magic, sizeof magic - 1) && (p += sizeof magic - 1, 1) &&
+             next_int(&p, end, &count) && count == n;
+    char *seen = xcalloc(n > 0 ? n : 1, 1);
+    int *out = xmalloc(sizeof(int) * (n > 0 ? n : 1));
+    for (int i = 0; ok && i < n; i++) {
+        long v;
+        ok = next_int(&p, end, &v) && v < n && !seen[v];
+        if (ok) { seen[v] = 1; out[i] = (int)v; }
+    }
+    while (ok && p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    if (ok && p != end) ok = 0;   /* nothing may follow the n indices */
+    if (ok) memcpy(perm, out, sizeof(int) * (size_t)n);
+    else snprintf(err, errlen, "%s: not a valid permutation of %d pixels", path, n);
+    free(seen);
+    free(out);
+    return ok ? 0 : -1;
 }
 
 int permutation_load(const char *path, int *perm, int n, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
-    int m = -1, ok = fscanf(f, "convnet-permutation %d", &m) == 1 && m == n;
-    char *seen = xcalloc(n > 0 ? n : 1, 1);
-    for (int i = 0; ok && i < n; i++) {
-        ok = fscanf(f, "%d", &perm[i]) == 1 && perm[i] >= 0 && perm[i] < n && !seen[perm[i]];
-        if (ok) seen[perm[i]] = 1;
-    }
-    free(seen);
-    fclose(f);
-    if (!ok) snprintf(err, errlen, "%s: not a valid permutation of %d pixels", path, n);
-    return ok ? 0 : -1;
+    size_t len;
+    char *text = read_file_max(path, 1 << 20, &len, err, errlen);
+    if (!text) return -1;
+    int rc = permutation_parse(text, len, perm, n, path, err, errlen);
+    free(text);
+    return rc;
 }
 
 void normalize_u8(float *dst, const uint8_t *src, int n, int C, int HW, const float *mean,

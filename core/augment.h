@@ -26,8 +26,11 @@ void rotate_u8(uint8_t *dst, const uint8_t *src, int C, int H, int W, double deg
 /* Fixed pixel permutation, the same for every channel: dst[c,k] = src[c,perm[k]], k < HW. */
 void permute_pixels_u8(uint8_t *dst, const uint8_t *src, const int *perm, int C, int HW);
 void permutation_from_seed(int *perm, int n, uint64_t seed);
-int permutation_save(const char *path, const int *perm, int n);      /* 0 ok, -1 error */
+/* 0, or -1 with one line in err. A file that is not exactly "convnet-permutation <n>" and
+ * a permutation of 0..n-1 is refused, and perm is then unchanged. */
+int permutation_save(const char *path, const int *perm, int n, char *err, size_t errlen);
 int permutation_load(const char *path, int *perm, int n, char *err, size_t errlen);
+int permutation_parse(const char *text, size_t len, int *perm, int n, const char *path, char *err, size_t errlen);
 
 /* The random choices for one image, drawn on the host so that the CPU path (augment_apply)
  * and the GPU kernel (gpu/augment.cu) produce the same pixels from the same draws. */

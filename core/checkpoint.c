@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -21,64 +23,6 @@ uint32_t crc32c(uint32_t crc, const void *data, size_t len)
         for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
     }
     return ~crc;
-}
-
-int atomic_write(const char *path, const void *data, size_t len, char *err, size_t errlen)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) { snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            snprintf(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-            close(fd); unlink(tmp);
-            return -1;
-        }
-        p += w; left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        snprintf(err, errlen, "%s: fsync/close failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: rename failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
-    return 0;
-}
-
-void *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        fclose(f);
-        return NULL;
-    }
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    fclose(f);
-    if (got != (size_t)st.st_size) {
-        snprintf(err, errlen, "%s: read error", path);
-        free(buf);
-        return NULL;
-    }
-    buf[got] = 0;
-    *len = got;
-    return buf;
 }
 
 /* ------------------------------------------------------------------ safetensors */
@@ -151,20 +95,27 @@ static int jstring(Cur *c, char *out, size_t cap)
     if (!eat(c, '"')) return 0;
     size_t n = 0;
     while (c->p < c->end && *c->p != '"') {
-        if (*c->p == '\\') c->p++;
+        if (*c->p == '\\' && ++c->p == c->end) return 0;   /* escape: take the next byte */
         if (n + 1 < cap) out[n++] = *c->p;
         c->p++;
     }
     out[n] = 0;
     return eat(c, '"');
 }
-static int jint(Cur *c, long long *v)
+static int jint(Cur *c, long long *v)   /* [-]digits within the header, |v| < 2^62 */
 {
     ws(c);
-    char *e;
-    *v = strtoll(c->p, &e, 10);
-    if (e == c->p) return 0;
-    c->p = e;
+    int neg = c->p < c->end && *c->p == '-';
+    const char *q = c->p + neg;
+    long long x = 0;
+    int digits = 0;
+    for (; q < c->end && *q >= '0' && *q <= '9'; q++, digits++) {
+        if (x > (1LL << 62) / 10) return 0;
+        x = x * 10 + (*q - '0');
+    }
+    if (!digits) return 0;
+    *v = neg ? -x : x;
+    c->p = q;
     return 1;
 }
 static int jint_array(Cur *c, long long *v, int cap, int *n)
@@ -190,8 +141,15 @@ static int jskip_object(Cur *c)   /* {"k":"v",...} with string values (metadata)
 int checkpoint_load(Model *m, const char *path, char *err, size_t errlen)
 {
     size_t len;
-    char *file = read_file(path, &len, err, errlen);
+    char *file = read_file_max(path, CHECKPOINT_MAX_BYTES, &len, err, errlen);
     if (!file) return -1;
+    int rc = checkpoint_parse(m, file, len, path, err, errlen);
+    free(file);
+    return rc;
+}
+
+int checkpoint_parse(Model *m, const char *file, size_t len, const char *path, char *err, size_t errlen)
+{
     int rc = -1;
     float *params = xmalloc_floats(m->n_params), *bufs = xmalloc_floats(m->n_buffers ? m->n_buffers : 1);
     int64_t *counts = xcalloc(m->n_bn ? m->n_bn : 1, sizeof(int64_t));
@@ -250,22 +208,28 @@ int checkpoint_load(Model *m, const char *path, char *err, size_t errlen)
 bad:
     snprintf(err, errlen, "%s: malformed safetensors header", path);
 done:
-    free(file); free(params); free(bufs); free(counts); free(found);
+    free(params); free(bufs); free(counts); free(found);
     return rc;
 }
 
 /* ------------------------------------------------------------------ training state */
 
 #define STATE_MAGIC "CNVSTATE"
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 
+/* version 1: the header up to best_val (a state at an epoch boundary only); version 2 adds
+ * the position inside an epoch and that epoch's running sums (a run stopped by a signal). */
 typedef struct StateHeader {
     char magic[8];
     uint32_t version, n_bn;
     uint64_t n_params, n_buffers, seed;
     int64_t epoch, steps, best_epoch;
     double best_val;
+    /* version 2 */
+    int64_t step, correct, seen;
+    double loss_sum, seconds;
 } StateHeader;
+#define STATE_HEADER_V1 offsetof(StateHeader, step)
 
 int train_state_save(const Model *m, const TrainState *st, const char *path, char *err, size_t errlen)
 {
@@ -276,6 +240,8 @@ int train_state_save(const Model *m, const TrainState *st, const char *path, cha
     h.n_bn = (uint32_t)m->n_bn;
     h.n_params = m->n_params; h.n_buffers = m->n_buffers; h.seed = st->seed;
     h.epoch = st->epoch; h.steps = st->steps; h.best_epoch = st->best_epoch; h.best_val = st->best_val;
+    h.step = st->step; h.correct = st->correct; h.seen = st->seen;
+    h.loss_sum = st->loss_sum; h.seconds = st->seconds;
     size_t np = m->n_params * 4, nb = m->n_buffers * 4, nc = (size_t)m->n_bn * 8;
     size_t total = sizeof h + 2 * np + nb + nc + 4;
     char *buf = xmalloc(total), *p = buf;
@@ -294,33 +260,54 @@ int train_state_save(const Model *m, const TrainState *st, const char *path, cha
 int train_state_load(Model *m, TrainState *st, const char *path, char *err, size_t errlen)
 {
     size_t len;
-    char *buf = read_file(path, &len, err, errlen);
+    char *buf = read_file_max(path, CHECKPOINT_MAX_BYTES, &len, err, errlen);
     if (!buf) return -1;
+    int rc = train_state_parse(m, st, buf, len, path, err, errlen);
+    free(buf);
+    return rc;
+}
+
+int train_state_parse(Model *m, TrainState *st, const char *buf, size_t len, const char *path, char *err, size_t errlen)
+{
     StateHeader h;
+    memset(&h, 0, sizeof h);
+    if (len < STATE_HEADER_V1 || memcmp(buf, STATE_MAGIC, 8)) {
+        snprintf(err, errlen, "%s: not a training-state file", path);
+        return -1;
+    }
+    memcpy(&h, buf, STATE_HEADER_V1);
+    if (h.version != 1 && h.version != STATE_VERSION) {
+        snprintf(err, errlen, "%s: training-state version %u, this build reads 1 and %d", path, h.version, STATE_VERSION);
+        return -1;
+    }
+    size_t hl = h.version == 1 ? STATE_HEADER_V1 : sizeof h;
     size_t np = m->n_params * 4, nb = m->n_buffers * 4, nc = (size_t)m->n_bn * 8;
-    size_t total = sizeof h + 2 * np + nb + nc + 4;
-    int rc = -1;
-    uint32_t crc;
-    if (len < sizeof h) { snprintf(err, errlen, "%s: not a training-state file (too short)", path); goto done; }
-    memcpy(&h, buf, sizeof h);
-    if (memcmp(h.magic, STATE_MAGIC, 8) || h.version != STATE_VERSION) {
-        snprintf(err, errlen, "%s: not a training-state file of this version", path); goto done;
-    }
+    size_t total = hl + 2 * np + nb + nc + 4;
     if (h.n_params != m->n_params || h.n_buffers != m->n_buffers || h.n_bn != (uint32_t)m->n_bn || len != total) {
-        snprintf(err, errlen, "%s: training state belongs to a different model (or is truncated)", path); goto done;
+        snprintf(err, errlen, "%s: training state belongs to a different model (or is truncated)", path);
+        return -1;
     }
+    memcpy(&h, buf, hl);
+    uint32_t crc;
     memcpy(&crc, buf + total - 4, 4);
-    if (crc != crc32c(0, buf, total - 4)) { snprintf(err, errlen, "%s: checksum mismatch (corrupt file)", path); goto done; }
-    const char *p = buf + sizeof h;
+    if (crc != crc32c(0, buf, total - 4)) { snprintf(err, errlen, "%s: checksum mismatch (corrupt file)", path); return -1; }
+    /* a file with a valid checksum can still hold values no run writes */
+    if (h.epoch < 0 || h.epoch > 1000000 || h.steps < 0 || h.best_epoch < -1 || h.best_epoch > h.epoch ||
+        !(h.best_val >= -1 && h.best_val <= 1) || h.step < 0 || h.step > 100000000 || h.seen < 0 ||
+        h.correct < 0 || h.correct > h.seen || !isfinite(h.loss_sum) || !isfinite(h.seconds)) {
+        snprintf(err, errlen, "%s: training state holds impossible values (epoch %lld, step %lld)", path,
+                 (long long)h.epoch, (long long)h.step);
+        return -1;
+    }
+    const char *p = buf + hl;
     model_set_params(m, (const float *)p); p += np;
     m->ops->upload(m->momentum, p, np); p += np;
     model_set_buffers(m, (const float *)p); p += nb;
     memcpy(m->num_batches_tracked, p, nc);
     st->epoch = (int)h.epoch; st->steps = h.steps; st->best_epoch = (int)h.best_epoch;
     st->best_val = h.best_val; st->seed = h.seed;
+    st->step = (int)h.step; st->correct = h.correct; st->seen = h.seen;
+    st->loss_sum = h.loss_sum; st->seconds = h.seconds;
     m->steps = h.steps;
-    rc = 0;
-done:
-    free(buf);
-    return rc;
+    return 0;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "core/cifar.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "core/util.h"
 
@@ -28,45 +29,48 @@ int cifar_read_file(const char *path, int expect_records, Dataset *ds, char *err
         return -1;
     }
     if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file", path); return -1; }
-    if (st.st_size == 0) { snprintf(err, errlen, "%s: empty file", path); return -1; }
-    if (st.st_size % CIFAR_RECORD != 0) {
-        snprintf(err, errlen, "%s: size %lld bytes is not a multiple of the %d-byte record",
-                 path, (long long)st.st_size, CIFAR_RECORD);
+    /* the size says everything before a byte is read (a wrong file is not loaded whole) */
+    if (st.st_size % CIFAR_RECORD != 0 || st.st_size == 0 ||
+        (expect_records && st.st_size != (off_t)expect_records * CIFAR_RECORD))
+        return cifar_parse(NULL, (size_t)st.st_size, expect_records, ds, path, err, errlen);
+    size_t len;
+    uint8_t *buf = read_file_max(path, (size_t)st.st_size, &len, err, errlen);
+    if (!buf) return -1;
+    int rc = cifar_parse(buf, len, expect_records, ds, path, err, errlen);
+    free(buf);
+    return rc;
+}
+
+int cifar_parse(const uint8_t *buf, size_t len, int expect_records, Dataset *ds, const char *path, char *err, size_t errlen)
+{
+    if (len == 0) { snprintf(err, errlen, "%s: empty file", path); return -1; }
+    if (len % CIFAR_RECORD != 0) {
+        snprintf(err, errlen, "%s: size %zu bytes is not a multiple of the %d-byte record", path, len, CIFAR_RECORD);
         return -1;
     }
-    long records = (long)(st.st_size / CIFAR_RECORD);
-    if (expect_records && records != expect_records) {
-        snprintf(err, errlen, "%s: has %ld records, expected %d", path, records, expect_records);
+    size_t records = len / CIFAR_RECORD;
+    if (expect_records && records != (size_t)expect_records) {
+        snprintf(err, errlen, "%s: has %zu records, expected %d", path, records, expect_records);
         return -1;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
-    uint8_t *buf = xmalloc((size_t)st.st_size);
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    int rerr = ferror(f);
-    fclose(f);
-    if (got != (size_t)st.st_size || rerr) {
-        snprintf(err, errlen, "%s: read error (%zu of %lld bytes)", path, got, (long long)st.st_size);
-        free(buf);
-        return -1;
-    }
-    for (long r = 0; r < records; r++)
+    if ((size_t)ds->n + records > (size_t)1 << 30) { snprintf(err, errlen, "%s: too many records", path); return -1; }
+    for (size_t r = 0; r < records; r++)
         if (buf[r * CIFAR_RECORD] > 9) {
-            snprintf(err, errlen, "%s: record %ld has label %d (expected 0..9)", path, r,
-                     buf[r * CIFAR_RECORD]);
-            free(buf);
+            snprintf(err, errlen, "%s: record %zu has label %d (expected 0..9)", path, r, buf[r * CIFAR_RECORD]);
             return -1;
         }
-    size_t n0 = (size_t)ds->n, n1 = n0 + (size_t)records;
-    ds->images = realloc(ds->images, n1 * CIFAR_PIXELS);
-    ds->labels = realloc(ds->labels, n1);
-    if (!ds->images || !ds->labels) die("out of memory reading %s", path);
-    for (long r = 0; r < records; r++) {
+    size_t n0 = (size_t)ds->n, n1 = n0 + records;
+    uint8_t *images = realloc(ds->images, n1 * CIFAR_PIXELS);
+    if (!images) die("out of memory reading %s", path);
+    ds->images = images;
+    uint8_t *labels = realloc(ds->labels, n1);
+    if (!labels) die("out of memory reading %s", path);
+    ds->labels = labels;
+    for (size_t r = 0; r < records; r++) {
         ds->labels[n0 + r] = buf[r * CIFAR_RECORD];
         memcpy(ds->images + (n0 + r) * CIFAR_PIXELS, buf + r * CIFAR_RECORD + 1, CIFAR_PIXELS);
     }
     ds->n = (int)n1;
-    free(buf);
     return 0;
 }
 

@@ -29,6 +29,9 @@ const char *cifar_dir(const char *flag);
 /* Appends the records of one file to ds. expect_records: 0 = any count, else exactly that.
  * On error returns -1 and writes one line naming the file and the problem into err. */
 int cifar_read_file(const char *path, int expect_records, Dataset *ds, char *err, size_t errlen);
+/* The same on a file's bytes (path only names it in messages; buf may be NULL when the
+ * length alone is wrong); fuzzed by tests/fuzz/. */
+int cifar_parse(const uint8_t *buf, size_t len, int expect_records, Dataset *ds, const char *path, char *err, size_t errlen);
 /* The 50,000 training images (data_batch_1..5.bin) or the 10,000 test images. */
 int cifar_load_train(const char *dir, Dataset *ds, char *err, size_t errlen);
 int cifar_load_test(const char *dir, Dataset *ds, char *err, size_t errlen);

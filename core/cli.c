@@ -33,7 +33,7 @@ const char *cli_value(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
-static int is_flag(const char *arg, const char *name)
+int cli_is_flag(const char *arg, const char *name)
 {
     size_t n = strlen(name);
     return strncmp(arg, name, n) == 0 && (arg[n] == 0 || arg[n] == '=');
@@ -63,36 +63,36 @@ const char cli_train_help[] =
 int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
 {
     const char *a = argv[*i];
-    if (is_flag(a, "--device")) {
+    if (cli_is_flag(a, "--device")) {
         c->device = cli_value(argc, argv, i);
         if (strcmp(c->device, "cpu") && strcmp(c->device, "gpu")) die_code(2, "--device: expected cpu or gpu, got '%s'", c->device);
-    } else if (is_flag(a, "--block")) {
+    } else if (cli_is_flag(a, "--block")) {
         const char *v = cli_value(argc, argv, i);
         if (!strcmp(v, "preact")) c->model.block = BLOCK_PREACT;
         else if (!strcmp(v, "original")) c->model.block = BLOCK_ORIGINAL;
         else die_code(2, "--block: expected preact or original, got '%s'", v);
-    } else if (is_flag(a, "--blocks") || is_flag(a, "--channels")) {
-        int ch = is_flag(a, "--channels"), v[MAX_STAGES];
+    } else if (cli_is_flag(a, "--blocks") || cli_is_flag(a, "--channels")) {
+        int ch = cli_is_flag(a, "--channels"), v[MAX_STAGES];
         const char *s = cli_value(argc, argv, i);
         int n = parse_int_list(s, v, MAX_STAGES);
         if (n <= 0) die_code(2, "%s: expected a comma-separated list of positive integers, got '%s'", ch ? "--channels" : "--blocks", s);
         for (int k = 0; k < n; k++) (ch ? c->model.channels : c->model.blocks)[k] = v[k];
         c->model.n_stages = n;   /* model_create checks that both lists cover every stage */
-    } else if (is_flag(a, "--epochs")) c->epochs = (int)cli_long("--epochs", cli_value(argc, argv, i), 1, 100000);
-    else if (is_flag(a, "--batch-size")) c->batch = (int)cli_long("--batch-size", cli_value(argc, argv, i), 1, 65536);
-    else if (is_flag(a, "--lr")) c->lr = cli_double("--lr", cli_value(argc, argv, i), 0, 100);
-    else if (is_flag(a, "--momentum")) c->momentum = cli_double("--momentum", cli_value(argc, argv, i), 0, 1);
-    else if (is_flag(a, "--weight-decay")) c->weight_decay = cli_double("--weight-decay", cli_value(argc, argv, i), 0, 1);
-    else if (is_flag(a, "--gamma")) c->gamma = cli_double("--gamma", cli_value(argc, argv, i), 0, 1);
-    else if (is_flag(a, "--milestones")) {
+    } else if (cli_is_flag(a, "--epochs")) c->epochs = (int)cli_long("--epochs", cli_value(argc, argv, i), 1, 100000);
+    else if (cli_is_flag(a, "--batch-size")) c->batch = (int)cli_long("--batch-size", cli_value(argc, argv, i), 1, 65536);
+    else if (cli_is_flag(a, "--lr")) c->lr = cli_double("--lr", cli_value(argc, argv, i), 0, 100);
+    else if (cli_is_flag(a, "--momentum")) c->momentum = cli_double("--momentum", cli_value(argc, argv, i), 0, 1);
+    else if (cli_is_flag(a, "--weight-decay")) c->weight_decay = cli_double("--weight-decay", cli_value(argc, argv, i), 0, 1);
+    else if (cli_is_flag(a, "--gamma")) c->gamma = cli_double("--gamma", cli_value(argc, argv, i), 0, 1);
+    else if (cli_is_flag(a, "--milestones")) {
         const char *s = cli_value(argc, argv, i);
         c->n_milestones = parse_int_list(s, c->milestones, 16);
         if (c->n_milestones < 0) die_code(2, "--milestones: expected a comma-separated list of epochs, got '%s'", s);
-    } else if (is_flag(a, "--val-every")) c->val_every = (int)cli_long("--val-every", cli_value(argc, argv, i), 1, 100000);
-    else if (is_flag(a, "--seed")) c->seed = (uint64_t)cli_long("--seed", cli_value(argc, argv, i), 0, 0x7fffffffL);
-    else if (is_flag(a, "--data")) c->data_dir = cli_value(argc, argv, i);
-    else if (is_flag(a, "--out")) c->out_dir = cli_value(argc, argv, i);
-    else if (is_flag(a, "--threads")) *threads = (int)cli_long("--threads", cli_value(argc, argv, i), 1, 1024);
+    } else if (cli_is_flag(a, "--val-every")) c->val_every = (int)cli_long("--val-every", cli_value(argc, argv, i), 1, 100000);
+    else if (cli_is_flag(a, "--seed")) c->seed = (uint64_t)cli_long("--seed", cli_value(argc, argv, i), 0, 0x7fffffffL);
+    else if (cli_is_flag(a, "--data")) c->data_dir = cli_value(argc, argv, i);
+    else if (cli_is_flag(a, "--out")) c->out_dir = cli_value(argc, argv, i);
+    else if (cli_is_flag(a, "--threads")) *threads = (int)cli_long("--threads", cli_value(argc, argv, i), 1, 1024);
     else if (!strcmp(a, "--no-flip")) c->flip = 0;
     else if (!strcmp(a, "--no-crop")) c->crop = 0;
     else if (!strcmp(a, "--retrain")) c->retrain = 1;

@@ -5,6 +5,8 @@
 
 long cli_long(const char *flag, const char *val, long lo, long hi);
 double cli_double(const char *flag, const char *val, double lo, double hi);
+/* 1 if arg is "--name" or "--name=..." */
+int cli_is_flag(const char *arg, const char *name);
 /* Value of a flag at argv[*i] ("--flag value" or "--flag=value"); advances *i. */
 const char *cli_value(int argc, char **argv, int *i);
 

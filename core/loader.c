@@ -64,7 +64,7 @@ static int batch_count(const Loader *l, int b)
 static void *worker(void *arg)
 {
     Loader *l = arg;
-    for (int b = 0; b < l->n_batches; b++) {
+    for (int b = l->first; b < l->n_batches; b++) {
         int s = b % 2;
         pthread_mutex_lock(&l->mu);
         while (l->ready[s] != 0 && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
@@ -91,12 +91,15 @@ static void stop_thread(Loader *l)
     l->running = 0;
 }
 
-void loader_start_epoch(Loader *l, int epoch)
+void loader_start_epoch(Loader *l, int epoch) { loader_start_epoch_at(l, epoch, 0); }
+
+void loader_start_epoch_at(Loader *l, int epoch, int first)
 {
     stop_thread(l);
     loader_order(&l->cfg, epoch, l->order);
     l->epoch = epoch;
-    l->next_take = 0;
+    l->first = first < 0 ? 0 : first > l->n_batches ? l->n_batches : first;
+    l->next_take = l->first;
     l->ready[0] = l->ready[1] = 0;
     l->stop = 0;
     l->wait_seconds = 0;
@@ -107,7 +110,7 @@ void loader_start_epoch(Loader *l, int epoch)
 const Batch *loader_next(Loader *l)
 {
     pthread_mutex_lock(&l->mu);
-    if (l->next_take > 0) {                 /* release the slot handed out last time */
+    if (l->next_take > l->first) {          /* release the slot handed out last time */
         l->ready[(l->next_take - 1) % 2] = 0;
         pthread_cond_broadcast(&l->cv);
     }

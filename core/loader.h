@@ -31,7 +31,7 @@ typedef struct Loader {
     int *order;
     Batch slot[2];
     int ready[2];           /* slot holds batch number ready[s] - 1 ... see loader.c */
-    int next_fill, next_take, epoch, stop, running;
+    int next_fill, next_take, first, epoch, stop, running;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -41,6 +41,9 @@ typedef struct Loader {
 Loader *loader_create(const LoaderConfig *cfg);
 int loader_num_batches(const Loader *l);
 void loader_start_epoch(Loader *l, int epoch);     /* starts the background thread */
+/* The same from batch `first` of the epoch (a run resumed inside an epoch): the batches
+ * handed out are the ones an uninterrupted epoch hands out from there. */
+void loader_start_epoch_at(Loader *l, int epoch, int first);
 /* Next batch of the epoch, or NULL at its end. Valid until the following call. */
 const Batch *loader_next(Loader *l);
 void loader_free(Loader *l);

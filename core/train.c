@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/tblog.h"
 #include "core/train.h"
 #include "core/plot.h"
+#include "core/stop.h"
 #include "core/util.h"
 
 void train_config_default(TrainConfig *c)
@@ -151,6 +153,17 @@ static void metrics_truncate(const char *path, int epochs)
     free(out);
 }
 
+/* The state of a run stopped by a signal, and the one line that says how to go on. */
+static void interrupt_save(const Model *m, const TrainState *at, const char *state_path, int epoch, int steps, int quiet)
+{
+    char err[1024];
+    if (train_state_save(m, at, state_path, err, sizeof err)) die("%s", err);
+    const char *name = stop_signal() == SIGINT ? "interrupt" : stop_signal() == SIGTERM ? "SIGTERM" : "signal";
+    if (!quiet)
+        fprintf(stderr, "\nconvnet: stopped by %s in epoch %d after step %d of %d; saved %s: run the same "
+                "command with --resume to continue\n", name, epoch + 1, at->step, steps, state_path);
+}
+
 int train_run(const TrainConfig *cfg, TrainResult *res)
 {
     memset(res, 0, sizeof *res);
@@ -158,6 +171,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     const Ops *ops = ops_for_device(cfg->device);
     char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
     mkdir_p(cfg->out_dir);
+    files_remove_stale_temps(cfg->out_dir, cfg->quiet);
     snprintf(best_path, sizeof best_path, "%s/best.safetensors", cfg->out_dir);
     snprintf(state_path, sizeof state_path, "%s/last.state", cfg->out_dir);
     snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", cfg->out_dir);
@@ -220,13 +234,16 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             printf("found %s: skipping training (pass --retrain to train again)\n", best_path);
         res->loaded_pretrained = 1;
     } else {
-        TrainState st = {0, 0, -1, -1, cfg->seed};
+        TrainState st = {.best_val = -1, .best_epoch = -1, .seed = cfg->seed};
         if (cfg->resume && file_exists(state_path)) {
             if (train_state_load(m, &st, state_path, err, sizeof err)) die_code(2, "%s", err);
             if (st.seed != cfg->seed) die_code(2, "%s was trained with --seed %llu, not %llu", state_path,
                                                (unsigned long long)st.seed, (unsigned long long)cfg->seed);
             metrics_truncate(csv_path, st.epoch);
-            if (!cfg->quiet) printf("resuming after epoch %d (best val %.4f)\n", st.epoch, st.best_val);
+            if (!cfg->quiet && st.step)
+                printf("resuming epoch %d at step %d (best val so far %.4f)\n", st.epoch + 1, st.step + 1, st.best_val);
+            else if (!cfg->quiet)
+                printf("resuming after epoch %d (best val %.4f)\n", st.epoch, st.best_val);
         } else {
             if (cfg->resume && !cfg->quiet) printf("no %s to resume from: starting fresh\n", state_path);
             Rng rng;
@@ -255,14 +272,18 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         if (tblog_open(&tb, tbdir, err, sizeof err)) die_code(2, "%s", err);
         double total_time = 0;
         long total_imgs = 0;
-        for (int epoch = st.epoch; epoch < cfg->epochs; epoch++) {
-            double lr = lr_at_epoch(cfg, epoch), t0 = now_seconds(), loss_sum = 0;
-            long correct = 0, seen = 0;
+        stop_install();   /* Ctrl-C / SIGTERM: finish the step, save, exit (core/stop.h) */
+        for (int epoch = st.epoch; epoch < cfg->epochs && !res->interrupted; epoch++) {
+            /* a run stopped inside this epoch goes on from the step after the saved one */
+            int first = epoch == st.epoch && st.step <= steps ? st.step : 0;
+            double lr = lr_at_epoch(cfg, epoch), t0 = now_seconds(), loss_sum = first ? st.loss_sum : 0;
+            double before = first ? st.seconds : 0;   /* seconds of this epoch before the stop */
+            long correct = first ? st.correct : 0, seen = first ? st.seen : 0;
             Progress pr;
             progress_begin(&pr, epoch, cfg->epochs, steps);
-            if (on_cpu) loader_start_epoch(loader, epoch);
+            if (on_cpu) loader_start_epoch_at(loader, epoch, first);
             else loader_order(&lc, epoch, order);
-            for (int step = 0; step < steps; step++) {
+            for (int step = first; step < steps; step++) {
                 int ok, count = cfg->batch;
                 const int32_t *y = ybuf;
                 if (on_cpu) {
@@ -285,9 +306,21 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 seen += count;
                 tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
                 if (!cfg->quiet) progress_step(&pr, step + 1, loss_sum / seen, (double)correct / seen,
-                                               seen / (now_seconds() - t0));
+                                               seen / (before + now_seconds() - t0));
+                if (cfg->on_step) cfg->on_step(cfg->on_step_arg, epoch, step);
+                if (stop_signal()) {
+                    TrainState at = st;
+                    at.step = step + 1;
+                    at.steps = m->steps;
+                    at.loss_sum = loss_sum; at.correct = correct; at.seen = seen;
+                    at.seconds = before + now_seconds() - t0;
+                    interrupt_save(m, &at, state_path, epoch, steps, cfg->quiet);
+                    res->interrupted = stop_signal();
+                    break;
+                }
             }
-            double secs = now_seconds() - t0, val = NAN;
+            if (res->interrupted) break;
+            double secs = before + now_seconds() - t0, val = NAN;
             total_time += secs;
             total_imgs += seen;
             if ((epoch + 1) % cfg->val_every == 0 || epoch + 1 == cfg->epochs) {
@@ -309,16 +342,22 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             fprintf(f, "%d,%.6g,%.6f,%.6f,", epoch + 1, lr, loss_sum / seen, (double)correct / seen);
             if (!isnan(val)) fprintf(f, "%.6f", val);
             fprintf(f, ",%.3f,%.1f\n", secs, seen / secs);
-            fclose(f);
+            xfclose(f, csv_path);
             st.epoch = epoch + 1;
             st.steps = m->steps;
+            st.step = 0; st.loss_sum = 0; st.correct = st.seen = 0; st.seconds = 0;
             if (train_state_save(m, &st, state_path, err, sizeof err)) die("%s", err);
             res->epochs_run++;
+            if (stop_signal() && epoch + 1 < cfg->epochs) {   /* arrived during validation or the save */
+                interrupt_save(m, &st, state_path, epoch + 1, steps, cfg->quiet);
+                res->interrupted = stop_signal();
+            }
             if (cfg->stop_after_epoch && st.epoch >= cfg->stop_after_epoch) {
                 stopped = 1;   /* tests: behave as if killed here (no final evaluation) */
                 break;
             }
         }
+        stop_uninstall();
         tblog_close(&tb);
         loader_free(loader);
         free(order);
@@ -329,6 +368,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         }
         res->best_val = st.best_val;
         res->best_epoch = st.best_epoch;
+        if (res->interrupted) stopped = 1;
         if (!stopped && checkpoint_load(m, best_path, err, sizeof err)) die("%s", err);
     }
     if (!stopped) {

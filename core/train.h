@@ -32,6 +32,8 @@ typedef struct TrainConfig {
     int n_val;                 /* 5000 */
     const Dataset *train_set, *test_set;   /* given (tests) or NULL: loaded from data_dir */
     int stop_after_epoch;      /* tests: return after this many epochs (simulated kill), 0 = off */
+    void (*on_step)(void *arg, int epoch, int step);   /* tests: called after every step, or NULL */
+    void *on_step_arg;
     int quiet;
 } TrainConfig;
 
@@ -39,6 +41,8 @@ typedef struct TrainResult {
     double val, test;          /* accuracy of the best weights */
     double best_val;
     int best_epoch, epochs_run, loaded_pretrained, used_shipped;
+    int interrupted;           /* the signal (SIGINT, SIGTERM) that stopped the run, or 0; its
+                                * state is saved and the caller exits with 128 + it */
     double seconds_per_epoch, images_per_second;
     double val_history[1024];  /* val accuracy per epoch (NaN where not validated) */
 } TrainResult;

@@ -9,15 +9,27 @@
 #include <unistd.h>
 #include "core/util.h"
 
+static DieHook die_hook;
+void die_set_hook(DieHook hook) { die_hook = hook; }
+
 void die_code(int code, const char *fmt, ...)
 {
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("convnet: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (die_hook) die_hook(code, msg);
+    fprintf(stderr, "convnet: %s\n", msg);
     exit(code);
+}
+
+void xfclose(FILE *f, const char *path)
+{
+    int saved = 0, bad = ferror(f);
+    if (fflush(f) != 0) { bad = 1; saved = errno; }
+    if (fclose(f) != 0 && !saved) { bad = 1; saved = errno; }
+    if (bad) die("cannot write %s: %s", path, saved ? strerror(saved) : "write error (disk full?)");
 }
 
 void *xmalloc(size_t bytes)

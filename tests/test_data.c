@@ -195,7 +195,7 @@ START_TEST(permutation_roundtrip)
     ck_assert(memcmp(p1, p2, sizeof p1) == 0);
     char path[128], err[256];
     snprintf(path, sizeof path, "%s/perm.txt", tmpdir);
-    ck_assert_int_eq(permutation_save(path, p1, n), 0);
+    ck_assert_int_eq(permutation_save(path, p1, n, err, sizeof err), 0);
     memset(p2, 0, sizeof p2);
     ck_assert_int_eq(permutation_load(path, p2, n, err, sizeof err), 0);
     ck_assert(memcmp(p1, p2, sizeof p1) == 0);

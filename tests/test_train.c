@@ -69,7 +69,8 @@ START_TEST(resume_is_bit_exact)
     train_run(&c, &rb);
     ck_assert_int_eq(rb.epochs_run, 1);
     char p[512], q[512];
-    snprintf(p, sizeof p, "%s/last.state.tmp.99999", dB);   /* torn write of a killed save */
+    /* torn write of a save killed by SIGKILL (a pid above Linux's pid_max: never running) */
+    snprintf(p, sizeof p, "%s/last.state.tmp.4194999", dB);
     FILE *f = fopen(p, "w");
     fputs("garbage", f);
     fclose(f);
@@ -78,6 +79,8 @@ START_TEST(resume_is_bit_exact)
     c.resume = 1;
     train_run(&c, &rb);
     ck_assert_int_eq(rb.epochs_run, 1);       /* only epoch 2 ran */
+    snprintf(p, sizeof p, "%s/last.state.tmp.4194999", dB);
+    ck_assert_msg(access(p, F_OK) != 0, "the leftover temporary file was not removed");
 
     snprintf(p, sizeof p, "%s/last.state", dA); snprintf(q, sizeof q, "%s/last.state", dB);
     ck_assert_msg(same_file(p, q), "resumed training state differs from the uninterrupted run");
