@@ -3,6 +3,7 @@
 #   make test       build and run every Check suite (CPU ops, grad checks, GPU kernels
 #                   under the CUDA-on-CPU emulator, data, model, checkpoints)
 #   make asan       the same tests under AddressSanitizer + UBSan (SANITIZE=1)
+#   make fuzz       libFuzzer on every file and flag parser, FUZZ_SECONDS (60) each (clang)
 #   make run        the main job: find or download CIFAR-10, train apps/resnet
 #   make data       download the official CIFAR-10 binary archive into ./data
 #   make practical  Parts 1-3 of the practical and saved_models/practical2/REPORT.md
@@ -68,15 +69,17 @@ OBJ_EMU  = $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(BUILD)/emu/planted_gem
 EMU_SRC  = $(wildcard tests/emu/*.cc)
 OBJ_EMUC = $(patsubst %.cc,$(BUILD)/%.o,$(EMU_SRC))
 TEST_SRC = $(wildcard tests/test_*.c)
-OBJ_TEST = $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC) tests/check_main.c tests/gradcheck.c)
+FUZZ_TARGETS = safetensors state cifar permutation cli
+FUZZ_SRC = $(foreach t,$(FUZZ_TARGETS),tests/fuzz/fuzz_$(t).c) tests/fuzz/fuzz_seeds.c
+OBJ_TEST = $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC) $(FUZZ_SRC) tests/check_main.c tests/gradcheck.c)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
 
-.PHONY: all test asan run data bench bench-torch-venv clean practical gpu-test gpu-bundle
+.PHONY: all test test-run asan run run-now data bench bench-torch-venv clean practical gpu-test gpu-bundle fuzz fuzz-bins
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def)
+$(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -114,8 +117,15 @@ bench/%: bench/%.c bench/bench_util.c bench/bench.h $(LIB) $(OBJ_GPU)
 $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
 	$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
 
+# the CLI fuzz target compiles the apps' sources in
+$(BUILD)/tests/fuzz/fuzz_cli.o: $(wildcard apps/*.c)
+
 # `make test` also compiles gpu/ with nvcc (when present) so CUDA compile errors fail it.
-test: $(BUILD)/run_tests $(OBJ_GPU)
+# tools/need.sh first installs (as root) or names (otherwise) the missing system packages.
+test:
+	@bash tools/need.sh test
+	@$(MAKE) --no-print-directory test-run
+test-run: $(BUILD)/run_tests $(OBJ_GPU)
 	cd $(CURDIR) && $(BUILD)/run_tests
 
 # The GPU-vs-CPU tests on a real GPU (needs nvcc and a device): build/gpu_tests.
@@ -137,6 +147,26 @@ gpu-bundle: $(BUILD)/gpu_tests
 asan:
 	$(MAKE) SANITIZE=1 test
 
+# ---- fuzzing with clang's libFuzzer (tests/fuzz/README.md): every target FUZZ_SECONDS each
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -Wno-pass-failed -Wno-unknown-attributes
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_seeds.c tests/fuzz/fuzz.h $(LIB) $(BUILD)/core/ops_gpu_none.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCONVNET_LIBFUZZER -fsanitize=fuzzer $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
+$(BUILD)/fuzz/seeds: tests/fuzz/fuzz_main_seeds.c tests/fuzz/fuzz_seeds.c tests/fuzz/fuzz.h $(LIB) $(BUILD)/core/ops_gpu_none.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
+$(BUILD)/fuzz/fuzz_cli: $(wildcard apps/*.c)
+# no parser lives in the fast kernels: built plain there, they link in minutes less
+ifeq ($(FUZZ_BUILD),1)
+$(BUILD)/cpu/fast/%.o: override EXTRA_CFLAGS = -Wno-unknown-attributes
+endif
+fuzz-bins: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t)) $(BUILD)/fuzz/seeds
+fuzz:
+	$(MAKE) --no-print-directory -j$(shell nproc) CC=clang BUILD=build-fuzz FUZZ_BUILD=1 NVCC= SANFLAGS= EXTRA_CFLAGS="$(FUZZ_CFLAGS)" fuzz-bins
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh build-fuzz $(FUZZ_TARGETS)
+
 DATA_DIR ?= data/cifar-10-batches-bin
 CIFAR_URL = https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
 CIFAR_MD5 = c32a1d4ab5d03f1284b67883e8d87530
@@ -155,7 +185,10 @@ data:
 
 # The main job: train the practical's ResNet (data from CIFAR10_DIR, else ./data, downloaded
 # when missing). Extra flags: make run ARGS="--epochs 30 --milestones 21,27".
-run: all
+run:
+	@bash tools/need.sh run
+	@$(MAKE) --no-print-directory run-now
+run-now: all
 	@if [ -z "$$CIFAR10_DIR" ]; then $(MAKE) --no-print-directory data || exit 1; fi
 	apps/resnet $(ARGS)
 
@@ -171,4 +204,4 @@ practical: all
 	apps/practical.sh
 
 clean:
-	rm -rf build build-asan build-device $(APPS) $(BENCHES)
+	rm -rf build build-asan build-device build-fuzz $(APPS) $(BENCHES)
