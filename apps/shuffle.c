@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "core/augment.h"
 #include "core/cli.h"
+#include "core/files.h"
 #include "core/plot.h"
 #include "core/util.h"
 
@@ -80,6 +81,7 @@ int main(int argc, char **argv)
     double mlp_lr = o.mlp_lr;
     char path[17000], err[1024], dirs[4][4200], csv[4200], png[4200];
     mkdir_p(cfg.out_dir);
+    files_remove_stale_temps(cfg.out_dir, 0);   /* permutation.txt.tmp.<pid> of a killed run */
     int perm[CIFAR_H * CIFAR_W];
     snprintf(path, sizeof path, "%s/permutation.txt", cfg.out_dir);
     if (access(path, F_OK) == 0 && !cfg.retrain) {

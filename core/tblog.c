@@ -5,6 +5,7 @@
 #include <time.h>
 #include "core/checkpoint.h"
 #include "core/tblog.h"
+#include "core/util.h"
 
 uint32_t tb_masked_crc(const void *data, size_t len)
 {
@@ -87,5 +88,14 @@ void tblog_scalar(TbLog *t, const char *tag, long step, float value)
     write_record(t, ev, ne);
 }
 
-void tblog_flush(TbLog *t) { if (t->f) fflush(t->f); }
-void tblog_close(TbLog *t) { if (t->f) fclose(t->f); t->f = NULL; }
+/* A failed write (disk full) ends the run with one line, as every other output does; the
+ * checkpoints saved before it are intact. */
+void tblog_flush(TbLog *t)
+{
+    if (t->f && (fflush(t->f) != 0 || ferror(t->f))) die("cannot write %s: %s", t->path, strerror(errno));
+}
+void tblog_close(TbLog *t)
+{
+    if (t->f) xfclose(t->f, t->path);
+    t->f = NULL;
+}
