@@ -114,6 +114,11 @@ apps/%: apps/%.c $(LIB) $(OBJ_GPU)
 bench/%: bench/%.c bench/bench_util.c bench/bench.h $(LIB) $(OBJ_GPU)
 	$(CC) $(CFLAGS) $< bench/bench_util.c $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(BENCH_LIBS) $(LDLIBS) -o $@
 
+# bench/gpu_plan: the GPU table on the emulator in trace-only mode (no GPU needed)
+bench/gpu_plan: bench/gpu_plan.c $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(OBJ_EMUC) $(LIB)
+	$(CC) $(CFLAGS) -c $< -o $(BUILD)/gpu_plan.o
+	$(CXX) $(SANFLAGS) $(BUILD)/gpu_plan.o $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(OBJ_EMUC) $(LIB) $(LDLIBS) -o $@
+
 $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
 	$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
 

@@ -101,6 +101,14 @@ out=$(mktemp)
   [ ${#torches[@]} -gt 0 ] || echo "torch not installed (apt-get install python3-torch; bash bench/torch_venv.sh --create): no baseline ratio"
   echo "$(bench/train_step --threads 1 --steps 1 | sed -n 's/^kernels: /convnet.c kernels: /p')"
   echo '```'
+  if [ -x bench/gpu_plan ]; then
+    echo
+    echo "### The GPU training step's plan (\`bench/gpu_plan\`, emulator, no GPU needed)"
+    echo
+    echo '```'
+    bench/gpu_plan
+    echo '```'
+  fi
   if bench/gpu_bench --max 1024 >/dev/null 2>&1; then
     echo
     echo "### GPU"

@@ -175,7 +175,14 @@ void run_block(size_t n)
 }
 }  // namespace
 
-void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
+namespace {
+emu_trace_fn trace_fn;
+void *trace_arg;
+int trace_execute = 1;
+unsigned long long host_syncs;
+}  // namespace
+
+void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
 {
     size_t n = (size_t)block.x * block.y * block.z;
     if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
@@ -185,6 +192,10 @@ void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
     if (smem > 48 * 1024) {   // more needs cudaFuncSetAttribute on a real GPU; flag it here
         last_error = cudaErrorInvalidValue;
         return;
+    }
+    if (trace_fn) {
+        trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
+        if (!trace_execute) return;
     }
     body = &b;
     block_dim = block;
@@ -227,6 +238,13 @@ unsigned lane_id()
 
 extern "C" void emu_set_shuffle(unsigned long long seed) { emu::shuffle_state = seed ? seed * 2654435761ULL + 1 : 0; }
 extern "C" unsigned long long emu_fibers_run(void) { return emu::fibers_run; }
+extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute)
+{
+    emu::trace_fn = fn;
+    emu::trace_arg = arg;
+    emu::trace_execute = fn ? execute : 1;
+}
+extern "C" unsigned long long emu_host_syncs(void) { return emu::host_syncs; }
 
 // ---- runtime API ----
 cudaError_t cudaMalloc(void **p, size_t bytes)
@@ -237,12 +255,17 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { if (n) memmove(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
-cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+static cudaError_t copy(void *d, const void *s, size_t n) { if (n) memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
+{
+    if (k != cudaMemcpyDeviceToDevice) emu::host_syncs++;
+    return copy(d, s, n);
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { return copy(d, s, n); }
+cudaError_t cudaMemset(void *p, int v, size_t n) { emu::host_syncs++; memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { emu::host_syncs++; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { emu::host_syncs++; return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { cudaError_t e = emu::last_error; emu::last_error = cudaSuccess; return e; }
 cudaError_t cudaPeekAtLastError(void) { return emu::last_error; }
 const char *cudaGetErrorString(cudaError_t e)
@@ -262,5 +285,5 @@ static double host_ms() { timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); retu
 cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{0}; return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = host_ms(); return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { emu::host_syncs++; return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->t - a->t); return cudaSuccess; }

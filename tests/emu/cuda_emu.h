@@ -13,6 +13,7 @@
 //   cudaMalloc           host memory filled with NaN bytes (unwritten outputs show up)
 //   warp shuffles        each lane writes a slot, warp barrier, reads its source lane, barrier
 //   atomics              plain read-modify-write (fibers never run concurrently)
+// emu_set_trace reports every launch (bench/gpu_plan) and can skip running it.
 // What this cannot catch: true data races between blocks, missing atomics, stream ordering,
 // register/occupancy limits, timing. bench/gpu_check.sh runs the real thing.
 #ifndef CONVNET_CUDA_EMU_H
@@ -56,7 +57,7 @@ namespace emu {
 extern uint3 *cur_tid;
 extern uint3 block_idx;
 extern dim3 block_dim, grid_dim;
-void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
 void syncthreads(const char *file, int line);
 void syncwarp();
 void *dyn_shared();
@@ -65,11 +66,15 @@ unsigned lane_id();
 
 template <class K> struct Launcher {
     K k;
+    const char *name;
     dim3 g, b;
     size_t s;
-    template <class... A> void operator()(A... a) const { launch(g, b, s, [&] { k(a...); }); }
+    template <class... A> void operator()(A... a) const { launch(name, g, b, s, [&] { k(a...); }); }
 };
-template <class K> Launcher<K> make_launcher(K k, dim3 g, dim3 b, size_t s) { return Launcher<K>{k, g, b, s}; }
+template <class K> Launcher<K> make_launcher(K k, const char *name, dim3 g, dim3 b, size_t s)
+{
+    return Launcher<K>{k, name, g, b, s};
+}
 
 template <class T> T shfl(T v, int src_lane_of_mine)
 {
@@ -90,6 +95,15 @@ template <class T> T shfl(T v, int src_lane_of_mine)
 
 extern "C" void emu_set_shuffle(unsigned long long seed);   // 0: deterministic FIFO order
 extern "C" unsigned long long emu_fibers_run(void);          // statistics for tests
+// bench/gpu_plan: every launch is reported to fn (kernel name as written at the launch,
+// grid, block, dynamic shared bytes); execute = 0 skips running the blocks (shapes only).
+// fn = NULL switches tracing off.
+typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
+                             unsigned bx, unsigned by, unsigned bz, size_t smem);
+extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
+// Calls after which the host waits for the device (blocking cudaMemcpy, cudaMemset and the
+// *Synchronize calls), counted since the start.
+extern "C" unsigned long long emu_host_syncs(void);
 
 #define threadIdx (*emu::cur_tid)
 #define blockIdx (emu::block_idx)
@@ -98,7 +112,7 @@ extern "C" unsigned long long emu_fibers_run(void);          // statistics for t
 #define warpSize 32
 #define __syncthreads() emu::syncthreads(__FILE__, __LINE__)
 #define __syncwarp(...) emu::syncwarp()
-#define LAUNCH(k, g, b, s, st) emu::make_launcher(k, dim3(g), dim3(b), (size_t)(s))
+#define LAUNCH(k, g, b, s, st) emu::make_launcher(k, #k, dim3(g), dim3(b), (size_t)(s))
 #define DYN_SHARED(type, name) type *name = (type *)emu::dyn_shared()
 
 // Lane arithmetic follows the PTX rules for width-segmented shuffles.

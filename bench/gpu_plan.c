@@ -1,0 +1,375 @@
+/* The shape of one GPU training step, without a GPU.
+ *
+ * Runs one training step of the practical's ResNet (batch 128, after one untraced step) on
+ * the GPU op table compiled against the CUDA-on-CPU emulator, with the emulator in
+ * trace-only mode: every kernel launch is recorded (name, grid, block, dynamic shared
+ * memory) and skipped. Each op-table call is wrapped to attribute its launches and to count
+ * its work analytically:
+ *   flops      the op's arithmetic (2 per multiply-add)
+ *   min bytes  what any implementation must move through DRAM: each input read once, each
+ *              output written once (fp32)
+ *   bytes      what the current kernels move: im2col/col2im columns written and read back,
+ *              batchnorm's extra passes, and so on (a model of the kernels in gpu/, stated per op below)
+ * Then a roofline lower bound for the step on an H100 SXM and an H200 (fp32 CUDA-core peak,
+ * HBM bandwidth), per op max(flops/peak, bytes/bandwidth), plus a launch gap per kernel
+ * (host-launched: LAUNCH_GAP_US; inside a CUDA graph: GRAPH_GAP_US), and the 100-epoch time
+ * it implies (351 steps per epoch). The last line is
+ *   gpu_plan: launches/step L, graph launches/step G, syncs/step S, min blocks B, bound_ms T
+ * with B over the kernels that are not tiny (whole op under TINY_BYTES and TINY_FLOPS: it
+ * cannot fill the card and is over in about a launch gap anyway) and T for the H200.
+ *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/cli.h"
+#include "core/devdata.h"
+#include "core/model.h"
+#include "core/util.h"
+
+/* emulator trace hooks (tests/emu/cuda_emu.cc) */
+typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
+                             unsigned bx, unsigned by, unsigned bz, size_t smem);
+void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
+unsigned long long emu_host_syncs(void);
+
+#define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
+#define GRAPH_GAP_US 1.0      /* the same between the nodes of an instantiated graph */
+#define TINY_BYTES (1 << 20)
+#define TINY_FLOPS 1e7
+#define MAX_OPS 512
+#define MAX_LAUNCHES 2048
+
+typedef struct { const char *name; double peak, bw; } Card;
+static const Card cards[] = {
+    {"H100 SXM", 67e12, 3.35e12},   /* fp32 non-tensor FLOP/s, HBM3 B/s */
+    {"H200", 67e12, 4.8e12},        /* the same GH100 die, HBM3e */
+};
+
+typedef struct { char name[48]; double flops, min_bytes, bytes; int first, n; } Op;
+typedef struct { char kernel[64]; unsigned g[3], b[3]; size_t smem; int op; } Launch;
+
+static Op ops[MAX_OPS];
+static Launch launches[MAX_LAUNCHES];
+static int n_ops, n_launches, tracing;
+static const Ops *real;
+
+static void on_launch(void *arg, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
+                      unsigned bx, unsigned by, unsigned bz, size_t smem)
+{
+    (void)arg;
+    if (!tracing || n_launches >= MAX_LAUNCHES) return;
+    Launch *l = &launches[n_launches++];
+    snprintf(l->kernel, sizeof l->kernel, "%s", kernel);
+    l->g[0] = gx; l->g[1] = gy; l->g[2] = gz;
+    l->b[0] = bx; l->b[1] = by; l->b[2] = bz;
+    l->smem = smem;
+    l->op = n_ops - 1;
+    if (n_ops > 0) ops[n_ops - 1].n++;
+}
+
+/* opens the record of one op-table call; its launches follow */
+static void op_begin(const char *name, double flops, double min_bytes, double bytes)
+{
+    if (!tracing || n_ops >= MAX_OPS) return;
+    Op *o = &ops[n_ops++];
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->flops = flops; o->min_bytes = min_bytes; o->bytes = bytes;
+    o->first = n_launches;
+    o->n = 0;
+}
+
+#define F4 4.0   /* bytes per float */
+static int out_size(int H, int R, int stride, int pad) { return (H + 2 * pad - R) / stride + 1; }
+
+/* ---- the op table, wrapped ---- */
+
+typedef struct { double flops, x, y, w, col; } ConvDims;
+static ConvDims conv_dims(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    int P = out_size(H, R, stride, pad), Q = out_size(W, S, stride, pad);
+    ConvDims d = {2.0 * N * K * C * R * S * P * Q, F4 * N * C * H * W, F4 * N * K * P * Q,
+                  F4 * K * C * R * S, F4 * N * C * R * S * P * Q};
+    return d;
+}
+/* current kernels: im2col of the batch (write col, read it back in the GEMM) */
+static void w_conv_fwd(float *out, const float *in, const float *w, int N, int C, int H, int W, int K,
+                       int R, int S, int stride, int pad, float *ws)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    op_begin("conv fwd", d.flops, d.x + d.y + d.w, d.x + 2 * d.col + d.w + d.y);
+    real->conv2d_forward(out, in, w, N, C, H, W, K, R, S, stride, pad, ws);
+}
+static void w_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C, int H, int W,
+                          int K, int R, int S, int stride, int pad, float *ws)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    op_begin("conv bwd-input", d.flops, d.y + d.x + d.w, d.y + d.w + 2 * d.col + d.x);
+    real->conv2d_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad, ws);
+}
+static void w_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W,
+                         int K, int R, int S, int stride, int pad, float *ws)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    op_begin("conv bwd-weight", d.flops, d.y + d.x + d.w, d.x + 2 * d.col + d.y + d.w);
+    real->conv2d_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, ws);
+}
+/* batchnorm now: forward reads the input three times (mean, variance, apply), backward twice */
+static void w_bn_train(float *out, float *sm, float *si, float *rm, float *rv, const float *in,
+                       const float *g, const float *b, int N, int C, int HW, float mom, float eps)
+{
+    double x = F4 * N * C * HW;
+    op_begin("bn fwd", 6.0 * N * C * HW, 2 * x, 4 * x);
+    real->batchnorm_forward_train(out, sm, si, rm, rv, in, g, b, N, C, HW, mom, eps);
+}
+static void w_bn_eval(float *out, const float *in, const float *g, const float *b, const float *rm,
+                      const float *rv, int N, int C, int HW, float eps)
+{
+    double x = F4 * N * C * HW;
+    op_begin("bn eval", 2.0 * N * C * HW, 2 * x, 2 * x);
+    real->batchnorm_forward_eval(out, in, g, b, rm, rv, N, C, HW, eps);
+}
+static void w_bn_bwd(float *din, float *dg, float *db, const float *dout, const float *in, const float *g,
+                     const float *sm, const float *si, int N, int C, int HW)
+{
+    double x = F4 * N * C * HW;
+    op_begin("bn bwd", 10.0 * N * C * HW, 3 * x, 5 * x);
+    real->batchnorm_backward(din, dg, db, dout, in, g, sm, si, N, C, HW);
+}
+/* the fused slots: the GPU table runs bn then relu (in place) */
+static void w_bn_relu_train(float *out, float *sm, float *si, float *rm, float *rv, const float *in,
+                            const float *g, const float *b, int N, int C, int HW, float mom, float eps)
+{
+    double x = F4 * N * C * HW;
+    op_begin("bn+relu fwd", 7.0 * N * C * HW, 2 * x, 4 * x + 2 * x);
+    real->batchnorm_relu_forward_train(out, sm, si, rm, rv, in, g, b, N, C, HW, mom, eps);
+}
+static void w_bn_relu_eval(float *out, const float *in, const float *g, const float *b, const float *rm,
+                           const float *rv, int N, int C, int HW, float eps)
+{
+    double x = F4 * N * C * HW;
+    op_begin("bn+relu eval", 3.0 * N * C * HW, 2 * x, 4 * x);
+    real->batchnorm_relu_forward_eval(out, in, g, b, rm, rv, N, C, HW, eps);
+}
+/* relu backward (3 streams), bn backward (5), the residual add (3) */
+static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, const float *relu_out,
+                          const float *in, const float *add, const float *g, const float *sm,
+                          const float *si, int N, int C, int HW)
+{
+    double x = F4 * N * C * HW;
+    op_begin("relu+bn bwd", 11.0 * N * C * HW, (add ? 5 : 4) * x, 8 * x + (add ? 3 * x : 0));
+    real->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
+}
+static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
+        const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
+        const float *sm, const float *si)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    double x = d.x;
+    /* unavoidable: dout, the conv input (for dW), bn's input, din, weights and dW */
+    double min = d.y + 2 * x + x + 2 * d.w + (add ? x : 0);
+    double now = (dw ? d.x + 2 * d.col + d.y + d.w : 0) + (d.y + d.w + 2 * d.col + d.x) +
+                 8 * x + (add ? 3 * x : 0);
+    op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
+    real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
+                                         ws, dg, db, bn_in, add, g, sm, si);
+}
+static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w, const float *add,
+        int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *ws,
+        float *sm, float *si, float *rm, float *rv, const float *g, const float *b, float mom,
+        float eps, int train)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    double x = d.x;
+    /* unavoidable: read in, write a (the backward needs it), read weights, write out (+add) */
+    double min = 2 * x + d.w + d.y + (add ? d.y : 0);
+    double now = (train ? 4 * x : 2 * x) + 2 * x + (x + 2 * d.col + d.w + d.y) + (add ? 3 * d.y : 0);
+    op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
+    real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
+                                        rm, rv, g, b, mom, eps, train);
+}
+static void w_relu_fwd(float *out, const float *in, size_t n)
+{
+    op_begin("relu fwd", (double)n, 2 * F4 * n, 2 * F4 * n);
+    real->relu_forward(out, in, n);
+}
+static void w_relu_bwd(float *din, const float *dout, const float *out, size_t n)
+{
+    op_begin("relu bwd", (double)n, 3 * F4 * n, 3 * F4 * n);
+    real->relu_backward(din, dout, out, n);
+}
+static void w_add(float *out, const float *a, const float *b, size_t n)
+{
+    op_begin("add", (double)n, 3 * F4 * n, 3 * F4 * n);
+    real->add_forward(out, a, b, n);
+}
+static void w_add_inplace(float *y, const float *x, size_t n)
+{
+    op_begin("add in place", (double)n, 3 * F4 * n, 3 * F4 * n);
+    real->add_inplace(y, x, n);
+}
+static void w_avg_fwd(float *out, const float *in, int N, int C, int H, int W, int k, int s, int p)
+{
+    double x = F4 * N * C * H * W;
+    op_begin("avgpool fwd", x / F4, x + x / (k * k), x + x / (k * k));
+    real->avgpool2d_forward(out, in, N, C, H, W, k, s, p);
+}
+static void w_avg_bwd(float *din, const float *dout, int N, int C, int H, int W, int k, int s, int p)
+{
+    double x = F4 * N * C * H * W;
+    op_begin("avgpool bwd", x / F4, x + x / (k * k), x + x / (k * k));
+    real->avgpool2d_backward(din, dout, N, C, H, W, k, s, p);
+}
+static void w_lin_fwd(float *out, const float *in, const float *w, const float *b, int N, int I, int O)
+{
+    double by = F4 * ((double)N * I + (double)O * I + (double)N * O);
+    op_begin("linear fwd", 2.0 * N * I * O, by, by);
+    real->linear_forward(out, in, w, b, N, I, O);
+}
+static void w_lin_bwd(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
+                      int N, int I, int O)
+{
+    double by = F4 * (2.0 * N * I + 2.0 * O * I + (double)N * O);
+    op_begin("linear bwd", 4.0 * N * I * O, by, by);
+    real->linear_backward(din, dw, db, dout, in, w, N, I, O);
+}
+static void w_sm_fwd(float *losses, float *probs, int32_t *correct, const float *logits, const int32_t *labels,
+                     int N, int C)
+{
+    op_begin("softmax+xent fwd", 5.0 * N * C, F4 * (2.0 * N * C + 3 * N), F4 * (2.0 * N * C + 3 * N));
+    real->softmax_xent_forward(losses, probs, correct, logits, labels, N, C);
+}
+static void w_sm_bwd(float *dlogits, const float *probs, const int32_t *labels, int N, int C)
+{
+    op_begin("softmax+xent bwd", 2.0 * N * C, F4 * (2.0 * N * C + N), F4 * (2.0 * N * C + N));
+    real->softmax_xent_backward(dlogits, probs, labels, N, C);
+}
+static void w_augment(float *out, const uint8_t *images, const int32_t *idx, const struct AugParams *params,
+                      int n, double rot, const int32_t *perm)
+{
+    op_begin("augment (batch build)", 20.0 * n * 3072, n * 3072.0 * (1 + F4), n * 3072.0 * (1 + F4));
+    real->augment_batch(out, images, idx, params, n, rot, perm);
+}
+static void w_sgd(float *w, const float *g, float *buf, size_t n, float lr, float mom, float wd, int first)
+{
+    op_begin("sgd", 5.0 * n, 5 * F4 * n, 5 * F4 * n);
+    real->sgd_step(w, g, buf, n, lr, mom, wd, first);
+}
+
+static Ops wrapped(const Ops *r)
+{
+    Ops t = *r;
+    t.name = "gpu (planned)";
+    t.conv2d_forward = w_conv_fwd; t.conv2d_backward_input = w_conv_bwd_in;
+    t.conv2d_backward_weight = w_conv_bwd_w;
+    t.batchnorm_forward_train = w_bn_train; t.batchnorm_forward_eval = w_bn_eval;
+    t.batchnorm_backward = w_bn_bwd;
+    t.batchnorm_relu_forward_train = w_bn_relu_train; t.batchnorm_relu_forward_eval = w_bn_relu_eval;
+    t.relu_batchnorm_backward = w_relu_bn_bwd;
+    t.conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
+    t.batchnorm_relu_conv2d_forward = w_bn_relu_conv;
+    t.relu_forward = w_relu_fwd; t.relu_backward = w_relu_bwd;
+    t.add_forward = w_add; t.add_inplace = w_add_inplace;
+    t.avgpool2d_forward = w_avg_fwd; t.avgpool2d_backward = w_avg_bwd;
+    t.linear_forward = w_lin_fwd; t.linear_backward = w_lin_bwd;
+    t.softmax_xent_forward = w_sm_fwd; t.softmax_xent_backward = w_sm_bwd;
+    t.augment_batch = w_augment;
+    t.sgd_step = w_sgd;
+    return t;
+}
+
+static long blocks_of(const Launch *l) { return (long)l->g[0] * l->g[1] * l->g[2]; }
+
+int main(int argc, char **argv)
+{
+    int batch = 128, per_kernel = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_flag(argv[i], "--batch-size")) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
+        else if (!strcmp(argv[i], "--kernels")) per_kernel = 1;
+        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels])", argv[i]);
+    }
+    const char *why = NULL;
+    real = ops_gpu(&why);
+    if (!real) die("the emulated GPU table is missing: %s", why ? why : "?");
+    Ops plan = wrapped(real);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    emu_set_trace(on_launch, NULL, 0);   /* record every launch, run none */
+    Model *m = model_create(&plan, &cfg, batch);
+    Rng rng;
+    rng_seed(&rng, 1, 1);
+    model_init(m, &rng);
+    /* a small data set: the step only needs the shapes */
+    int n_img = batch * 2;
+    Dataset ds = {n_img, xcalloc((size_t)n_img, CIFAR_PIXELS), xcalloc((size_t)n_img, 1)};
+    DeviceData *dd = devdata_create(&plan, &ds, NULL, batch);
+    LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
+    int *order = xmalloc(sizeof(int) * n_img);
+    int32_t *y = xmalloc(sizeof(int32_t) * batch);
+    loader_order(&lc, 0, order);
+    unsigned long long syncs0 = 0;
+    for (int step = 0; step < 2; step++) {   /* the second step is the steady state */
+        if (step == 1) { tracing = 1; syncs0 = emu_host_syncs(); }
+        devdata_fill(dd, &lc, order, 0, step, batch, m->input, y);
+        model_forward_input(m, batch, 1);
+        int ok;
+        model_loss(m, y, batch, &ok);
+        model_backward(m, batch);
+        model_sgd_step(m, 0.1f, 0.9f, 1e-4f);
+    }
+    long syncs = (long)(emu_host_syncs() - syncs0);
+    tracing = 0;
+    emu_set_trace(NULL, NULL, 1);
+
+    /* per op: launches, smallest grid, work; per card: time */
+    double tf = 0, tmin = 0, tb = 0, t_op[2] = {0, 0};
+    long min_blocks = -1;
+    int graph_launches = 0;   /* this code path launches kernels from the host, no graph */
+    printf("gpu_plan: one training step of the practical's ResNet, batch %d, GPU table on the emulator\n", batch);
+    printf("%-22s %4s %9s %10s %10s %10s %7s %7s\n", "op", "kern", "min blk", "MFLOP", "min MB", "MB", "H100 us", "H200 us");
+    for (int i = 0; i < n_ops; i++) {
+        Op *o = &ops[i];
+        long mb = -1;
+        for (int k = o->first; k < o->first + o->n; k++)
+            if (mb < 0 || blocks_of(&launches[k]) < mb) mb = blocks_of(&launches[k]);
+        int tiny = o->bytes < TINY_BYTES && o->flops < TINY_FLOPS;
+        if (!tiny && mb >= 0 && (min_blocks < 0 || mb < min_blocks)) min_blocks = mb;
+        double us[2];
+        for (int c = 0; c < 2; c++) {
+            double a = o->flops / cards[c].peak, b = o->bytes / cards[c].bw;
+            us[c] = 1e6 * (a > b ? a : b);
+            t_op[c] += us[c];
+        }
+        tf += o->flops; tmin += o->min_bytes; tb += o->bytes;
+        printf("%-22s %4d %9ld %10.2f %10.2f %10.2f %7.1f %7.1f%s\n", o->name, o->n, mb, o->flops / 1e6,
+               o->min_bytes / 1e6, o->bytes / 1e6, us[0], us[1], tiny ? "  (tiny)" : "");
+        if (per_kernel)
+            for (int k = o->first; k < o->first + o->n; k++) {
+                Launch *l = &launches[k];
+                printf("    %-40s grid %ux%ux%u block %ux%ux%u smem %zu\n", l->kernel, l->g[0], l->g[1], l->g[2],
+                       l->b[0], l->b[1], l->b[2], l->smem);
+            }
+    }
+    int unattributed = 0;
+    for (int k = 0; k < n_launches; k++) unattributed += launches[k].op < 0;
+    printf("\nlaunches/step %d (%d outside op-table calls), graph launches/step %d, host syncs/step %ld\n",
+           n_launches, unattributed, graph_launches, syncs);
+    printf("work/step: %.2f GFLOP, DRAM %.1f MB now vs %.1f MB unavoidable (%.2fx)\n", tf / 1e9, tb / 1e6,
+           tmin / 1e6, tb / tmin);
+    double gap_us = (graph_launches ? GRAPH_GAP_US : LAUNCH_GAP_US) * n_launches;
+    double bound[2];
+    for (int c = 0; c < 2; c++) {
+        bound[c] = (t_op[c] + gap_us) / 1e3;
+        printf("%-8s (%.0f TFLOP/s fp32, %.2f TB/s): roofline %.3f ms + launch gaps %.3f ms = %.3f ms/step; "
+               "100 epochs x 351 steps >= %.1f s\n", cards[c].name, cards[c].peak / 1e12, cards[c].bw / 1e12,
+               t_op[c] / 1e3, gap_us / 1e3, bound[c], bound[c] * 351 * 100 / 1e3);
+    }
+    printf("(launch gap %.0f us per host-launched kernel, %.0f us per graph node; tiny: an op under %d KB and %.0f MFLOP)\n",
+           LAUNCH_GAP_US, GRAPH_GAP_US, TINY_BYTES / 1024, TINY_FLOPS / 1e6);
+    printf("gpu_plan: launches/step %d, graph launches/step %d, syncs/step %ld, min blocks %ld, bound_ms %.3f\n",
+           n_launches, graph_launches, syncs, min_blocks, bound[1]);
+    devdata_free(dd);
+    model_free(m);
+    free(ds.images); free(ds.labels); free(order); free(y);
+    return 0;
+}
