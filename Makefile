@@ -65,7 +65,7 @@ LIB = $(BUILD)/libconvnet.a
 # Tests: the CPU operators again with real = double (gradient checks), and gpu/*.cu compiled
 # by g++ against the CUDA-on-CPU emulator in tests/emu/.
 OBJ_F64  = $(patsubst %.c,$(BUILD)/f64/%.o,$(CPU_SRC))
-OBJ_EMU  = $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(BUILD)/emu/planted_gemm.o
+OBJ_EMU  = $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(BUILD)/emu/planted_gemm.o $(BUILD)/emu/planted_bn.o
 EMU_SRC  = $(wildcard tests/emu/*.cc)
 OBJ_EMUC = $(patsubst %.cc,$(BUILD)/%.o,$(EMU_SRC))
 TEST_SRC = $(wildcard tests/test_*.c)
@@ -97,6 +97,11 @@ $(BUILD)/emu/%.o: %.cu $(wildcard gpu/*.h core/*.h tests/emu/*.h)
 
 # The tiled GEMM once more with its second barrier removed: tests show the emulator catches it.
 $(BUILD)/emu/planted_gemm.o: gpu/gemm.cu $(wildcard gpu/*.h tests/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
+
+# The split batchnorm with the first barrier of its block sum removed, likewise.
+$(BUILD)/emu/planted_bn.o: gpu/batchnorm_split.cu $(wildcard gpu/*.h tests/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
 

@@ -1,4 +1,5 @@
-// BatchNorm2d on the GPU (math as cpu/batchnorm.c). One 256-thread block per channel:
+// BatchNorm2d on the GPU (math as cpu/batchnorm.c), the readable version: one 256-thread
+// block per channel (the op table uses gpu/batchnorm_split.cu, which fills the card):
 // each thread sums a fixed strided subset of the N*HW values, then a fixed-shape tree in
 // shared memory and a warp-shuffle finish combine them. No atomics: the same input gives the
 // same bits every run, which keeps the weights deterministic.
@@ -121,3 +122,15 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu
+
+// the readable kernels for tests/test_gpu.c (the op table runs the split ones)
+extern "C" void gpu_batchnorm_block_forward_train(float *out, float *sm, float *si, float *rm, float *rv,
+        const float *in, const float *g, const float *b, int N, int C, int HW, float mom, float eps)
+{
+    gpu::batchnorm_forward_train(out, sm, si, rm, rv, in, g, b, N, C, HW, mom, eps);
+}
+extern "C" void gpu_batchnorm_block_backward(float *din, float *dg, float *db, const float *dout,
+        const float *in, const float *g, const float *sm, const float *si, int N, int C, int HW)
+{
+    gpu::batchnorm_backward(din, dg, db, dout, in, g, sm, si, N, C, HW);
+}

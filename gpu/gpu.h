@@ -40,6 +40,19 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *gamma, const float *save_mean, const float *save_invstd,
                         int N, int C, int HW);
 
+// The op table's batchnorm (gpu/batchnorm_split.cu): each channel split over chunks so a
+// layer fills the card; relu = 1 applies max(0, .) in the same pass; backward: mask (NULL or
+// the ReLU's output: dout counts where mask > 0) and add (NULL or a residual gradient added
+// to din) fused in. The one-block-per-channel kernels above stay as the readable reference.
+void batchnorm_split_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var, const float *in, const float *gamma,
+                                   const float *beta, int N, int C, int HW, float momentum, float eps,
+                                   int relu);
+void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                              const float *mask, const float *in, const float *add, const float *gamma,
+                              const float *save_mean, const float *save_invstd, int N, int C, int HW);
+int batchnorm_split_chunks(int C, long M);
+
 void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);
 void add_forward(float *out, const float *a, const float *b, size_t n);

@@ -20,14 +20,27 @@ void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(ds
 void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
 void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
-// The fused slots: the two kernels in turn (one launch each).
+// Batchnorm: the split kernels (gpu/batchnorm_split.cu), with ReLU, its mask and the
+// residual add fused into their elementwise passes.
+void gpu_bn_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                  float *running_var, const float *in, const float *gamma, const float *beta,
+                  int N, int C, int HW, float momentum, float eps)
+{
+    gpu::batchnorm_split_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+                                       beta, N, C, HW, momentum, eps, 0);
+}
+void gpu_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                     const float *gamma, const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, nullptr, in, nullptr, gamma, save_mean,
+                                  save_invstd, N, C, HW);
+}
 void gpu_bn_relu_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma, const float *beta,
                        int N, int C, int HW, float momentum, float eps)
 {
-    gpu::batchnorm_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma,
-                                 beta, N, C, HW, momentum, eps);
-    gpu::relu_forward(out, out, (size_t)N * C * HW);
+    gpu::batchnorm_split_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+                                       beta, N, C, HW, momentum, eps, 1);
 }
 void gpu_bn_relu_eval(float *out, const float *in, const float *gamma, const float *beta,
                       const float *running_mean, const float *running_var, int N, int C, int HW,
@@ -41,9 +54,8 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
                           const float *gamma, const float *save_mean, const float *save_invstd,
                           int N, int C, int HW)
 {
-    gpu::relu_backward(din, dout, relu_out, (size_t)N * C * HW);
-    gpu::batchnorm_backward(din, dgamma, dbeta, din, in, gamma, save_mean, save_invstd, N, C, HW);
-    if (add) gpu::add_inplace(din, add, (size_t)N * C * HW);
+    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, save_mean,
+                                  save_invstd, N, C, HW);
 }
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
@@ -78,9 +90,9 @@ Ops make_table()
     t.conv2d_backward_input = gpu::conv2d_backward_input;
     t.conv2d_backward_weight = gpu::conv2d_backward_weight;
     t.bias_forward = gpu::bias_forward; t.bias_backward = gpu::bias_backward;
-    t.batchnorm_forward_train = gpu::batchnorm_forward_train;
+    t.batchnorm_forward_train = gpu_bn_train;
     t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
-    t.batchnorm_backward = gpu::batchnorm_backward;
+    t.batchnorm_backward = gpu_bn_backward;
     t.batchnorm_relu_forward_train = gpu_bn_relu_train;
     t.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
     t.relu_batchnorm_backward = gpu_relu_bn_backward;

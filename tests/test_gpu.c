@@ -27,10 +27,16 @@ static void emu_set_shuffle(unsigned long long seed) { (void)seed; }
 #else
 void emu_set_shuffle(unsigned long long seed);
 void gpu_planted_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+void gpu_planted_batchnorm_split_forward_train(float *out, float *sm, float *si, float *rm, float *rv,
+        const float *in, const float *g, const float *b, int N, int C, int HW, float mom, float eps, int relu);
 #endif
 void gpu_augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
                        int n, double rotate_deg, const int32_t *perm);
 void gpu_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
+void gpu_batchnorm_block_forward_train(float *out, float *sm, float *si, float *rm, float *rv, const float *in,
+                                       const float *g, const float *b, int N, int C, int HW, float mom, float eps);
+void gpu_batchnorm_block_backward(float *din, float *dg, float *db, const float *dout, const float *in,
+                                  const float *g, const float *sm, const float *si, int N, int C, int HW);
 void gpu_gemm_naive(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 
 static const Ops *G;
@@ -115,6 +121,22 @@ START_TEST(missing_barrier_is_caught)
     ck_assert_msg(e > 1e-2, "seed %d: GEMM without its barrier was not caught (error %g)", _i, e);
     G->free(dA); G->free(dB); G->free(dC);
     free(A); free(B); free(ref); free(got);
+
+    /* the split batchnorm without the first barrier of its block sum */
+    int Nb = 4, Cb = 3, HWb = 999;
+    size_t nb = (size_t)Nb * Cb * HWb;
+    float *x = rnd(nb, 7), *g = rnd(Cb, 8), *b = rnd(Cb, 9), *y = malloc(sizeof(float) * nb);
+    float mean[3], inv[3], rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
+    float *grm = up(rm, Cb), *grv = up(rv, Cb);
+    batchnorm_forward_train(y, mean, inv, rm, rv, x, g, b, Nb, Cb, HWb, 0.1f, 1e-5f);
+    float *gx = up(x, nb), *gg = up(g, Cb), *gb = up(b, Cb), *gy = poisoned(nb), *gm = poisoned(Cb), *gi = poisoned(Cb);
+    gpu_planted_batchnorm_split_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, Nb, Cb, HWb, 0.1f, 1e-5f, 0);
+    got = down(gy, nb);
+    e = max_rel(got, y, nb);
+    ck_assert_msg(e > 1e-2, "seed %d: batchnorm without its barrier was not caught (error %g)", _i, e);
+    float *bufs[] = {grm, grv, gx, gg, gb, gy, gm, gi};
+    for (int i = 0; i < 8; i++) G->free(bufs[i]);
+    free(x); free(g); free(b); free(y); free(got);
 }
 END_TEST
 #endif
@@ -157,21 +179,25 @@ START_TEST(conv2d_kernels)
 }
 END_TEST
 
+/* The op table's batchnorm (channels split over chunks: 1, 6 and 16 chunks here, the last
+ * one partial) with its fused ReLU / mask / residual add, and the readable one-block-per-
+ * channel kernels, against cpu/batchnorm.c (+ cpu/relu.c, cpu/add.c). */
 START_TEST(batchnorm_kernels)
 {
     emu_set_shuffle(_i);
-    static const int shapes[][3] = {{3, 4, 37}, {5, 2, 300}};
-    for (int t = 0; t < 2; t++) {
+    static const int shapes[][3] = {{3, 4, 37}, {5, 2, 300}, {4, 3, 999}};
+    for (int t = 0; t < 3; t++) {
         int N = shapes[t][0], C = shapes[t][1], HW = shapes[t][2];
         size_t n = (size_t)N * C * HW;
-        float *x = rnd(n, 1), *g = rnd(C, 2), *b = rnd(C, 3), *dy = rnd(n, 4);
+        float *x = rnd(n, 1), *g = rnd(C, 2), *b = rnd(C, 3), *dy = rnd(n, 4), *ad = rnd(n, 5);
         for (size_t i = 0; i < n; i++) x[i] = 2 * x[i] + 0.5f;
-        float *y = malloc(4 * n), *dx = malloc(4 * n), mean[8], inv[8], rm[8], rv[8], dg[8], dbt[8];
-        for (int c = 0; c < C; c++) { rm[c] = 0.1f * c; rv[c] = 1 + 0.2f * c; }
+        float *y = malloc(4 * n), *dx = malloc(4 * n), *r = malloc(4 * n), *m = malloc(4 * n);
+        float mean[8], inv[8], rm[8], rv[8], rm0[8], rv0[8], dg[8], dbt[8];
+        for (int c = 0; c < C; c++) { rm0[c] = rm[c] = 0.1f * c; rv0[c] = rv[c] = 1 + 0.2f * c; }
         float *grm = up(rm, C), *grv = up(rv, C);
         batchnorm_forward_train(y, mean, inv, rm, rv, x, g, b, N, C, HW, 0.1f, 1e-5f);
         batchnorm_backward(dx, dg, dbt, dy, x, g, mean, inv, N, C, HW);
-        float *gx = up(x, n), *gg = up(g, C), *gb = up(b, C), *gdy = up(dy, n);
+        float *gx = up(x, n), *gg = up(g, C), *gb = up(b, C), *gdy = up(dy, n), *gad = up(ad, n);
         float *gy = poisoned(n), *gdx = poisoned(n), *gm = poisoned(C), *gi = poisoned(C), *gdg = poisoned(C), *gdb = poisoned(C);
         G->batchnorm_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
         G->batchnorm_backward(gdx, gdg, gdb, gdy, gx, gg, gm, gi, N, C, HW);
@@ -183,12 +209,38 @@ START_TEST(batchnorm_kernels)
         EXPECT_CLOSE(gdx, dx, n, "batchnorm backward d/dx");
         EXPECT_CLOSE(gdg, dg, C, "batchnorm backward d/dgamma");
         EXPECT_CLOSE(gdb, dbt, C, "batchnorm backward d/dbeta");
+
+        /* the readable kernels, same numbers */
+        G->upload(grm, rm0, sizeof(float) * C); G->upload(grv, rv0, sizeof(float) * C);
+        gpu_batchnorm_block_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
+        gpu_batchnorm_block_backward(gdx, gdg, gdb, gdy, gx, gg, gm, gi, N, C, HW);
+        EXPECT_CLOSE(gy, y, n, "readable batchnorm forward_train");
+        EXPECT_CLOSE(grv, rv, C, "readable batchnorm running_var");
+        EXPECT_CLOSE(gdx, dx, n, "readable batchnorm backward d/dx");
+        EXPECT_CLOSE(gdg, dg, C, "readable batchnorm backward d/dgamma");
+
+        /* fused: relu(batchnorm(x)); batchnorm backward of dy [relu_out > 0], + a residual */
+        for (int c = 0; c < C; c++) { rm[c] = rm0[c]; rv[c] = rv0[c]; }
+        G->upload(grm, rm0, sizeof(float) * C); G->upload(grv, rv0, sizeof(float) * C);
+        batchnorm_forward_train(r, mean, inv, rm, rv, x, g, b, N, C, HW, 0.1f, 1e-5f);
+        relu_forward(r, r, n);
+        G->batchnorm_relu_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
+        EXPECT_CLOSE(gy, r, n, "batchnorm+relu forward_train");
+        EXPECT_CLOSE(grm, rm, C, "batchnorm+relu running_mean");
+        relu_backward(m, dy, r, n);
+        batchnorm_backward(dx, dg, dbt, m, x, g, mean, inv, N, C, HW);
+        for (size_t i = 0; i < n; i++) dx[i] += ad[i];
+        G->relu_batchnorm_backward(gdx, gdg, gdb, gdy, gy, gx, gad, gg, gm, gi, N, C, HW);
+        EXPECT_CLOSE(gdx, dx, n, "relu+batchnorm backward (+add) d/dx");
+        EXPECT_CLOSE(gdg, dg, C, "relu+batchnorm backward d/dgamma");
+        EXPECT_CLOSE(gdb, dbt, C, "relu+batchnorm backward d/dbeta");
+
         batchnorm_forward_eval(y, x, g, b, rm, rv, N, C, HW, 1e-5f);
         G->batchnorm_forward_eval(gy, gx, gg, gb, grm, grv, N, C, HW, 1e-5f);
         EXPECT_CLOSE(gy, y, n, "batchnorm forward_eval");
-        float *bufs[] = {grm, grv, gx, gg, gb, gdy, gy, gdx, gm, gi, gdg, gdb};
-        for (int i = 0; i < 12; i++) G->free(bufs[i]);
-        free(x); free(g); free(b); free(dy); free(y); free(dx);
+        float *bufs[] = {grm, grv, gx, gg, gb, gdy, gad, gy, gdx, gm, gi, gdg, gdb};
+        for (int i = 0; i < 13; i++) G->free(bufs[i]);
+        free(x); free(g); free(b); free(dy); free(ad); free(y); free(dx); free(r); free(m);
     }
 }
 END_TEST
