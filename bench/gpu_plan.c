@@ -32,6 +32,7 @@ typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigne
                              unsigned bx, unsigned by, unsigned bz, size_t smem);
 void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 unsigned long long emu_host_syncs(void);
+int gpu_conv2d_weight_groups(int N, int K, int CRS);   /* gpu/conv2d.cu */
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
 #define GRAPH_GAP_US 1.0      /* the same between the nodes of an instantiated graph */
@@ -107,11 +108,18 @@ static void w_conv_bwd_in(float *din, const float *dout, const float *w, int N, 
     op_begin("conv bwd-input", d.flops, d.y + d.x + d.w, d.y + d.w + 2 * d.col + d.x);
     real->conv2d_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad, ws);
 }
+/* the weight gradient: per image group a partial dW, written and read back once */
+static double wgrad_partials(int N, int K, int CRS)
+{
+    int g = gpu_conv2d_weight_groups(N, K, CRS);
+    return g > 1 ? 2 * F4 * g * (double)K * CRS : 0;
+}
 static void w_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W,
                          int K, int R, int S, int stride, int pad, float *ws)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    op_begin("conv bwd-weight", d.flops, d.y + d.x + d.w, d.x + 2 * d.col + d.y + d.w);
+    op_begin("conv bwd-weight", d.flops, d.y + d.x + d.w,
+             d.x + 2 * d.col + d.y + d.w + wgrad_partials(N, K, C * R * S));
     real->conv2d_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, ws);
 }
 /* batchnorm now (gpu/batchnorm_split.cu): statistics read the input once (each chunk's
@@ -172,7 +180,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     double x = d.x;
     /* unavoidable: dout, the conv input (for dW), bn's input, din, weights and dW */
     double min = d.y + 2 * x + x + 2 * d.w + (add ? x : 0);
-    double now = (dw ? d.x + 2 * d.col + d.y + d.w : 0) + (d.y + d.w + 2 * d.col + d.x) +
+    double now = (dw ? d.x + 2 * d.col + d.y + d.w + wgrad_partials(N, K, C * R * S) : 0) + (d.y + d.w + 2 * d.col + d.x) +
                  7 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
@@ -290,6 +298,7 @@ static long blocks_of(const Launch *l) { return (long)l->g[0] * l->g[1] * l->g[2
 static const char *const tiny_kernels[][2] = {
     {"bn_finalize_kernel", "C threads: the chunks' statistics combined per channel"},
     {"bn_grad_finalize_kernel", "C threads: the chunks' gradient sums added per channel"},
+    {"sum_groups_kernel", "K*C*R*S threads: the image groups' weight gradients added (at most 4.7 MB read)"},
 };
 static const char *tiny_reason(const char *kernel)
 {

@@ -75,6 +75,21 @@ __global__ void avgpool_forward_kernel(float *out, const float *in, int NC, int 
     }
 }
 
+// Global average pooling (k = H = W, one output per plane): one warp per plane, coalesced
+// reads, lane sums combined by a fixed shuffle tree (deterministic), so a batch of 128 x 32
+// planes is 512 blocks rather than the 16 the one-thread-per-output kernel above would use.
+__global__ void global_avgpool_kernel(float *out, const float *in, long NC, int HW)
+{
+    long plane = (blockIdx.x * (long)blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (plane >= NC) return;   // whole warps leave together (NC planes, 32 lanes each)
+    const float *x = in + plane * HW;
+    float acc = 0.f;
+    for (int i = lane; i < HW; i += 32) acc += x[i];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) out[plane] = acc / (float)HW;
+}
+
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                        int k, int stride, int pad)
 {
@@ -97,6 +112,11 @@ void avgpool2d_forward(float *out, const float *in, int N, int C, int H, int W, 
                        int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
+    if (k == H && k == W && pad == 0) {   // global pooling (the ResNet's head)
+        LAUNCH(global_avgpool_kernel, grid_for((size_t)N * C * 32, 256), 256, 0, 0)(out, in, (long)N * C, H * W);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     LAUNCH(avgpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, 0)(out, in, N * C,
         H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
