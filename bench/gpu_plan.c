@@ -8,8 +8,8 @@
  *   flops      the op's arithmetic (2 per multiply-add)
  *   min bytes  what any implementation must move through DRAM: each input read once, each
  *              output written once (fp32)
- *   bytes      what the current kernels move: im2col/col2im columns written and read back,
- *              batchnorm's extra passes, and so on (a model of the kernels in gpu/, stated per op below)
+ *   bytes      what the current kernels move: batchnorm's second pass, partial sums, ReLU
+ *              in place, and so on (a model of the kernels in gpu/, stated per op below)
  * Then a roofline lower bound for the step on an H100 SXM and an H200 (fp32 CUDA-core peak,
  * HBM bandwidth), per op max(flops/peak, bytes/bandwidth), plus a launch gap per kernel
  * (host-launched: LAUNCH_GAP_US; inside a CUDA graph: GRAPH_GAP_US), and the 100-epoch time
@@ -32,7 +32,7 @@ typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigne
                              unsigned bx, unsigned by, unsigned bz, size_t smem);
 void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 unsigned long long emu_host_syncs(void);
-int gpu_conv2d_weight_groups(int N, int K, int CRS);   /* gpu/conv2d.cu */
+int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);   /* gpu/conv2d_igemm.cu */
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
 #define GRAPH_GAP_US 1.0      /* the same between the nodes of an instantiated graph */
@@ -85,41 +85,43 @@ static int out_size(int H, int R, int stride, int pad) { return (H + 2 * pad - R
 
 /* ---- the op table, wrapped ---- */
 
-typedef struct { double flops, x, y, w, col; } ConvDims;
+typedef struct { double flops, x, y, w; int P, Q; } ConvDims;
 static ConvDims conv_dims(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
 {
     int P = out_size(H, R, stride, pad), Q = out_size(W, S, stride, pad);
     ConvDims d = {2.0 * N * K * C * R * S * P * Q, F4 * N * C * H * W, F4 * N * K * P * Q,
-                  F4 * K * C * R * S, F4 * N * C * R * S * P * Q};
+                  F4 * K * C * R * S, P, Q};
     return d;
 }
-/* current kernels: im2col of the batch (write col, read it back in the GEMM) */
+/* current kernels (gpu/conv2d_igemm.cu): implicit GEMM, each tensor read or written once
+ * from DRAM (a tap's re-reads of the input hit the cache); the weight gradient also writes
+ * and reads back one partial dW per pixel group */
 static void w_conv_fwd(float *out, const float *in, const float *w, int N, int C, int H, int W, int K,
                        int R, int S, int stride, int pad, float *ws)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    op_begin("conv fwd", d.flops, d.x + d.y + d.w, d.x + 2 * d.col + d.w + d.y);
+    op_begin("conv fwd", d.flops, d.x + d.y + d.w, d.x + d.w + d.y);
     real->conv2d_forward(out, in, w, N, C, H, W, K, R, S, stride, pad, ws);
 }
 static void w_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C, int H, int W,
                           int K, int R, int S, int stride, int pad, float *ws)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    op_begin("conv bwd-input", d.flops, d.y + d.x + d.w, d.y + d.w + 2 * d.col + d.x);
+    op_begin("conv bwd-input", d.flops, d.y + d.x + d.w, d.y + d.w + d.x);
     real->conv2d_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad, ws);
 }
-/* the weight gradient: per image group a partial dW, written and read back once */
-static double wgrad_partials(int N, int K, int CRS)
+/* the weight gradient: per pixel group a partial dW, written and read back once */
+static double wgrad_partials(int N, int K, int C, int R, int S, int P, int Q)
 {
-    int g = gpu_conv2d_weight_groups(N, K, CRS);
-    return g > 1 ? 2 * F4 * g * (double)K * CRS : 0;
+    int g = gpu_conv2d_igemm_weight_groups(N, K, C, R, S, P, Q);
+    return g > 1 ? 2 * F4 * g * (double)K * C * R * S : 0;
 }
 static void w_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W,
                          int K, int R, int S, int stride, int pad, float *ws)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     op_begin("conv bwd-weight", d.flops, d.y + d.x + d.w,
-             d.x + 2 * d.col + d.y + d.w + wgrad_partials(N, K, C * R * S));
+             d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q));
     real->conv2d_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, ws);
 }
 /* batchnorm now (gpu/batchnorm_split.cu): statistics read the input once (each chunk's
@@ -180,7 +182,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     double x = d.x;
     /* unavoidable: dout, the conv input (for dW), bn's input, din, weights and dW */
     double min = d.y + 2 * x + x + 2 * d.w + (add ? x : 0);
-    double now = (dw ? d.x + 2 * d.col + d.y + d.w + wgrad_partials(N, K, C * R * S) : 0) + (d.y + d.w + 2 * d.col + d.x) +
+    double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
                  7 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
@@ -195,7 +197,7 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
     double x = d.x;
     /* unavoidable: read in, write a (the backward needs it), read weights, write out (+add) */
     double min = 2 * x + d.w + d.y + (add ? d.y : 0);
-    double now = (train ? 3 * x : 2 * x + 2 * x) + (x + 2 * d.col + d.w + d.y) + (add ? 3 * d.y : 0);
+    double now = (train ? 3 * x : 2 * x + 2 * x) + (x + d.w + d.y) + (add ? d.y : 0);
     op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);

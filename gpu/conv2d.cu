@@ -1,4 +1,5 @@
-// Convolution on the GPU as in cpu/conv2d.c: im2col of the whole batch into the workspace,
+// Convolution on the GPU as in cpu/conv2d.c, the readable version (the op table runs the
+// implicit GEMM of conv2d_igemm.cu, which skips the column buffer): im2col of the whole batch into the workspace,
 // then one batched GEMM launch:
 //   forward          out[n]  = W[K,CRS] col_n                 (batch of N GEMMs, NN)
 //   backward_input   col_n   = W^T dout[n], then col2im        (batch of N GEMMs, TN)
@@ -51,6 +52,12 @@ float *partials(size_t floats)   // grown on first use (the model's first step),
 }
 }  // namespace
 
+void sum_groups(float *out, const float *part, long n, int groups)
+{
+    LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, 0)(out, part, n, groups);
+    CUDA_CHECK_LAUNCH();
+}
+
 int conv2d_weight_groups(int N, int K, int CRS)
 {
     int tiles = div_up(CRS, 64) * div_up(K, 64), want = div_up(4 * 132, tiles);   // ~4 blocks per SM
@@ -71,8 +78,7 @@ void conv2d_backward_weight(float *dweight, const float *dout, const float *in, 
     long n = (long)K * CRS;
     float *part = partials((size_t)groups * n);
     gemm_batched_groups(0, 1, K, CRS, PQ, dout, PQ, (long)K * PQ, ws, PQ, (long)CRS * PQ, part, CRS, n, N, per);
-    LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, 0)(dweight, part, n, groups);
-    CUDA_CHECK_LAUNCH();
+    sum_groups(dweight, part, n, groups);
 }
 
 // out[n,k,i] += bias[k]
@@ -114,3 +120,12 @@ void bias_backward(float *dbias, const float *dout, int N, int K, int HW)
 }  // namespace gpu
 
 extern "C" int gpu_conv2d_weight_groups(int N, int K, int CRS) { return gpu::conv2d_weight_groups(N, K, CRS); }
+
+// the readable (im2col) convolution for tests/test_gpu.c
+extern "C" void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, int N, int C, int H, int W,
+                                  int K, int R, int S, int stride, int pad, float *ws)
+{
+    if (which == 0) gpu::conv2d_forward(out, x, w, N, C, H, W, K, R, S, stride, pad, ws);
+    else if (which == 1) gpu::conv2d_backward_input(out, x, w, N, C, H, W, K, R, S, stride, pad, ws);
+    else gpu::conv2d_backward_weight(out, x, w, N, C, H, W, K, R, S, stride, pad, ws);
+}

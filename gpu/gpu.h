@@ -59,8 +59,18 @@ void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const flo
                               const float *save_mean, const float *save_invstd, int N, int C, int HW);
 int batchnorm_split_chunks(int C, long M);
 
-// image groups the conv weight gradient is split into (conv2d.cu)
+// image groups the conv weight gradient is split into (conv2d.cu); out[i] = sum_z part[z n + i]
 int conv2d_weight_groups(int N, int K, int CRS);
+void sum_groups(float *out, const float *part, long n, int groups);
+// The op table's convolution (conv2d_igemm.cu): implicit GEMM, no column buffer; the weight
+// gradient over groups of output pixels, summed in group order.
+void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
+                          int H, int W, int K, int R, int S, int stride, int pad);
+void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
+                                 int W, int K, int R, int S, int stride, int pad);
+void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                  int W, int K, int R, int S, int stride, int pad);
+int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 
 void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);

@@ -20,6 +20,23 @@ void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(ds
 void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
 void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+// Convolution: implicit GEMM (gpu/conv2d_igemm.cu); the workspace is not needed.
+void gpu_conv_fwd(float *out, const float *in, const float *w, int N, int C, int H, int W, int K, int R,
+                  int S, int stride, int pad, float *)
+{
+    gpu::conv2d_igemm_forward(out, in, w, nullptr, N, C, H, W, K, R, S, stride, pad);
+}
+void gpu_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C, int H, int W, int K, int R,
+                     int S, int stride, int pad, float *)
+{
+    gpu::conv2d_igemm_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad);
+}
+void gpu_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W, int K, int R,
+                    int S, int stride, int pad, float *)
+{
+    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad);
+}
+
 // Batchnorm: the split kernels (gpu/batchnorm_split.cu), with ReLU, its mask and the
 // residual add fused into their elementwise passes.
 void gpu_bn_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
@@ -62,9 +79,9 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
         const float *add, const float *gamma, const float *save_mean, const float *save_invstd)
 {
-    if (dweight)
-        gpu::conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
-    gpu::conv2d_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
+    (void)workspace;
+    if (dweight) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad);
+    gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
     gpu_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,
                          N, C, H * W);
 }
@@ -76,8 +93,8 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
     if (train) gpu_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
                                  N, C, H * W, momentum, eps);
     else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-    gpu::conv2d_forward(out, a, weight, N, C, H, W, K, R, S, stride, pad, workspace);
-    if (add) gpu::add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
+    (void)workspace;
+    gpu::conv2d_igemm_forward(out, a, weight, add, N, C, H, W, K, R, S, stride, pad);
 }
 
 Ops make_table()
@@ -86,9 +103,9 @@ Ops make_table()
     t.name = "gpu";
     t.alloc = dev_alloc; t.free = dev_free; t.upload = dev_upload; t.download = dev_download;
     t.sync = dev_sync;
-    t.conv2d_forward = gpu::conv2d_forward;
-    t.conv2d_backward_input = gpu::conv2d_backward_input;
-    t.conv2d_backward_weight = gpu::conv2d_backward_weight;
+    t.conv2d_forward = gpu_conv_fwd;
+    t.conv2d_backward_input = gpu_conv_bwd_in;
+    t.conv2d_backward_weight = gpu_conv_bwd_w;
     t.bias_forward = gpu::bias_forward; t.bias_backward = gpu::bias_backward;
     t.batchnorm_forward_train = gpu_bn_train;
     t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;

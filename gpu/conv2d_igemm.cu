@@ -1,0 +1,238 @@
+// Convolution as implicit GEMM: the GEMM tiles gather their operands straight from the
+// NCHW tensors, so no im2col/col2im buffer makes a round trip through DRAM (gpu/conv2d.cu,
+// the readable version, writes and reads one of N*C*R*S*P*Q floats per pass).
+//
+//   forward          out[k, (n,p,q)]  = sum_{(c,r,s)} w[k,c,r,s] in[n, c, p st - pad + r, q st - pad + s]
+//                    (+ add[same index]: a residual added in the store)
+//                    M = K, columns = N*P*Q, reduction = C*R*S
+//   backward_input   din[c, (n,h,w)]  = sum_{(k,r,s)} w[k,c,r,s] dout[n, k, (h + pad - r)/st, (w + pad - s)/st]
+//                    (terms where the division is not exact or out of range are 0)
+//                    M = C, columns = N*H*W, reduction = K*R*S
+//   backward_weight  dW_z[k, (c,r,s)] = sum_{(n,p,q) in pixel group z} dout[n,k,p,q] in[n, c, ...]
+//                    M = K, columns = C*R*S, reduction = the group's output pixels; the groups'
+//                    partial dW added in group order by sum_groups_kernel (conv2d.cu)
+// Tiles: BM x BN outputs per block, each thread TM x TN = 4 x 4 of them, BK = 16 reduction
+// steps through shared memory. BM (16, 32 or 64) is the smallest that covers the 16/24/32
+// channels of the practical's layers; BN (256 down to 16, blockDim = BM*BN/16) the largest
+// that still gives about 4 blocks per SM of a 132-SM card. Every output is one thread's sum
+// in a fixed order: deterministic, no atomics.
+#include "gpu/cuda_compat.h"
+#include "gpu/gpu.h"
+
+namespace gpu {
+
+struct ConvGeo {
+    int N, C, H, W, K, R, S, stride, pad, P, Q;
+};
+
+constexpr int IG_BK = 16, IG_TM = 4, IG_TN = 4;
+
+// op(A)[i, kk] and op(B)[kk, j] of each mode (0 when a gathered input is out of range)
+template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, const float *a, int i, long kk)
+{
+    if (MODE == 0) return a[(long)i * g.C * g.R * g.S + kk];                    // w[k][crs]
+    if (MODE == 1) {                                                              // w[k][c][r][s], i = c
+        int RS = g.R * g.S, k = (int)(kk / RS), rs = (int)(kk % RS);
+        return a[((long)k * g.C + i) * RS + rs];
+    }
+    long PQ = (long)g.P * g.Q, n = kk / PQ, pq = kk % PQ;                        // dout[n][k][p][q], i = k
+    return a[(n * g.K + i) * PQ + pq];
+}
+
+// the input pixel a (c,r,s) tap reads for output pixel (n,p,q); 0 outside the image
+__device__ __forceinline__ float gather_in(const ConvGeo &g, const float *in, long n, int p, int q, int crs)
+{
+    int RS = g.R * g.S, c = crs / RS, r = crs % RS / g.S, s = crs % g.S;
+    int h = p * g.stride - g.pad + r, w = q * g.stride - g.pad + s;
+    if (h < 0 || h >= g.H || w < 0 || w >= g.W) return 0.f;
+    return in[((n * g.C + c) * g.H + h) * g.W + w];
+}
+
+template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, const float *b, long kk, long j)
+{
+    if (MODE == 0) {   // kk = (c,r,s), j = (n,p,q)
+        long PQ = (long)g.P * g.Q, n = j / PQ;
+        int pq = (int)(j % PQ);
+        return gather_in(g, b, n, pq / g.Q, pq % g.Q, (int)kk);
+    }
+    if (MODE == 1) {   // kk = (k,r,s), j = (n,h,w): dout at ((h + pad - r)/st, (w + pad - s)/st)
+        long HW = (long)g.H * g.W, n = j / HW;
+        int hw = (int)(j % HW), h = hw / g.W, w = hw % g.W, RS = g.R * g.S;
+        int k = (int)(kk / RS), r = (int)(kk % RS) / g.S, s = (int)(kk % g.S);
+        int hh = h + g.pad - r, ww = w + g.pad - s;
+        if (hh < 0 || ww < 0 || hh % g.stride || ww % g.stride) return 0.f;
+        int p = hh / g.stride, q = ww / g.stride;
+        if (p >= g.P || q >= g.Q) return 0.f;
+        return b[((n * g.K + k) * g.P + p) * g.Q + q];
+    }
+    long PQ = (long)g.P * g.Q, n = kk / PQ;   // MODE 2: kk = (n,p,q), j = (c,r,s)
+    int pq = (int)(kk % PQ);
+    return gather_in(g, b, n, pq / g.Q, pq % g.Q, (int)j);
+}
+
+template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, int i, long j)
+{
+    if (MODE == 0) {
+        long PQ = (long)g.P * g.Q;
+        return ((j / PQ) * g.K + i) * PQ + j % PQ;
+    }
+    if (MODE == 1) {
+        long HW = (long)g.H * g.W;
+        return ((j / HW) * g.C + i) * HW + j % HW;
+    }
+    return (long)i * g.C * g.R * g.S + j;
+}
+
+// One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
+// group blockIdx.z, written to out + z * M * Ncol).
+template <int MODE, int BM, int BN>
+__global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
+        const float *b, const float *add, ConvGeo g, int M, long Ncol, long Kdim, long per)
+{
+    constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
+    __shared__ __align__(16) float As[IG_BK][BM];
+    __shared__ __align__(16) float Bs[IG_BK][BN];
+    int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
+    int m0 = blockIdx.y * BM;
+    long n0 = (long)blockIdx.x * BN;
+    long k0 = MODE == 2 ? blockIdx.z * per : 0, k1 = MODE == 2 ? (k0 + per < Kdim ? k0 + per : Kdim) : Kdim;
+    float acc[IG_TM][IG_TN];
+    for (int i = 0; i < IG_TM; i++)
+        for (int j = 0; j < IG_TN; j++) acc[i][j] = 0.f;
+    for (long kb = k0; kb < k1; kb += IG_BK) {
+        for (int e = tid; e < BM * IG_BK; e += THREADS) {   // consecutive threads: consecutive kk
+            int i = e / IG_BK, k = e % IG_BK;
+            long gk = kb + k;
+            As[k][i] = m0 + i < M && gk < k1 ? load_a<MODE>(g, a, m0 + i, gk) : 0.f;
+        }
+        for (int e = tid; e < BN * IG_BK; e += THREADS) {   // consecutive threads: consecutive j
+            int j = e % BN, k = e / BN;
+            long gk = kb + k, gj = n0 + j;
+            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, gk, gj) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < IG_BK; k++) {
+            float av[IG_TM], bv[IG_TN];
+#pragma unroll
+            for (int i = 0; i < IG_TM; i++) av[i] = As[k][ty * IG_TM + i];
+#pragma unroll
+            for (int j = 0; j < IG_TN; j++) bv[j] = Bs[k][tx * IG_TN + j];
+#pragma unroll
+            for (int i = 0; i < IG_TM; i++)
+#pragma unroll
+                for (int j = 0; j < IG_TN; j++) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+    float *o = MODE == 2 ? out + (long)blockIdx.z * M * Ncol : out;
+    for (int i = 0; i < IG_TM; i++) {
+        int gi = m0 + ty * IG_TM + i;
+        if (gi >= M) continue;
+        for (int j = 0; j < IG_TN; j++) {
+            long gj = n0 + tx * IG_TN + j;
+            if (gj >= Ncol) continue;
+            long at = out_index<MODE>(g, gi, gj);
+            o[at] = add ? acc[i][j] + add[at] : acc[i][j];   // the residual add in the store
+        }
+    }
+}
+
+namespace {
+constexpr long TARGET_BLOCKS = 4 * 132;
+
+int pick_bm(int M) { return M <= 16 ? 16 : M <= 32 ? 32 : 64; }
+// the largest BN whose grid (times z) still has TARGET_BLOCKS blocks, with 32 to 256 threads
+int pick_bn(int BM, long M, long Ncol, long z)
+{
+    int lo = 512 / BM < 16 ? 16 : 512 / BM, hi = 4096 / BM < 256 ? 4096 / BM : 256;
+    long mt = (M + BM - 1) / BM;
+    for (int bn = hi; bn > lo; bn /= 2)
+        if (mt * ((Ncol + bn - 1) / bn) * z >= TARGET_BLOCKS) return bn;
+    return lo;
+}
+
+template <int MODE, int BM>
+void launch_bm(int bn, float *out, const float *a, const float *b, const float *add, const ConvGeo &g, int M,
+               long Ncol, long Kdim, long per, int z)
+{
+    dim3 grid((unsigned)((Ncol + bn - 1) / bn), (unsigned)((M + BM - 1) / BM), (unsigned)z);
+    switch (bn) {
+#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, 0)(out, a, b, add, g, M, Ncol, Kdim, per); break;
+        CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
+#undef CASE
+    }
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int MODE>
+void launch(float *out, const float *a, const float *b, const float *add, const ConvGeo &g, int M, long Ncol,
+            long Kdim, long per, int z)
+{
+    int bm = pick_bm(M), bn = pick_bn(bm, M, Ncol, z);
+    if (bm == 16) launch_bm<MODE, 16>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
+    else if (bm == 32) launch_bm<MODE, 32>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
+    else launch_bm<MODE, 64>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
+}
+
+ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    return ConvGeo{N, C, H, W, K, R, S, stride, pad, (H + 2 * pad - R) / stride + 1, (W + 2 * pad - S) / stride + 1};
+}
+
+float *part_buf;
+size_t part_floats;
+float *partials(size_t floats)   // grown on first use (the model's first step), then reused
+{
+    if (floats > part_floats) {
+        if (part_buf) CUDA_CHECK(cudaFree(part_buf));
+        CUDA_CHECK(cudaMalloc(&part_buf, sizeof(float) * floats));
+        part_floats = floats;
+    }
+    return part_buf;
+}
+}  // namespace
+
+void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
+                          int H, int W, int K, int R, int S, int stride, int pad)
+{
+    ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
+    launch<0>(out, weight, in, add, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
+}
+
+void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
+                                 int W, int K, int R, int S, int stride, int pad)
+{
+    ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
+    launch<1>(din, weight, dout, nullptr, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+}
+
+int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
+{
+    int bm = pick_bm(K);
+    long crs = (long)C * R * S, tiles = ((K + bm - 1) / bm) * ((crs + 63) / 64);   // at BN = 64
+    long want = (TARGET_BLOCKS + tiles - 1) / tiles, pix = (long)N * P * Q;
+    long per = (pix + want - 1) / want;
+    per = (per + IG_BK - 1) / IG_BK * IG_BK;   // whole reduction steps per group
+    return (int)((pix + per - 1) / per);
+}
+
+void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                  int W, int K, int R, int S, int stride, int pad)
+{
+    ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
+    long crs = (long)C * R * S, pix = (long)N * g.P * g.Q;
+    int groups = conv2d_igemm_weight_groups(N, K, C, R, S, g.P, g.Q);
+    long per = (pix + groups - 1) / groups;
+    per = (per + IG_BK - 1) / IG_BK * IG_BK;
+    groups = (int)((pix + per - 1) / per);
+    float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
+    launch<2>(part, dout, in, nullptr, g, K, crs, pix, per, groups);
+    if (groups > 1) sum_groups(dweight, part, (long)K * crs, groups);
+}
+}  // namespace gpu
+
+extern "C" int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
+{
+    return gpu::conv2d_igemm_weight_groups(N, K, C, R, S, P, Q);
+}
