@@ -18,12 +18,15 @@
  * with B over the kernels that are not tiny (whole op under TINY_BYTES and TINY_FLOPS, or a
  * kernel listed in tiny_kernels: it cannot fill the card and is over in about a launch gap
  * anyway) and T for the H200.
- *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) */
+ * The step is core/gpustep.c's: captured once as a CUDA graph and launched (--no-graph:
+ * the same work launched kernel by kernel).
+ *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) [--no-graph] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/cli.h"
 #include "core/devdata.h"
+#include "core/gpustep.h"
 #include "core/model.h"
 #include "core/util.h"
 
@@ -32,6 +35,7 @@ typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigne
                              unsigned bx, unsigned by, unsigned bz, size_t smem);
 void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 unsigned long long emu_host_syncs(void);
+unsigned long long emu_graph_launches(void);
 int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);   /* gpu/conv2d_igemm.cu */
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
@@ -59,7 +63,7 @@ static void on_launch(void *arg, const char *kernel, unsigned gx, unsigned gy, u
                       unsigned bx, unsigned by, unsigned bz, size_t smem)
 {
     (void)arg;
-    if (!tracing || n_launches >= MAX_LAUNCHES) return;
+    if (tracing != 1 || n_launches >= MAX_LAUNCHES) return;
     Launch *l = &launches[n_launches++];
     snprintf(l->kernel, sizeof l->kernel, "%s", kernel);
     l->g[0] = gx; l->g[1] = gy; l->g[2] = gz;
@@ -72,7 +76,7 @@ static void on_launch(void *arg, const char *kernel, unsigned gx, unsigned gy, u
 /* opens the record of one op-table call; its launches follow */
 static void op_begin(const char *name, double flops, double min_bytes, double bytes)
 {
-    if (!tracing || n_ops >= MAX_OPS) return;
+    if (tracing != 1 || n_ops >= MAX_OPS) return;
     Op *o = &ops[n_ops++];
     snprintf(o->name, sizeof o->name, "%s", name);
     o->flops = flops; o->min_bytes = min_bytes; o->bytes = bytes;
@@ -264,6 +268,18 @@ static void w_augment(float *out, const uint8_t *images, const int32_t *idx, con
     op_begin("augment (batch build)", 20.0 * n * 3072, n * 3072.0 * (1 + F4), n * 3072.0 * (1 + F4));
     real->augment_batch(out, images, idx, params, n, rot, perm);
 }
+static void w_augment_plan(float *out, int32_t *labels_out, const uint8_t *images, const uint8_t *labels,
+                           const int32_t *order, const struct AugParams *params, const int32_t *step, int n,
+                           const int32_t *perm)
+{
+    op_begin("batch build (plan)", 20.0 * n * 3072, n * 3072.0 * (1 + F4), n * 3072.0 * (1 + F4));
+    real->augment_plan(out, labels_out, images, labels, order, params, step, n, perm);
+}
+static void w_loss_acc(double *sums, const float *losses, const int32_t *correct, int n, int32_t *step)
+{
+    op_begin("loss/acc sums", 2.0 * n, 8.0 * n, 8.0 * n);
+    real->loss_accumulate(sums, losses, correct, n, step);
+}
 static void w_sgd(float *w, const float *g, float *buf, size_t n, float lr, float mom, float wd, int first)
 {
     op_begin("sgd", 5.0 * n, 5 * F4 * n, 5 * F4 * n);
@@ -288,6 +304,8 @@ static Ops wrapped(const Ops *r)
     t.linear_forward = w_lin_fwd; t.linear_backward = w_lin_bwd;
     t.softmax_xent_forward = w_sm_fwd; t.softmax_xent_backward = w_sm_bwd;
     t.augment_batch = w_augment;
+    t.augment_plan = w_augment_plan;
+    t.loss_accumulate = w_loss_acc;
     t.sgd_step = w_sgd;
     return t;
 }
@@ -311,11 +329,12 @@ static const char *tiny_reason(const char *kernel)
 
 int main(int argc, char **argv)
 {
-    int batch = 128, per_kernel = 0;
+    int batch = 128, per_kernel = 0, use_graph = 1;
     for (int i = 1; i < argc; i++) {
         if (cli_is_flag(argv[i], "--batch-size")) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--kernels")) per_kernel = 1;
-        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels])", argv[i]);
+        else if (!strcmp(argv[i], "--no-graph")) use_graph = 0;
+        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph])", argv[i]);
     }
     const char *why = NULL;
     real = ops_gpu(&why);
@@ -333,27 +352,29 @@ int main(int argc, char **argv)
     Dataset ds = {n_img, xcalloc((size_t)n_img, CIFAR_PIXELS), xcalloc((size_t)n_img, 1)};
     DeviceData *dd = devdata_create(&plan, &ds, NULL, batch);
     LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
-    int *order = xmalloc(sizeof(int) * n_img);
-    int32_t *y = xmalloc(sizeof(int32_t) * batch);
-    loader_order(&lc, 0, order);
-    unsigned long long syncs0 = 0;
-    for (int step = 0; step < 2; step++) {   /* the second step is the steady state */
-        if (step == 1) { tracing = 1; syncs0 = emu_host_syncs(); }
-        devdata_fill(dd, &lc, order, 0, step, batch, m->input, y);
-        model_forward_input(m, batch, 1);
-        int ok;
-        model_loss(m, y, batch, &ok);
-        model_backward(m, batch);
-        model_sgd_step(m, 0.1f, 0.9f, 1e-4f);
-    }
-    long syncs = (long)(emu_host_syncs() - syncs0);
+    int graph = use_graph && plan.capture_begin;
+    GpuStep *gs = gpustep_create(m, dd, &lc, graph);
+    gpustep_epoch(gs, &lc, 0, 0, 0, 0);
+    /* step 1: SGD's first step (uncaptured); step 2: captured as a graph (its ops and
+     * kernels recorded here) and launched; step 3: the steady state, syncs and launches counted */
+    gpustep_run(gs, 0.1f, 0.9f, 1e-4f);
+    tracing = 1;
+    gpustep_run(gs, 0.1f, 0.9f, 1e-4f);
     tracing = 0;
+    unsigned long long syncs0 = emu_host_syncs(), graphs0 = emu_graph_launches();
+    int ops_before = n_ops;
+    if (!graph) tracing = 2;   /* op by op: the third step's launches are the step's (not kept) */
+    gpustep_run(gs, 0.1f, 0.9f, 1e-4f);
+    tracing = 0;
+    n_ops = ops_before;
+    long syncs = (long)(emu_host_syncs() - syncs0);
+    int graph_launches = (int)(emu_graph_launches() - graphs0);
     emu_set_trace(NULL, NULL, 1);
+    gpustep_free(gs);
 
     /* per op: launches, smallest grid, work; per card: time */
     double tf = 0, tmin = 0, tb = 0, t_op[2] = {0, 0};
     long min_blocks = -1;
-    int graph_launches = 0;   /* this code path launches kernels from the host, no graph */
     printf("gpu_plan: one training step of the practical's ResNet, batch %d, GPU table on the emulator\n", batch);
     printf("%-22s %4s %9s %10s %10s %10s %7s %7s\n", "op", "kern", "min blk", "MFLOP", "min MB", "MB", "H100 us", "H200 us");
     for (int i = 0; i < n_ops; i++) {
@@ -381,8 +402,9 @@ int main(int argc, char **argv)
     }
     int unattributed = 0;
     for (int k = 0; k < n_launches; k++) unattributed += launches[k].op < 0;
-    printf("\nlaunches/step %d (%d outside op-table calls), graph launches/step %d, host syncs/step %ld\n",
-           n_launches, unattributed, graph_launches, syncs);
+    printf("\nkernel launches/step %d (%d outside op-table calls; %s), graph launches/step %d, host syncs/step %ld\n",
+           n_launches, unattributed, graph_launches ? "the nodes of the step's graph" : "each from the host",
+           graph_launches, syncs);
     printf("work/step: %.2f GFLOP, DRAM %.1f MB now vs %.1f MB unavoidable (%.2fx)\n", tf / 1e9, tb / 1e6,
            tmin / 1e6, tb / tmin);
     double gap_us = (graph_launches ? GRAPH_GAP_US : LAUNCH_GAP_US) * n_launches;
@@ -401,6 +423,6 @@ int main(int argc, char **argv)
            n_launches, graph_launches, syncs, min_blocks, bound[1]);
     devdata_free(dd);
     model_free(m);
-    free(ds.images); free(ds.labels); free(order); free(y);
+    free(ds.images); free(ds.labels);
     return 0;
 }

@@ -129,6 +129,22 @@ typedef struct Ops {
                           const struct AugParams *params, int n, double rotate_deg,
                           const int32_t *perm);
 
+    /* ---- the training step as one graph (devices other than the CPU; NULL on the CPU) ----
+     * augment_plan: batch *step of an epoch plan on the device: idx = order + *step * n,
+     * params likewise; out as augment_batch (no rotation), labels_out[i] = labels[idx[i]].
+     * loss_accumulate: sums[0] += sum losses[0..n), sums[1] += sum correct (fixed order);
+     * then *step += 1.
+     * capture_begin / capture_end: the work issued in between is recorded, not run, and
+     * returned as a graph; graph_launch runs it (asynchronously); graph_free. core/gpustep.c. */
+    void (*augment_plan)(float *out, int32_t *labels_out, const uint8_t *images, const uint8_t *labels,
+                         const int32_t *order, const struct AugParams *params, const int32_t *step, int n,
+                         const int32_t *perm);
+    void (*loss_accumulate)(double *sums, const float *losses, const int32_t *correct, int n, int32_t *step);
+    void (*capture_begin)(void);
+    void *(*capture_end)(void);
+    void (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
+
     /* ---- optimizer, cpu/sgd.c (PyTorch SGD) ----
      * g' = g + wd*w; buf = first ? g' : momentum*buf + g'; w -= lr*buf */
     void (*sgd_step)(float *w, const float *g, float *buf, size_t n,

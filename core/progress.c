@@ -21,8 +21,9 @@ void progress_step(Progress *p, int step, double loss, double acc, double img_pe
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    printf("\repoch %d/%d [%s] %d/%d loss %.4f acc %.3f %.0f img/s ETA %02d:%02d ", p->epoch + 1,
-           p->epochs, bar, step, p->steps, loss, acc, img_per_s, (int)eta / 60, (int)eta % 60);
+    printf("\repoch %d/%d [%s] %d/%d ", p->epoch + 1, p->epochs, bar, step, p->steps);
+    if (!isnan(loss)) printf("loss %.4f acc %.3f ", loss, acc);   /* NaN: summed on the device */
+    printf("%.0f img/s ETA %02d:%02d ", img_per_s, (int)eta / 60, (int)eta % 60);
     fflush(stdout);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/devdata.h"
+#include "core/gpustep.h"
 #include "core/loader.h"
 #include "core/progress.h"
 #include "core/tblog.h"
@@ -263,8 +264,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         int on_cpu = ops->host;
         Loader *loader = on_cpu ? loader_create(&lc) : NULL;
         if (!on_cpu) dd = devdata_create(ops, train_set, cfg->perm, cfg->batch);
-        int *order = on_cpu ? NULL : xmalloc(sizeof(int) * n_train);
-        int32_t *ybuf = xmalloc(sizeof(int32_t) * cfg->batch);
+        GpuStep *gs = on_cpu ? NULL : gpustep_create(m, dd, &lc, 1);
         int steps = n_train / cfg->batch;   /* drop_last */
         TbLog tb;
         char tbdir[4200];
@@ -282,33 +282,34 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             Progress pr;
             progress_begin(&pr, epoch, cfg->epochs, steps);
             if (on_cpu) loader_start_epoch_at(loader, epoch, first);
-            else loader_order(&lc, epoch, order);
+            if (!on_cpu) gpustep_epoch(gs, &lc, epoch, first, loss_sum, correct);
             for (int step = first; step < steps; step++) {
-                int ok, count = cfg->batch;
-                const int32_t *y = ybuf;
+                int count = cfg->batch;
                 if (on_cpu) {
+                    int ok;
                     const Batch *b = loader_next(loader);
                     count = b->n;
-                    y = b->y;
                     model_forward(m, b->x, count, 1);
+                    double loss = model_loss(m, b->y, count, &ok);
+                    if (!isfinite(loss))
+                        die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
+                            "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
+                    model_backward(m, count);
+                    model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
+                    loss_sum += loss * count;
+                    correct += ok;
+                    tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
                 } else {
-                    devdata_fill(dd, &lc, order, epoch, step, count, m->input, ybuf);
-                    model_forward_input(m, count, 1);
+                    /* one graph launch; loss and accuracy are summed on the device */
+                    gpustep_run(gs, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
                 }
-                double loss = model_loss(m, y, count, &ok);
-                if (!isfinite(loss))
-                    die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
-                        "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
-                model_backward(m, count);
-                model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
-                loss_sum += loss * count;
-                correct += ok;
                 seen += count;
-                tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
-                if (!cfg->quiet) progress_step(&pr, step + 1, loss_sum / seen, (double)correct / seen,
+                if (!cfg->quiet) progress_step(&pr, step + 1, on_cpu ? loss_sum / seen : NAN,
+                                               on_cpu ? (double)correct / seen : NAN,
                                                seen / (before + now_seconds() - t0));
                 if (cfg->on_step) cfg->on_step(cfg->on_step_arg, epoch, step);
                 if (stop_signal()) {
+                    if (!on_cpu) gpustep_sums(gs, &loss_sum, &correct);
                     TrainState at = st;
                     at.step = step + 1;
                     at.steps = m->steps;
@@ -320,6 +321,13 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 }
             }
             if (res->interrupted) break;
+            if (!on_cpu) {   /* the epoch's one read-back */
+                gpustep_sums(gs, &loss_sum, &correct);
+                if (!isfinite(loss_sum))
+                    die("training diverged in epoch %d (loss %g); the last good checkpoints (%s, %s) are kept",
+                        epoch + 1, loss_sum / seen, best_path, state_path);
+                tblog_scalar(&tb, "train_loss", m->steps, (float)(loss_sum / seen));
+            }
             double secs = before + now_seconds() - t0, val = NAN;
             total_time += secs;
             total_imgs += seen;
@@ -360,8 +368,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         stop_uninstall();
         tblog_close(&tb);
         loader_free(loader);
-        free(order);
-        free(ybuf);
+        gpustep_free(gs);
         if (res->epochs_run) {
             res->seconds_per_epoch = total_time / res->epochs_run;
             res->images_per_second = total_imgs / total_time;

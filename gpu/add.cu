@@ -17,13 +17,13 @@ __global__ void add_inplace_kernel(float *y, const float *x, size_t n)
 
 void add_forward(float *out, const float *a, const float *b, size_t n)
 {
-    LAUNCH(add_forward_kernel, grid_for(n, 256), 256, 0, 0)(out, a, b, n);
+    LAUNCH(add_forward_kernel, grid_for(n, 256), 256, 0, gpu::stream())(out, a, b, n);
     CUDA_CHECK_LAUNCH();
 }
 
 void add_inplace(float *y, const float *x, size_t n)
 {
-    LAUNCH(add_inplace_kernel, grid_for(n, 256), 256, 0, 0)(y, x, n);
+    LAUNCH(add_inplace_kernel, grid_for(n, 256), 256, 0, gpu::stream())(y, x, n);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

@@ -34,12 +34,22 @@ __device__ int cropped_pixel(const uint8_t *img, const AugParams &p, int c, int 
     return r < 0 ? 0 : r > 255 ? 255 : (int)r;
 }
 
+// step != NULL: batch *step of a device-resident epoch plan (idx and params advanced by
+// *step * n), and labels_out[i] = labels[idx[i]] (the training graph's batch build)
 __global__ void augment_kernel(float *out, const uint8_t *images, const int32_t *idx,
                                const AugParams *params, int n, double cs, double sn, int rotate,
-                               const int32_t *perm, Norm norm)
+                               const int32_t *perm, Norm norm, const int32_t *step,
+                               const uint8_t *labels, int32_t *labels_out)
 {
     const int H = 32, W = 32, HW = H * W;
     long total = (long)n * 3 * HW;
+    if (step) {
+        long base = (long)*step * n;
+        idx += base;
+        params += base;
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+            labels_out[i] = labels[idx[i]];
+    }
     for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
         int k = (int)(e % HW), c = (int)(e / HW % 3);
         long i = e / (3L * HW);
@@ -58,8 +68,10 @@ __global__ void augment_kernel(float *out, const uint8_t *images, const int32_t 
     }
 }
 
-void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
-                   int n, double rotate_deg, const int32_t *perm)
+namespace {
+void launch_augment(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params, int n,
+                    double rotate_deg, const int32_t *perm, const int32_t *step, const uint8_t *labels,
+                    int32_t *labels_out)
 {
     double a = fmod(rotate_deg, 360.0);
     if (a < 0) a += 360;
@@ -70,9 +82,22 @@ void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const 
         norm.scale[c] = 1.0f / (255.0f * cifar_std[c]);
         norm.shift[c] = cifar_mean[c] / cifar_std[c];
     }
-    LAUNCH(augment_kernel, grid_for((size_t)n * 3 * 1024, 256), 256, 0, 0)(out, images, idx, params, n,
-        cs, sn, rotate_deg != 0 ? 1 : 0, perm, norm);
+    LAUNCH(augment_kernel, grid_for((size_t)n * 3 * 1024, 256), 256, 0, gpu::stream())(out, images, idx, params, n,
+        cs, sn, rotate_deg != 0 ? 1 : 0, perm, norm, step, labels, labels_out);
     CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
+                   int n, double rotate_deg, const int32_t *perm)
+{
+    launch_augment(out, images, idx, params, n, rotate_deg, perm, nullptr, nullptr, nullptr);
+}
+
+void augment_plan(float *out, int32_t *labels_out, const uint8_t *images, const uint8_t *labels,
+                  const int32_t *order, const AugParams *params, const int32_t *step, int n, const int32_t *perm)
+{
+    launch_augment(out, images, order, params, n, 0, perm, step, labels, labels_out);
 }
 }  // namespace gpu
 

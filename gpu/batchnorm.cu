@@ -99,7 +99,7 @@ void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, f
                              float *running_var, const float *in, const float *gamma,
                              const float *beta, int N, int C, int HW, float momentum, float eps)
 {
-    LAUNCH(bn_forward_train_kernel, C, BN_THREADS, 0, 0)(out, save_mean, save_invstd, running_mean,
+    LAUNCH(bn_forward_train_kernel, C, BN_THREADS, 0, gpu::stream())(out, save_mean, save_invstd, running_mean,
         running_var, in, gamma, beta, N, C, HW, momentum, eps);
     CUDA_CHECK_LAUNCH();
 }
@@ -108,7 +108,7 @@ void batchnorm_forward_eval(float *out, const float *in, const float *gamma, con
                             const float *running_mean, const float *running_var, int N, int C,
                             int HW, float eps)
 {
-    LAUNCH(bn_forward_eval_kernel, grid_for((size_t)N * C * HW, 256), 256, 0, 0)(out, in, gamma,
+    LAUNCH(bn_forward_eval_kernel, grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(out, in, gamma,
         beta, running_mean, running_var, N, C, HW, eps);
     CUDA_CHECK_LAUNCH();
 }
@@ -117,7 +117,7 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *gamma, const float *save_mean, const float *save_invstd,
                         int N, int C, int HW)
 {
-    LAUNCH(bn_backward_kernel, C, BN_THREADS, 0, 0)(din, dgamma, dbeta, dout, in, gamma, save_mean,
+    LAUNCH(bn_backward_kernel, C, BN_THREADS, 0, gpu::stream())(din, dgamma, dbeta, dout, in, gamma, save_mean,
         save_invstd, N, C, HW);
     CUDA_CHECK_LAUNCH();
 }

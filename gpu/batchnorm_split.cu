@@ -202,12 +202,12 @@ void batchnorm_split_forward_train(float *out, float *save_mean, float *save_inv
     long M = (long)N * HW;
     Split sp = split_for(C, M);
     float *part = scratch(3 * (size_t)C * sp.chunks + 2 * (size_t)C), *ss = part + 3 * (size_t)C * sp.chunks;
-    LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, 0)(part, in, N, C, HW, sp.len);
+    LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, in, N, C, HW, sp.len);
     CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_finalize_kernel, div_up(C, 128), 128, 0, 0)(ss, save_mean, save_invstd, running_mean,
+    LAUNCH(bn_finalize_kernel, div_up(C, 128), 128, 0, gpu::stream())(ss, save_mean, save_invstd, running_mean,
         running_var, part, gamma, beta, C, sp.chunks, M, momentum, eps);
     CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, 0)(out, in, ss, C, HW, (long)N * C * HW, relu);
+    LAUNCH(bn_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(out, in, ss, C, HW, (long)N * C * HW, relu);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -218,13 +218,13 @@ void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const flo
     long M = (long)N * HW;
     Split sp = split_for(C, M);
     float *part = scratch(2 * (size_t)C * sp.chunks + 3 * (size_t)C), *kk = part + 2 * (size_t)C * sp.chunks;
-    LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, 0)(part, dout, mask, in, save_mean,
+    LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, dout, mask, in, save_mean,
         save_invstd, N, C, HW, sp.len);
     CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_grad_finalize_kernel, div_up(C, 128), 128, 0, 0)(kk, dgamma, dbeta, part, gamma, save_invstd,
+    LAUNCH(bn_grad_finalize_kernel, div_up(C, 128), 128, 0, gpu::stream())(kk, dgamma, dbeta, part, gamma, save_invstd,
         C, sp.chunks, M);
     CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_grad_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, 0)(din, dout, mask, in, add, kk,
+    LAUNCH(bn_grad_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(din, dout, mask, in, add, kk,
         save_mean, save_invstd, C, HW, M, (long)N * C * HW);
     CUDA_CHECK_LAUNCH();
 }

@@ -54,7 +54,7 @@ float *partials(size_t floats)   // grown on first use (the model's first step),
 
 void sum_groups(float *out, const float *part, long n, int groups)
 {
-    LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, 0)(out, part, n, groups);
+    LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(out, part, n, groups);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -108,13 +108,13 @@ __global__ void bias_backward_kernel(float *dbias, const float *dout, int N, int
 
 void bias_forward(float *out, const float *bias, int N, int K, int HW)
 {
-    LAUNCH(bias_forward_kernel, grid_for((size_t)N * K * HW, 256), 256, 0, 0)(out, bias, N, K, HW);
+    LAUNCH(bias_forward_kernel, grid_for((size_t)N * K * HW, 256), 256, 0, gpu::stream())(out, bias, N, K, HW);
     CUDA_CHECK_LAUNCH();
 }
 
 void bias_backward(float *dbias, const float *dout, int N, int K, int HW)
 {
-    LAUNCH(bias_backward_kernel, K, 256, 0, 0)(dbias, dout, N, K, HW);
+    LAUNCH(bias_backward_kernel, K, 256, 0, gpu::stream())(dbias, dout, N, K, HW);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

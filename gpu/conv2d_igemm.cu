@@ -158,7 +158,7 @@ void launch_bm(int bn, float *out, const float *a, const float *b, const float *
 {
     dim3 grid((unsigned)((Ncol + bn - 1) / bn), (unsigned)((M + BM - 1) / BM), (unsigned)z);
     switch (bn) {
-#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, 0)(out, a, b, add, g, M, Ncol, Kdim, per); break;
+#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }

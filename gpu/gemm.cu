@@ -98,7 +98,7 @@ void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, i
 {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     dim3 grid(div_up(N, BN), div_up(M, BM), reduce ? 1 : batch);
-    LAUNCH(gemm_tiled_kernel, grid, 256, 0, 0)(transA, transB, M, N, K, A, lda, strideA, B, ldb,
+    LAUNCH(gemm_tiled_kernel, grid, 256, 0, gpu::stream())(transA, transB, M, N, K, A, lda, strideA, B, ldb,
                                                strideB, beta, C, ldc, strideC, batch, reduce ? batch : 1);
     CUDA_CHECK_LAUNCH();
 }
@@ -109,7 +109,7 @@ void gemm_batched_groups(int transA, int transB, int M, int N, int K, const floa
 {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     dim3 grid(div_up(N, BN), div_up(M, BM), div_up(batch, per));
-    LAUNCH(gemm_tiled_kernel, grid, 256, 0, 0)(transA, transB, M, N, K, A, lda, strideA, B, ldb,
+    LAUNCH(gemm_tiled_kernel, grid, 256, 0, gpu::stream())(transA, transB, M, N, K, A, lda, strideA, B, ldb,
                                                strideB, 0.f, C, ldc, strideC, batch, per);
     CUDA_CHECK_LAUNCH();
 }
@@ -125,7 +125,7 @@ void gemm_naive(int transA, int transB, int M, int N, int K, const float *A, int
 {
     if (M <= 0 || N <= 0) return;
     dim3 block(16, 16), grid(div_up(N, 16), div_up(M, 16), 1);
-    LAUNCH(gemm_naive_kernel, grid, block, 0, 0)(transA, transB, M, N, K, A, lda, 0L, B, ldb, 0L,
+    LAUNCH(gemm_naive_kernel, grid, block, 0, gpu::stream())(transA, transB, M, N, K, A, lda, 0L, B, ldb, 0L,
                                                  beta, C, ldc, 0L, 1, 0);
     CUDA_CHECK_LAUNCH();
 }

@@ -6,6 +6,11 @@
 #include "core/augment.h"   /* AugParams */
 
 namespace gpu {
+// The stream every kernel of gpu/ is launched on (ops_gpu.cu; created on first use). A
+// blocking stream: the runtime's blocking copies (upload/download) stay ordered with it.
+// Training steps are captured on it as one CUDA graph.
+cudaStream_t stream();
+
 // gemm.cu. Batched: for b < batch, C_b = op(A_b) op(B_b) + beta C_b with X_b = X + b*strideX;
 // with reduce != 0 all batches accumulate into one C: C = sum_b op(A_b) op(B_b) + beta C
 // (summed in batch order inside each thread: deterministic, no atomics).
@@ -100,6 +105,14 @@ void sgd_step(float *w, const float *g, float *buf, size_t n, float lr, float mo
 
 // augment.cu: out [n,3,32,32] normalized floats from images (device uint8 dataset) at
 // indices idx with per-image params (see core/augment.h); perm may be NULL.
+void augment_plan(float *out, int32_t *labels_out, const uint8_t *images, const uint8_t *labels,
+                  const int32_t *order, const AugParams *params, const int32_t *step, int n, const int32_t *perm);
+// step.cu: the device-side loss/accuracy sums and step counter, and graph capture
+void loss_accumulate(double *sums, const float *losses, const int32_t *correct, int n, int32_t *step);
+void capture_begin();
+void *capture_end();
+void graph_launch(void *g);
+void graph_free(void *g);
 void augment_batch(float *out, const uint8_t *images, const int32_t *idx, const AugParams *params,
                    int n, double rotate_deg, const int32_t *perm);
 

@@ -57,7 +57,7 @@ void im2col(float *col, const float *in, int N, int C, int H, int W, int R, int 
             int pad, int P, int Q)
 {
     size_t n = (size_t)N * C * R * S * P * Q;
-    LAUNCH(im2col_kernel, grid_for(n, 256), 256, 0, 0)(col, in, N, C, H, W, R, S, stride, pad, P, Q);
+    LAUNCH(im2col_kernel, grid_for(n, 256), 256, 0, gpu::stream())(col, in, N, C, H, W, R, S, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -65,7 +65,7 @@ void col2im(float *in, const float *col, int N, int C, int H, int W, int R, int 
             int pad, int P, int Q)
 {
     size_t n = (size_t)N * C * H * W;
-    LAUNCH(col2im_kernel, grid_for(n, 256), 256, 0, 0)(in, col, N, C, H, W, R, S, stride, pad, P, Q);
+    LAUNCH(col2im_kernel, grid_for(n, 256), 256, 0, gpu::stream())(in, col, N, C, H, W, R, S, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

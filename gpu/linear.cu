@@ -25,7 +25,7 @@ void linear_forward(float *out, const float *in, const float *weight, const floa
                     int I, int O)
 {
     gemm(0, 1, N, O, I, in, I, weight, I, 0.f, out, O);
-    LAUNCH(add_bias_rows_kernel, grid_for((size_t)N * O, 256), 256, 0, 0)(out, bias, N, O);
+    LAUNCH(add_bias_rows_kernel, grid_for((size_t)N * O, 256), 256, 0, gpu::stream())(out, bias, N, O);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -34,7 +34,7 @@ void linear_backward(float *din, float *dweight, float *dbias, const float *dout
 {
     gemm(0, 0, N, I, O, dout, O, weight, I, 0.f, din, I);
     gemm(1, 0, O, I, N, dout, O, in, I, 0.f, dweight, I);
-    LAUNCH(column_sum_kernel, div_up(O, 128), 128, 0, 0)(dbias, dout, N, O);
+    LAUNCH(column_sum_kernel, div_up(O, 128), 128, 0, gpu::stream())(dbias, dout, N, O);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

@@ -4,6 +4,15 @@
 #include "gpu/gpu.h"
 #include "core/ops.h"
 
+namespace gpu {
+cudaStream_t stream()
+{
+    static cudaStream_t s;
+    if (!s) CUDA_CHECK(cudaStreamCreate(&s));
+    return s;
+}
+}  // namespace gpu
+
 namespace {
 void *dev_alloc(size_t bytes)
 {
@@ -123,6 +132,12 @@ Ops make_table()
     t.softmax_xent_forward = gpu::softmax_xent_forward;
     t.softmax_xent_backward = gpu::softmax_xent_backward;
     t.augment_batch = gpu::augment_batch;
+    t.augment_plan = gpu::augment_plan;
+    t.loss_accumulate = gpu::loss_accumulate;
+    t.capture_begin = gpu::capture_begin;
+    t.capture_end = gpu::capture_end;
+    t.graph_launch = gpu::graph_launch;
+    t.graph_free = gpu::graph_free;
     t.sgd_step = gpu::sgd_step;
     return t;
 }

@@ -94,7 +94,7 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int 
                        int k, int stride, int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
-    LAUNCH(maxpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, 0)(out, argmax, in,
+    LAUNCH(maxpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, gpu::stream())(out, argmax, in,
         N * C, H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
@@ -103,7 +103,7 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, in
                         int W, int k, int stride, int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
-    LAUNCH((pool_backward_kernel<true>), grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+    LAUNCH((pool_backward_kernel<true>), grid_for((size_t)N * C * H * W, 256), 256, 0, gpu::stream())(din, dout,
         argmax, N * C, H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
@@ -113,11 +113,11 @@ void avgpool2d_forward(float *out, const float *in, int N, int C, int H, int W, 
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
     if (k == H && k == W && pad == 0) {   // global pooling (the ResNet's head)
-        LAUNCH(global_avgpool_kernel, grid_for((size_t)N * C * 32, 256), 256, 0, 0)(out, in, (long)N * C, H * W);
+        LAUNCH(global_avgpool_kernel, grid_for((size_t)N * C * 32, 256), 256, 0, gpu::stream())(out, in, (long)N * C, H * W);
         CUDA_CHECK_LAUNCH();
         return;
     }
-    LAUNCH(avgpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, 0)(out, in, N * C,
+    LAUNCH(avgpool_forward_kernel, grid_for((size_t)N * C * P * Q, 256), 256, 0, gpu::stream())(out, in, N * C,
         H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }
@@ -126,7 +126,7 @@ void avgpool2d_backward(float *din, const float *dout, int N, int C, int H, int 
                         int stride, int pad)
 {
     int P = (H + 2 * pad - k) / stride + 1, Q = (W + 2 * pad - k) / stride + 1;
-    LAUNCH((pool_backward_kernel<false>), grid_for((size_t)N * C * H * W, 256), 256, 0, 0)(din, dout,
+    LAUNCH((pool_backward_kernel<false>), grid_for((size_t)N * C * H * W, 256), 256, 0, gpu::stream())(din, dout,
         (const int32_t *)nullptr, N * C, H, W, k, stride, pad, P, Q);
     CUDA_CHECK_LAUNCH();
 }

@@ -17,13 +17,13 @@ __global__ void relu_backward_kernel(float *din, const float *dout, const float 
 
 void relu_forward(float *out, const float *in, size_t n)
 {
-    LAUNCH(relu_forward_kernel, grid_for(n, 256), 256, 0, 0)(out, in, n);
+    LAUNCH(relu_forward_kernel, grid_for(n, 256), 256, 0, gpu::stream())(out, in, n);
     CUDA_CHECK_LAUNCH();
 }
 
 void relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-    LAUNCH(relu_backward_kernel, grid_for(n, 256), 256, 0, 0)(din, dout, out, n);
+    LAUNCH(relu_backward_kernel, grid_for(n, 256), 256, 0, gpu::stream())(din, dout, out, n);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

@@ -17,7 +17,7 @@ __global__ void sgd_kernel(float *w, const float *g, float *buf, size_t n, float
 void sgd_step(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd,
               int first_step)
 {
-    LAUNCH(sgd_kernel, grid_for(n, 256), 256, 0, 0)(w, g, buf, n, lr, momentum, wd, first_step);
+    LAUNCH(sgd_kernel, grid_for(n, 256), 256, 0, gpu::stream())(w, g, buf, n, lr, momentum, wd, first_step);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

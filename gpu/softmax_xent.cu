@@ -33,13 +33,13 @@ __global__ void softmax_xent_backward_kernel(float *dlogits, const float *probs,
 void softmax_xent_forward(float *losses, float *probs, int32_t *correct, const float *logits,
                           const int32_t *labels, int N, int C)
 {
-    LAUNCH(softmax_xent_forward_kernel, div_up(N, 128), 128, 0, 0)(losses, probs, correct, logits, labels, N, C);
+    LAUNCH(softmax_xent_forward_kernel, div_up(N, 128), 128, 0, gpu::stream())(losses, probs, correct, logits, labels, N, C);
     CUDA_CHECK_LAUNCH();
 }
 
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int C)
 {
-    LAUNCH(softmax_xent_backward_kernel, grid_for((size_t)N * C, 256), 256, 0, 0)(dlogits, probs, labels, N, C);
+    LAUNCH(softmax_xent_backward_kernel, grid_for((size_t)N * C, 256), 256, 0, gpu::stream())(dlogits, probs, labels, N, C);
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu

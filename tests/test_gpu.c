@@ -7,11 +7,16 @@
  * barriers must fail. */
 #include <check.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/augment.h"
 #include "core/cifar.h"
+#include "core/checkpoint.h"
 #include "core/devdata.h"
+#include "core/gpustep.h"
 #include "core/model.h"
 #include "core/train.h"
 #include "cpu/cpu.h"
@@ -525,6 +530,155 @@ START_TEST(model_step_matches_cpu)
 }
 END_TEST
 
+#ifndef CONVNET_REAL_GPU
+unsigned long long emu_host_syncs(void);
+unsigned long long emu_graph_launches(void);
+unsigned long long emu_last_graph_nodes(void);
+#endif
+
+/* Two epochs of training (3 steps each, the lr dropping after the first) as graph launches
+ * and as the same work issued op by op: the same weights and loss sums, bit for bit; and on
+ * the emulator: no host synchronization between the epoch's upload and its one read-back,
+ * one graph launch per step after the first (uncaptured: SGD's first step), a recapture
+ * when the lr changes. */
+static void train_two_epochs(int use_graph, float **params, double sums[2][2], size_t *np, long *launches,
+                             unsigned long long *syncs, unsigned long long *nodes)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.n_stages = 2;
+    cfg.blocks[0] = 1; cfg.blocks[1] = 1;
+    cfg.channels[0] = 4; cfg.channels[1] = 6;
+    int batch = 4, n = 12;
+    Dataset ds = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)};
+    for (int i = 0; i < n; i++) {
+        ds.labels[i] = (uint8_t)(i % 10);
+        for (int k = 0; k < CIFAR_PIXELS; k++) ds.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 37 + k * 11) % 251);
+    }
+    Model *m = model_create(G, &cfg, batch);
+    Rng r;
+    rng_seed(&r, 5, 1);
+    model_init(m, &r);
+    DeviceData *dd = devdata_create(G, &ds, NULL, batch);
+    LoaderConfig lc = {.ds = &ds, .n = n, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 9};
+    GpuStep *g = gpustep_create(m, dd, &lc, use_graph);
+    *syncs = 0;
+    for (int e = 0; e < 2; e++) {
+        gpustep_epoch(g, &lc, e, 0, 0, 0);
+#ifndef CONVNET_REAL_GPU
+        unsigned long long s0 = emu_host_syncs();
+#endif
+        for (int step = 0; step < n / batch; step++) gpustep_run(g, e == 0 ? 0.1f : 0.01f, 0.9f, 1e-4f);
+#ifndef CONVNET_REAL_GPU
+        *syncs += emu_host_syncs() - s0;
+        *nodes = emu_last_graph_nodes();
+#endif
+        long correct;
+        gpustep_sums(g, &sums[e][0], &correct);
+        sums[e][1] = (double)correct;
+    }
+    *launches = g->launches;
+    *np = m->n_params;
+    *params = malloc(sizeof(float) * m->n_params);
+    model_get_params(m, *params);
+    gpustep_free(g);
+    devdata_free(dd);
+    model_free(m);
+    dataset_free(&ds);
+}
+
+START_TEST(graph_step_matches_op_by_op)
+{
+    float *pa, *pb;
+    double sa[2][2], sb[2][2];
+    size_t na, nb;
+    long la, lb;
+    unsigned long long ya, yb, nodes_a = 0, nodes_b = 0;
+#ifndef CONVNET_REAL_GPU
+    unsigned long long g0 = emu_graph_launches();
+#endif
+    train_two_epochs(1, &pa, sa, &na, &la, &ya, &nodes_a);
+#ifndef CONVNET_REAL_GPU
+    ck_assert_uint_eq(emu_graph_launches() - g0, 5);   /* 6 steps, the first uncaptured */
+    ck_assert_uint_eq(ya, 0);                           /* no host sync inside an epoch */
+    ck_assert_uint_gt(nodes_a, 20);                     /* the whole step is one graph */
+#endif
+    ck_assert_int_eq(la, 5);
+    train_two_epochs(0, &pb, sb, &nb, &lb, &yb, &nodes_b);
+    ck_assert_int_eq(lb, 0);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(pa, pb, sizeof(float) * na) == 0, "graph and op-by-op weights differ");
+    ck_assert_msg(memcmp(sa, sb, sizeof sa) == 0, "graph and op-by-op loss sums differ");
+    ck_assert(sa[0][0] > 0 && sa[1][1] >= 0 && sa[1][1] <= 12);
+    free(pa); free(pb);
+}
+END_TEST
+
+/* train_run on the device (the graph path of core/train.c): a run stopped by Ctrl-C inside
+ * its first epoch and resumed ends with the same files, bit for bit, as one never stopped. */
+static void raise_at(void *arg, int epoch, int step)
+{
+    (void)arg;
+    if (epoch == 0 && step == 1) raise(SIGINT);
+}
+
+static int same_bytes(const char *a, const char *b)
+{
+    size_t la, lb;
+    char err[256];
+    char *x = read_file(a, &la, err, sizeof err), *y = read_file(b, &lb, err, sizeof err);
+    int same = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x); free(y);
+    return same;
+}
+
+START_TEST(gpu_training_resumes_bit_exact)
+{
+    int n = 36;
+    Dataset tr = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)}, te = {8, malloc(8 * CIFAR_PIXELS), malloc(8)};
+    for (int i = 0; i < n; i++) {
+        tr.labels[i] = (uint8_t)(i % 10);
+        for (int k = 0; k < CIFAR_PIXELS; k++) tr.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 29 + k * 7) % 253);
+    }
+    memcpy(te.images, tr.images, 8 * CIFAR_PIXELS);
+    memcpy(te.labels, tr.labels, 8);
+    char dA[] = "/tmp/convnet_gpuA_XXXXXX", dB[] = "/tmp/convnet_gpuB_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dA));
+    ck_assert_ptr_nonnull(mkdtemp(dB));
+    for (int run = 0; run < 3; run++) {   /* A whole; B stopped; B resumed */
+        TrainConfig c;
+        TrainResult res;
+        train_config_default(&c);
+        c.device = "gpu";
+        c.model.n_stages = 2;
+        c.model.blocks[0] = 1; c.model.blocks[1] = 1;
+        c.model.channels[0] = 4; c.model.channels[1] = 6;
+        c.epochs = 2; c.batch = 8; c.n_val = 12; c.val_every = 1;
+        c.milestones[0] = 1; c.n_milestones = 1;
+        c.train_set = &tr; c.test_set = &te;
+        c.out_dir = run ? dB : dA;
+        c.quiet = 1;
+        c.retrain = run < 2;
+        c.resume = run == 2;
+        if (run == 1) c.on_step = raise_at;
+        train_run(&c, &res);
+        ck_assert_int_eq(res.interrupted, run == 1 ? SIGINT : 0);
+    }
+    char p[512], q[512];
+    const char *files[] = {"last.state", "best.safetensors", "results.json"};
+    for (int f = 0; f < 3; f++) {
+        snprintf(p, sizeof p, "%s/%s", dA, files[f]);
+        snprintf(q, sizeof q, "%s/%s", dB, files[f]);
+        ck_assert_msg(same_bytes(p, q), "%s differs after stop + resume on the device", files[f]);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dA, dB);
+    ck_assert_int_eq(system(cmd), 0);
+    dataset_free(&tr);
+    dataset_free(&te);
+}
+END_TEST
+
 /* The one line a user sees when the GPU cannot be used (gpu/ops_gpu.cu). */
 const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
 START_TEST(gpu_unusable_reasons)
@@ -561,6 +715,8 @@ Suite *suite_gpu(void)
     tcase_add_test(t, gpu_unusable_reasons);
     tcase_add_test(t, device_data_path_matches_loader);
     tcase_add_test(t, model_step_matches_cpu);
+    tcase_add_test(t, graph_step_matches_op_by_op);
+    tcase_add_test(t, gpu_training_resumes_bit_exact);
     suite_add_tcase(s, t);
     return s;
 }

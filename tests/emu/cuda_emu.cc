@@ -5,6 +5,7 @@
 #include <time.h>
 #include <ucontext.h>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -180,6 +181,7 @@ emu_trace_fn trace_fn;
 void *trace_arg;
 int trace_execute = 1;
 unsigned long long host_syncs;
+bool replaying;   // inside cudaGraphLaunch: launches were reported to the trace when captured
 }  // namespace
 
 void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
@@ -194,7 +196,7 @@ void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::fun
         return;
     }
     if (trace_fn) {
-        trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
+        if (!replaying) trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
         if (!trace_execute) return;
     }
     body = &b;
@@ -210,6 +212,38 @@ void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::fun
                 run_block(n);
             }
     cur_tid = nullptr;
+}
+
+}  // namespace emu
+
+struct emu_stream { int id; };
+struct emu_graph { std::vector<std::function<void()>> nodes; };
+struct emu_graph_exec { std::vector<std::function<void()>> nodes; };
+
+namespace emu {
+namespace {
+cudaStream_t capturing;         // the stream being captured, or nullptr
+emu_graph *capture_graph;
+bool capture_broken;
+unsigned long long graph_launches, last_graph_nodes;
+// during a capture: record on the capturing stream; anything else is an error
+bool record(cudaStream_t st, std::function<void()> node)
+{
+    if (!capturing) return false;
+    if (st != capturing) { capture_broken = true; last_error = cudaErrorStreamCaptureImplicit; return true; }
+    capture_graph->nodes.push_back(std::move(node));
+    return true;
+}
+}  // namespace
+
+void launch_on(cudaStream_t st, const char *name, dim3 grid, dim3 block, size_t smem, std::function<void()> b)
+{
+    if (capturing) {
+        if (trace_fn && st == capturing) trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
+        record(st, [name, grid, block, smem, b] { launch(name, grid, block, smem, b); });
+        return;
+    }
+    launch(name, grid, block, smem, b);
 }
 
 void syncthreads(const char *file, int line)
@@ -245,6 +279,16 @@ extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute)
     emu::trace_execute = fn ? execute : 1;
 }
 extern "C" unsigned long long emu_host_syncs(void) { return emu::host_syncs; }
+extern "C" unsigned long long emu_graph_launches(void) { return emu::graph_launches; }
+extern "C" unsigned long long emu_last_graph_nodes(void) { return emu::last_graph_nodes; }
+
+// a blocking call inside a capture: refused (and the capture is invalidated), as on a GPU
+static bool refuse_in_capture()
+{
+    if (!emu::capturing) return false;
+    emu::capture_broken = true;
+    return true;
+}
 
 // ---- runtime API ----
 cudaError_t cudaMalloc(void **p, size_t bytes)
@@ -258,14 +302,91 @@ cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
 static cudaError_t copy(void *d, const void *s, size_t n) { if (n) memmove(d, s, n); return cudaSuccess; }
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
 {
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;
     if (k != cudaMemcpyDeviceToDevice) emu::host_syncs++;
     return copy(d, s, n);
 }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { return copy(d, s, n); }
-cudaError_t cudaMemset(void *p, int v, size_t n) { emu::host_syncs++; memset(p, v, n); return cudaSuccess; }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { emu::host_syncs++; return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { emu::host_syncs++; return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t st)
+{
+    if (emu::record(st, [d, s, n] { copy(d, s, n); })) return emu::capture_broken ? cudaErrorStreamCaptureImplicit : cudaSuccess;
+    return copy(d, s, n);
+}
+cudaError_t cudaMemset(void *p, int v, size_t n)
+{
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    emu::host_syncs++;
+    memset(p, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st)
+{
+    if (emu::record(st, [p, v, n] { memset(p, v, n); })) return emu::capture_broken ? cudaErrorStreamCaptureImplicit : cudaSuccess;
+    memset(p, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void)
+{
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    emu::host_syncs++;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t)
+{
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    emu::host_syncs++;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+    static int next = 1;
+    *s = new emu_stream{next++};
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
+{
+    if (!s || emu::capturing) return cudaErrorInvalidValue;   // the legacy stream cannot be captured
+    emu::capturing = s;
+    emu::capture_graph = new emu_graph;
+    emu::capture_broken = false;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
+{
+    if (s != emu::capturing) return cudaErrorInvalidValue;
+    emu::capturing = nullptr;
+    if (emu::capture_broken) {
+        delete emu::capture_graph;
+        *g = nullptr;
+        return cudaErrorStreamCaptureUnsupported;
+    }
+    *g = emu::capture_graph;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
+{
+    if (!g) return cudaErrorInvalidValue;
+    *e = new emu_graph_exec{g->nodes};
+    emu::last_graph_nodes = g->nodes.size();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
+{
+    if (emu::capturing) return cudaErrorStreamCaptureUnsupported;
+    emu::graph_launches++;
+    emu::replaying = true;
+    for (auto &node : e->nodes) node();
+    emu::replaying = false;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+cudaError_t cudaMallocHost(void **p, size_t bytes)
+{
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { cudaError_t e = emu::last_error; emu::last_error = cudaSuccess; return e; }
 cudaError_t cudaPeekAtLastError(void) { return emu::last_error; }
 const char *cudaGetErrorString(cudaError_t e)
@@ -275,6 +396,8 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     default: return "unknown error";
     }
 }

@@ -46,18 +46,27 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
-       cudaErrorInvalidConfiguration = 9 };
+       cudaErrorInvalidConfiguration = 9, cudaErrorStreamCaptureUnsupported = 900,
+       cudaErrorStreamCaptureImplicit = 906 };
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal,
+                             cudaStreamCaptureModeRelaxed };
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
                       cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 typedef struct emu_stream *cudaStream_t;
 typedef struct emu_event *cudaEvent_t;
+typedef struct emu_graph *cudaGraph_t;
+typedef struct emu_graph_exec *cudaGraphExec_t;
 
 namespace emu {
 extern uint3 *cur_tid;
 extern uint3 block_idx;
 extern dim3 block_dim, grid_dim;
 void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+// A launch on `stream`: run now, or recorded into the graph being captured on that stream
+// (launching on another stream during a capture is an error, as on a GPU).
+void launch_on(cudaStream_t stream, const char *name, dim3 grid, dim3 block, size_t smem,
+               std::function<void()> body);
 void syncthreads(const char *file, int line);
 void syncwarp();
 void *dyn_shared();
@@ -69,11 +78,13 @@ template <class K> struct Launcher {
     const char *name;
     dim3 g, b;
     size_t s;
-    template <class... A> void operator()(A... a) const { launch(name, g, b, s, [&] { k(a...); }); }
+    cudaStream_t st;
+    // arguments by value: a captured launch runs later, when the graph is launched
+    template <class... A> void operator()(A... a) const { K kk = k; launch_on(st, name, g, b, s, [=] { kk(a...); }); }
 };
-template <class K> Launcher<K> make_launcher(K k, const char *name, dim3 g, dim3 b, size_t s)
+template <class K> Launcher<K> make_launcher(K k, const char *name, dim3 g, dim3 b, size_t s, cudaStream_t st)
 {
-    return Launcher<K>{k, name, g, b, s};
+    return Launcher<K>{k, name, g, b, s, st};
 }
 
 template <class T> T shfl(T v, int src_lane_of_mine)
@@ -96,7 +107,8 @@ template <class T> T shfl(T v, int src_lane_of_mine)
 extern "C" void emu_set_shuffle(unsigned long long seed);   // 0: deterministic FIFO order
 extern "C" unsigned long long emu_fibers_run(void);          // statistics for tests
 // bench/gpu_plan: every launch is reported to fn (kernel name as written at the launch,
-// grid, block, dynamic shared bytes); execute = 0 skips running the blocks (shapes only).
+// grid, block, dynamic shared bytes), a captured one when it is captured (not again when its
+// graph runs); execute = 0 skips running the blocks (shapes only).
 // fn = NULL switches tracing off.
 typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigned gy, unsigned gz,
                              unsigned bx, unsigned by, unsigned bz, size_t smem);
@@ -104,6 +116,9 @@ extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 // Calls after which the host waits for the device (blocking cudaMemcpy, cudaMemset and the
 // *Synchronize calls), counted since the start.
 extern "C" unsigned long long emu_host_syncs(void);
+// graph launches since the start, and the nodes of the last graph instantiated
+extern "C" unsigned long long emu_graph_launches(void);
+extern "C" unsigned long long emu_last_graph_nodes(void);
 
 #define threadIdx (*emu::cur_tid)
 #define blockIdx (emu::block_idx)
@@ -112,7 +127,7 @@ extern "C" unsigned long long emu_host_syncs(void);
 #define warpSize 32
 #define __syncthreads() emu::syncthreads(__FILE__, __LINE__)
 #define __syncwarp(...) emu::syncwarp()
-#define LAUNCH(k, g, b, s, st) emu::make_launcher(k, #k, dim3(g), dim3(b), (size_t)(s))
+#define LAUNCH(k, g, b, s, st) emu::make_launcher(k, #k, dim3(g), dim3(b), (size_t)(s), (st))
 #define DYN_SHARED(type, name) type *name = (type *)emu::dyn_shared()
 
 // Lane arithmetic follows the PTX rules for width-segmented shuffles.
@@ -171,6 +186,18 @@ cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+// streams, stream capture and graphs: a capture records the stream's launches and async
+// copies/sets as graph nodes (nothing runs); a graph launch runs them in order
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaMallocHost(void **p, size_t bytes);   // pinned host memory
+cudaError_t cudaFreeHost(void *p);
 template <class K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
 
 #endif

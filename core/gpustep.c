@@ -1,0 +1,103 @@
+#include <stdlib.h>
+#include <string.h>
+#include "core/gpustep.h"
+#include "core/util.h"
+
+GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int use_graph)
+{
+    const Ops *o = m->ops;
+    if (!o->augment_plan || !o->loss_accumulate) die("gpustep: the %s table has no device step", o->name);
+    GpuStep *g = xcalloc(1, sizeof *g);
+    g->m = m;
+    g->dd = dd;
+    g->batch = lc->batch;
+    g->max_steps = lc->n / lc->batch;   /* drop_last */
+    g->use_graph = use_graph && o->capture_begin;
+    const Dataset *ds = dd->host;
+    g->labels = o->alloc((size_t)ds->n);
+    o->upload(g->labels, ds->labels, (size_t)ds->n);
+    size_t planned = (size_t)g->max_steps * g->batch;
+    g->order = o->alloc(sizeof(int32_t) * (planned ? planned : 1));
+    g->params = o->alloc(sizeof(AugParams) * (planned ? planned : 1));
+    g->step = o->alloc(sizeof(int32_t));
+    g->sums = o->alloc(2 * sizeof(double));
+    g->host_order = xmalloc(sizeof(int32_t) * (planned ? planned : 1));
+    g->host_params = xmalloc(sizeof(AugParams) * (planned ? planned : 1));
+    return g;
+}
+
+void gpustep_epoch(GpuStep *g, const LoaderConfig *lc, int epoch, int first, double loss_sum, long correct)
+{
+    const Ops *o = g->m->ops;
+    int *order = xmalloc(sizeof(int) * (size_t)(lc->n > 0 ? lc->n : 1));
+    loader_order(lc, epoch, order);
+    for (size_t i = 0; i < (size_t)g->max_steps * g->batch; i++) g->host_order[i] = order[i];
+    for (int b = 0; b < g->max_steps; b++) loader_draw(lc, epoch, b, g->batch, g->host_params + (size_t)b * g->batch);
+    free(order);
+    size_t planned = (size_t)g->max_steps * g->batch;
+    o->upload(g->order, g->host_order, sizeof(int32_t) * planned);
+    o->upload(g->params, g->host_params, sizeof(AugParams) * planned);
+    int32_t s = first;
+    double sums[2] = {loss_sum, (double)correct};
+    o->upload(g->step, &s, sizeof s);
+    o->upload(g->sums, sums, sizeof sums);
+}
+
+/* one step's work, issued op by op (run, or recorded into a graph) */
+static void issue_step(GpuStep *g, float lr, float momentum, float wd, int first_step)
+{
+    Model *m = g->m;
+    const Ops *o = m->ops;
+    int n = g->batch;
+    o->augment_plan(m->input, m->labels, g->dd->images, g->labels, g->order, g->params, g->step, n, g->dd->perm);
+    model_forward_input(m, n, 1);
+    o->softmax_xent_forward(m->losses, m->probs, m->correct, m->logits, m->labels, n, m->cfg.classes);
+    o->loss_accumulate(g->sums, m->losses, m->correct, n, g->step);
+    model_backward(m, n);
+    o->sgd_step(m->params, m->grads, m->momentum, m->n_params, lr, momentum, wd, first_step);
+}
+
+void gpustep_run(GpuStep *g, float lr, float momentum, float weight_decay)
+{
+    Model *m = g->m;
+    const Ops *o = m->ops;
+    if (!g->use_graph || m->steps == 0) {
+        issue_step(g, lr, momentum, weight_decay, m->steps == 0);
+    } else {
+        if (!g->graph || g->graph_lr != lr) {   /* the lr is a kernel argument of the graph */
+            if (g->graph) o->graph_free(g->graph);
+            /* the host side of the step (batchnorm's num_batches_tracked) must not count the
+             * capture, which runs nothing; it is counted per launch below */
+            int64_t *keep = xmalloc(sizeof(int64_t) * (m->n_bn ? m->n_bn : 1));
+            memcpy(keep, m->num_batches_tracked, sizeof(int64_t) * m->n_bn);
+            o->capture_begin();
+            issue_step(g, lr, momentum, weight_decay, 0);
+            g->graph = o->capture_end();
+            memcpy(m->num_batches_tracked, keep, sizeof(int64_t) * m->n_bn);
+            free(keep);
+            g->graph_lr = lr;
+        }
+        o->graph_launch(g->graph);
+        for (int i = 0; i < m->n_bn; i++) m->num_batches_tracked[i]++;   /* each BN once per forward */
+        g->launches++;
+    }
+    m->steps++;
+}
+
+void gpustep_sums(GpuStep *g, double *loss_sum, long *correct)
+{
+    double s[2];
+    g->m->ops->download(s, g->sums, sizeof s);
+    *loss_sum = s[0];
+    *correct = (long)s[1];
+}
+
+void gpustep_free(GpuStep *g)
+{
+    if (!g) return;
+    const Ops *o = g->m->ops;
+    if (g->graph) o->graph_free(g->graph);
+    o->free(g->labels); o->free(g->order); o->free(g->params); o->free(g->step); o->free(g->sums);
+    free(g->host_order); free(g->host_params);
+    free(g);
+}

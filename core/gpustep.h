@@ -1,0 +1,42 @@
+/* The training step on a device, as one graph launch with no host synchronization.
+ *
+ * Per epoch (gpustep_epoch), the host draws the epoch's whole plan as the CPU loader would
+ * (visiting order, every batch's augmentation draws: loader_order / loader_draw), uploads it
+ * with the starting step, and zeroes the device's loss/accuracy sums. Per step
+ * (gpustep_run) the host launches one graph: batch build from the plan at the device's step
+ * counter (labels included), forward, loss, loss/accuracy accumulation (which advances the
+ * counter), backward, SGD. The graph is captured on first use and again when the learning
+ * rate changes (MultiStepLR: a few times per run); the very first optimizer step of a model
+ * (SGD's momentum initialization) runs uncaptured. gpustep_sums reads the sums back: the
+ * one synchronization, once per epoch. Same batches, same arithmetic as the step issued op
+ * by op: the results are bit-identical (tests/test_gpu.c). */
+#ifndef CONVNET_GPUSTEP_H
+#define CONVNET_GPUSTEP_H
+#include "core/devdata.h"
+#include "core/loader.h"
+#include "core/model.h"
+
+typedef struct GpuStep {
+    Model *m;
+    DeviceData *dd;
+    int batch, max_steps, use_graph;
+    uint8_t *labels;          /* device: the data set's labels */
+    int32_t *order, *step;    /* device: the epoch's visiting order; the step counter */
+    AugParams *params;        /* device: every batch's draws */
+    double *sums;             /* device: loss sum, correct count */
+    int32_t *host_order;
+    AugParams *host_params;
+    void *graph;
+    float graph_lr;
+    long launches;            /* graph launches so far */
+} GpuStep;
+
+/* use_graph = 0 issues the same work op by op (the reference for tests) */
+GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int use_graph);
+/* the plan of epoch `epoch`, starting at step `first` with the sums given (a resumed run) */
+void gpustep_epoch(GpuStep *g, const LoaderConfig *lc, int epoch, int first, double loss_sum, long correct);
+void gpustep_run(GpuStep *g, float lr, float momentum, float weight_decay);
+void gpustep_sums(GpuStep *g, double *loss_sum, long *correct);
+void gpustep_free(GpuStep *g);
+
+#endif
