@@ -97,6 +97,8 @@ else
 fi
 
 # ---- 3. benchmarks ------------------------------------------------------------------------
+# the plan's bound (the emulator: no GPU needed) next to the measured step below
+step plan 30 bench/gpu_plan
 if [ $DRY = 1 ]; then
   for s in gemm train_step_gpu torch_cuda epoch_ours epoch_torch; do skip "$s" "dry run: needs a GPU"; done
 else

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/cli.h"
+#include "core/gpustep.h"
 #include "core/model.h"
 #include "core/util.h"
 #include "cpu/fast/fast.h"
@@ -43,6 +44,35 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)batch * 3 * 32 * 32; i++) x[i] = (float)rng_normal(&rng);
     for (int i = 0; i < batch; i++) y[i] = rng_int(&rng, 10);
     double *t = xmalloc(sizeof(double) * steps);
+    if (!ops->host && !eval && ops->capture_begin) {
+        /* a device: the training path of core/train.c, one graph launch per step, batches
+         * built on the device from random images, one epoch of (warmup + steps) batches;
+         * timed over all steps with one sync (steps are queued, so a per-step time would
+         * measure the launch, not the work) */
+        int n_img = (warmup + steps) * batch;
+        Dataset ds = {n_img, xmalloc((size_t)n_img * CIFAR_PIXELS), xmalloc((size_t)n_img)};
+        for (size_t i = 0; i < (size_t)n_img * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&rng, 256);
+        for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&rng, 10);
+        DeviceData *dd = devdata_create(ops, &ds, NULL, batch);
+        LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
+        GpuStep *g = gpustep_create(m, dd, &lc, 1);
+        gpustep_epoch(g, &lc, 0, 0, 0, 0);
+        double t0 = 0;
+        for (int s = -warmup; s < steps; s++) {
+            if (s == 0) { ops->sync(); t0 = now_seconds(); }
+            gpustep_run(g, 0.01f, 0.9f, 1e-4f);
+        }
+        ops->sync();
+        double per = (now_seconds() - t0) / steps;
+        printf("%s train batch %d: %.3f ms/step over %d steps (one graph launch each)\n", device, batch,
+               per * 1e3, steps);
+        printf("train_step img/s: %.1f\n", batch / per);
+        gpustep_free(g);
+        devdata_free(dd);
+        free(ds.images); free(ds.labels); free(x); free(y); free(t);
+        model_free(m);
+        return 0;
+    }
     for (int s = -warmup; s < steps; s++) {
         double t0 = now_seconds();
         model_forward(m, x, batch, !eval);

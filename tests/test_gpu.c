@@ -563,6 +563,7 @@ static void train_two_epochs(int use_graph, float **params, double sums[2][2], s
     LoaderConfig lc = {.ds = &ds, .n = n, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 9};
     GpuStep *g = gpustep_create(m, dd, &lc, use_graph);
     *syncs = 0;
+    *nodes = 0;
     for (int e = 0; e < 2; e++) {
         gpustep_epoch(g, &lc, e, 0, 0, 0);
 #ifndef CONVNET_REAL_GPU
