@@ -615,6 +615,56 @@ START_TEST(graph_step_matches_op_by_op)
 }
 END_TEST
 
+#ifndef CONVNET_REAL_GPU
+/* The practical's step at batch 128, traced without running (emulator trace-only mode):
+ * every kernel gives the card at least 264 blocks (2 per SM of a 132-SM H100/H200) except
+ * the ones whose whole work is tiny: the 10-class head (linear layer, softmax, loss sums)
+ * and the per-channel / per-weight combines of partial sums. bench/gpu_plan prints the
+ * same with the FLOPs and bytes. */
+typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
+void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
+static const char *const tiny_kernels[] = {"gemm_tiled_kernel", "softmax_xent", "column_sum_kernel",
+    "add_bias_rows_kernel", "loss_accumulate_kernel", "bn_finalize_kernel", "bn_grad_finalize_kernel",
+    "sum_groups_kernel"};
+typedef struct { int launches, small; char first_small[160]; } BlockCount;
+static void count_blocks(void *arg, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                         unsigned bz, size_t smem)
+{
+    (void)bx; (void)by; (void)bz; (void)smem;
+    BlockCount *c = arg;
+    c->launches++;
+    for (size_t i = 0; i < sizeof tiny_kernels / sizeof tiny_kernels[0]; i++)
+        if (strstr(k, tiny_kernels[i])) return;
+    if ((long)gx * gy * gz < 264 && !c->small++)
+        snprintf(c->first_small, sizeof c->first_small, "%s with %ux%ux%u blocks", k, gx, gy, gz);
+}
+
+START_TEST(step_kernels_fill_the_card)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    int batch = 128, n = 2 * batch;
+    BlockCount bc = {0, 0, ""};
+    emu_set_trace(count_blocks, &bc, 0);
+    Model *m = model_create(G, &cfg, batch);
+    Dataset ds = {n, calloc((size_t)n, CIFAR_PIXELS), calloc((size_t)n, 1)};
+    DeviceData *dd = devdata_create(G, &ds, NULL, batch);
+    LoaderConfig lc = {.ds = &ds, .n = n, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
+    GpuStep *g = gpustep_create(m, dd, &lc, 0);
+    gpustep_epoch(g, &lc, 0, 0, 0, 0);
+    bc.launches = 0;
+    gpustep_run(g, 0.1f, 0.9f, 1e-4f);   /* one step, kernel by kernel */
+    emu_set_trace(NULL, NULL, 1);
+    ck_assert_int_gt(bc.launches, 100);
+    ck_assert_msg(bc.small == 0, "%d kernels under 264 blocks, e.g. %s", bc.small, bc.first_small);
+    gpustep_free(g);
+    devdata_free(dd);
+    model_free(m);
+    dataset_free(&ds);
+}
+END_TEST
+#endif
+
 /* train_run on the device (the graph path of core/train.c): a run stopped by Ctrl-C inside
  * its first epoch and resumed ends with the same files, bit for bit, as one never stopped. */
 static void raise_at(void *arg, int epoch, int step)
@@ -718,6 +768,9 @@ Suite *suite_gpu(void)
     tcase_add_test(t, model_step_matches_cpu);
     tcase_add_test(t, graph_step_matches_op_by_op);
     tcase_add_test(t, gpu_training_resumes_bit_exact);
+#ifndef CONVNET_REAL_GPU
+    tcase_add_test(t, step_kernels_fill_the_card);
+#endif
     suite_add_tcase(s, t);
     return s;
 }
