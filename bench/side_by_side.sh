@@ -8,7 +8,7 @@
 set -euo pipefail
 out=${1:?usage: side_by_side.sh OUT [EPOCHS] [MILESTONES] [SEEDS]}
 epochs=${2:-30}; milestones=${3:-21,27}; seeds=${4:-1 2}; threads=${THREADS:-2}
-py=${TORCH_PY:-python3}
+py=${TORCH_PY:-$(command -v /usr/bin/python3 || command -v python3)}
 : "${CIFAR10_DIR:?set CIFAR10_DIR to the CIFAR-10 binary directory}"
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
