@@ -71,7 +71,7 @@ OBJ_EMUC = $(patsubst %.cc,$(BUILD)/%.o,$(EMU_SRC))
 TEST_SRC = $(wildcard tests/test_*.c)
 FUZZ_TARGETS = safetensors state cifar permutation cli
 FUZZ_SRC = $(foreach t,$(FUZZ_TARGETS),tests/fuzz/fuzz_$(t).c) tests/fuzz/fuzz_seeds.c
-OBJ_TEST = $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC) $(FUZZ_SRC) tests/check_main.c tests/gradcheck.c)
+OBJ_TEST = $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC) $(FUZZ_SRC) tests/check_main.c tests/gradcheck.c tests/fixtures.c)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
@@ -142,7 +142,7 @@ test-run: $(BUILD)/run_tests $(OBJ_GPU)
 $(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCONVNET_REAL_GPU -c $< -o $@
-$(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o $(OBJ_GPU) $(LIB)
+$(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixtures.o $(OBJ_GPU) $(LIB)
 	$(CC) $(CFLAGS) $^ $(GPU_LIBS) -lcheck_pic -Wl,-Bstatic -lsubunit -Wl,-Bdynamic -lrt $(LDLIBS) -o $@
 gpu-test: $(BUILD)/gpu_tests
 	$(BUILD)/gpu_tests

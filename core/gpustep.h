@@ -7,7 +7,9 @@
  * counter (labels included), forward, loss, loss/accuracy accumulation (which advances the
  * counter), backward, SGD. The graph is captured on first use and again when the learning
  * rate changes (MultiStepLR: a few times per run); the very first optimizer step of a model
- * (SGD's momentum initialization) runs uncaptured. gpustep_sums reads the sums back: the
+ * (SGD's momentum initialization) runs uncaptured; it also grows the kernels' scratch
+ * buffers (batchnorm's and the weight gradient's partial sums) to their size, so a captured
+ * graph never refers to a buffer that is later reallocated. gpustep_sums reads the sums back: the
  * one synchronization, once per epoch. Same batches, same arithmetic as the step issued op
  * by op: the results are bit-identical (tests/test_gpu.c). */
 #ifndef CONVNET_GPUSTEP_H

@@ -38,19 +38,17 @@ __global__ void sum_groups_kernel(float *out, const float *part, long n, int gro
     }
 }
 
-namespace {
-float *part_buf;
-size_t part_floats;
 float *partials(size_t floats)   // grown on first use (the model's first step), then reused
 {
-    if (floats > part_floats) {
-        if (part_buf) CUDA_CHECK(cudaFree(part_buf));
-        CUDA_CHECK(cudaMalloc(&part_buf, sizeof(float) * floats));
-        part_floats = floats;
+    static float *buf;
+    static size_t have;
+    if (floats > have) {
+        if (buf) CUDA_CHECK(cudaFree(buf));
+        CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * floats));
+        have = floats;
     }
-    return part_buf;
+    return buf;
 }
-}  // namespace
 
 void sum_groups(float *out, const float *part, long n, int groups)
 {

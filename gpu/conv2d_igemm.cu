@@ -179,18 +179,6 @@ ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad
 {
     return ConvGeo{N, C, H, W, K, R, S, stride, pad, (H + 2 * pad - R) / stride + 1, (W + 2 * pad - S) / stride + 1};
 }
-
-float *part_buf;
-size_t part_floats;
-float *partials(size_t floats)   // grown on first use (the model's first step), then reused
-{
-    if (floats > part_floats) {
-        if (part_buf) CUDA_CHECK(cudaFree(part_buf));
-        CUDA_CHECK(cudaMalloc(&part_buf, sizeof(float) * floats));
-        part_floats = floats;
-    }
-    return part_buf;
-}
 }  // namespace
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,

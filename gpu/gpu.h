@@ -67,6 +67,8 @@ int batchnorm_split_chunks(int C, long M);
 // image groups the conv weight gradient is split into (conv2d.cu); out[i] = sum_z part[z n + i]
 int conv2d_weight_groups(int N, int K, int CRS);
 void sum_groups(float *out, const float *part, long n, int groups);
+// the partial weight gradients' device buffer (at least `floats`; grown on first use)
+float *partials(size_t floats);
 // The op table's convolution (conv2d_igemm.cu): implicit GEMM, no column buffer; the weight
 // gradient over groups of output pixels, summed in group order.
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,

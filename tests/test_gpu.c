@@ -20,6 +20,7 @@
 #include "core/model.h"
 #include "core/train.h"
 #include "cpu/cpu.h"
+#include "tests/fixtures.h"
 #include "tests/gradcheck.h"
 
 #define GPU_TOL 1e-4
@@ -673,16 +674,6 @@ static void raise_at(void *arg, int epoch, int step)
     if (epoch == 0 && step == 1) raise(SIGINT);
 }
 
-static int same_bytes(const char *a, const char *b)
-{
-    size_t la, lb;
-    char err[256];
-    char *x = read_file(a, &la, err, sizeof err), *y = read_file(b, &lb, err, sizeof err);
-    int same = x && y && la == lb && memcmp(x, y, la) == 0;
-    free(x); free(y);
-    return same;
-}
-
 START_TEST(gpu_training_resumes_bit_exact)
 {
     int n = 36;
@@ -720,7 +711,7 @@ START_TEST(gpu_training_resumes_bit_exact)
     for (int f = 0; f < 3; f++) {
         snprintf(p, sizeof p, "%s/%s", dA, files[f]);
         snprintf(q, sizeof q, "%s/%s", dB, files[f]);
-        ck_assert_msg(same_bytes(p, q), "%s differs after stop + resume on the device", files[f]);
+        ck_assert_msg(fixture_same_file(p, q), "%s differs after stop + resume on the device", files[f]);
     }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", dA, dB);

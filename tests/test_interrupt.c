@@ -22,52 +22,18 @@
 #include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/train.h"
-
-static Dataset make_set(int n, unsigned seed)
-{
-    Dataset ds = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)};
-    Rng r;
-    rng_seed(&r, seed, 3);
-    for (int i = 0; i < n; i++) {
-        int y = rng_int(&r, 10);
-        ds.labels[i] = (uint8_t)y;
-        for (int k = 0; k < CIFAR_PIXELS; k++)
-            ds.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)(y * 20 + rng_int(&r, 60));
-    }
-    return ds;
-}
+#include "tests/fixtures.h"
 
 /* 300 images, 44 for validation, batch 32: 8 steps per epoch, 3 epochs, lr drop after 1 */
 static void tiny_config(TrainConfig *c, const Dataset *tr, const Dataset *te, const char *out)
 {
-    train_config_default(c);
-    c->model.n_stages = 2;
-    c->model.blocks[0] = 1; c->model.blocks[1] = 1;
-    c->model.channels[0] = 4; c->model.channels[1] = 8;
-    c->epochs = 3;
-    c->batch = 32;
-    c->n_val = 44;
-    c->val_every = 1;
-    c->milestones[0] = 1; c->n_milestones = 1;
-    c->train_set = tr;
-    c->test_set = te;
-    c->out_dir = out;
-    c->quiet = 1;
+    fixture_config(c, tr, te, out, 3);
 }
 
 static char *slurp(const char *path, size_t *len)
 {
     char err[256];
     return read_file(path, len, err, sizeof err);
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
-    int same = x && y && la == lb && memcmp(x, y, la) == 0;
-    free(x); free(y);
-    return same;
 }
 
 /* metrics.csv without its timing columns (seconds, img/s differ between runs) */
@@ -176,7 +142,7 @@ static int file_has(const char *dir, const char *name, const char *text)
 
 START_TEST(signal_stops_and_resume_is_bit_exact)
 {
-    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    Dataset tr = fixture_set(300, 1), te = fixture_set(50, 2);
     char dA[] = "/tmp/convnet_sigA_XXXXXX", dB[] = "/tmp/convnet_sigB_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dA));
     ck_assert_ptr_nonnull(mkdtemp(dB));
@@ -197,11 +163,11 @@ START_TEST(signal_stops_and_resume_is_bit_exact)
 
     char p[512], q[512];
     snprintf(p, sizeof p, "%s/last.state", dA); snprintf(q, sizeof q, "%s/last.state", dB);
-    ck_assert_msg(same_file(p, q), "the twice-interrupted run's final state differs from the uninterrupted run's");
+    ck_assert_msg(fixture_same_file(p, q), "the twice-interrupted run's final state differs from the uninterrupted run's");
     snprintf(p, sizeof p, "%s/best.safetensors", dA); snprintf(q, sizeof q, "%s/best.safetensors", dB);
-    ck_assert(same_file(p, q));
+    ck_assert(fixture_same_file(p, q));
     snprintf(p, sizeof p, "%s/results.json", dA); snprintf(q, sizeof q, "%s/results.json", dB);
-    ck_assert(same_file(p, q));
+    ck_assert(fixture_same_file(p, q));
     static char ma[8192], mb[8192];
     metrics_core(dA, ma, sizeof ma);
     metrics_core(dB, mb, sizeof mb);
@@ -218,7 +184,7 @@ END_TEST
 
 START_TEST(second_interrupt_exits_at_once)
 {
-    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    Dataset tr = fixture_set(300, 1), te = fixture_set(50, 2);
     char d[] = "/tmp/convnet_sig2_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(d));
     /* a first epoch completes and is saved; two interrupts in epoch 2 */
@@ -291,7 +257,7 @@ START_TEST(failed_save_keeps_the_previous_file)
     model_init(m, &r);   /* new weights: the failed save must not replace the old ones */
     ck_assert_int_eq(save_under_limit(m, ck, 64 * 1024, 0), 0);
     ck_assert_int_eq(save_under_limit(m, stp, 64 * 1024, 1), 0);
-    ck_assert_msg(same_file(ck, copy), "a failed save changed the previous checkpoint");
+    ck_assert_msg(fixture_same_file(ck, copy), "a failed save changed the previous checkpoint");
     ck_assert_msg(checkpoint_load(m, ck, err, sizeof err) == 0, "%s", err);
     TrainState back;
     ck_assert_msg(train_state_load(m, &back, stp, err, sizeof err) == 0, "%s", err);
@@ -322,7 +288,7 @@ START_TEST(output_under_a_file_is_one_line)
     fclose(f);
     snprintf(out, sizeof out, "%s/run", file);
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", d);
-    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    Dataset tr = fixture_set(300, 1), te = fixture_set(50, 2);
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {

@@ -9,52 +9,17 @@
 #include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/train.h"
-
-static Dataset make_set(int n, unsigned seed)
-{
-    Dataset ds = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)};
-    Rng r;
-    rng_seed(&r, seed, 3);
-    for (int i = 0; i < n; i++) {
-        int y = rng_int(&r, 10);
-        ds.labels[i] = (uint8_t)y;
-        for (int k = 0; k < CIFAR_PIXELS; k++)   /* class-dependent brightness + noise */
-            ds.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)(y * 20 + rng_int(&r, 60));
-    }
-    return ds;
-}
+#include "tests/fixtures.h"
 
 static void tiny_config(TrainConfig *c, const Dataset *tr, const Dataset *te, const char *out)
 {
-    train_config_default(c);
-    c->model.n_stages = 2;
-    c->model.blocks[0] = 1; c->model.blocks[1] = 1;
-    c->model.channels[0] = 4; c->model.channels[1] = 8;
-    c->epochs = 2;
-    c->batch = 32;
-    c->n_val = 44;
-    c->val_every = 1;
-    c->milestones[0] = 1; c->n_milestones = 1;   /* lr changes between the two epochs */
-    c->train_set = tr;
-    c->test_set = te;
-    c->out_dir = out;
+    fixture_config(c, tr, te, out, 2);
     c->retrain = 1;
-    c->quiet = 1;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t la, lb;
-    char err[256];
-    char *x = read_file(a, &la, err, sizeof err), *y = read_file(b, &lb, err, sizeof err);
-    int same = x && y && la == lb && memcmp(x, y, la) == 0;
-    free(x); free(y);
-    return same;
 }
 
 START_TEST(resume_is_bit_exact)
 {
-    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    Dataset tr = fixture_set(300, 1), te = fixture_set(50, 2);
     char dA[] = "/tmp/convnet_runA_XXXXXX", dB[] = "/tmp/convnet_runB_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dA));
     ck_assert_ptr_nonnull(mkdtemp(dB));
@@ -83,9 +48,9 @@ START_TEST(resume_is_bit_exact)
     ck_assert_msg(access(p, F_OK) != 0, "the leftover temporary file was not removed");
 
     snprintf(p, sizeof p, "%s/last.state", dA); snprintf(q, sizeof q, "%s/last.state", dB);
-    ck_assert_msg(same_file(p, q), "resumed training state differs from the uninterrupted run");
+    ck_assert_msg(fixture_same_file(p, q), "resumed training state differs from the uninterrupted run");
     snprintf(p, sizeof p, "%s/best.safetensors", dA); snprintf(q, sizeof q, "%s/best.safetensors", dB);
-    ck_assert(same_file(p, q));
+    ck_assert(fixture_same_file(p, q));
     ck_assert(ra.test == rb.test && ra.val == rb.val);
     ck_assert(ra.val > 0.2);                  /* it learned something (chance is 0.1) */
 
@@ -124,7 +89,7 @@ static void remove_div_dir(void)
 
 START_TEST(divergence_stops)
 {
-    Dataset tr = make_set(300, 1), te = make_set(50, 2);
+    Dataset tr = fixture_set(300, 1), te = fixture_set(50, 2);
     char *d = div_dir;
     ck_assert_ptr_nonnull(mkdtemp(div_dir));
     atexit(remove_div_dir);   /* train_run exits; clean up then */
