@@ -229,7 +229,6 @@ void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const flo
     CUDA_CHECK_LAUNCH();
 }
 
-int batchnorm_split_chunks(int C, long M) { return split_for(C, M).chunks; }
 }  // namespace GPU_NS
 
 #define CAT2(a, b) a##b

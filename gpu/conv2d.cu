@@ -3,10 +3,8 @@
 // then one batched GEMM launch:
 //   forward          out[n]  = W[K,CRS] col_n                 (batch of N GEMMs, NN)
 //   backward_input   col_n   = W^T dout[n], then col2im        (batch of N GEMMs, TN)
-//   backward_weight  dW_z    = sum_{n in group z} dout[n] col_n^T   (NT, one group of images
-//                                                               per grid z, enough groups for
-//                                                               ~528 blocks), then
-//                    dW      = sum_z dW_z in group order          (deterministic, no atomics)
+//   backward_weight  dW      = sum_n dout[n] col_n^T           (one GEMM reducing over n, NT;
+//                                                               fixed order: deterministic)
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
 
@@ -28,55 +26,12 @@ void conv2d_backward_input(float *din, const float *dout, const float *weight, i
     col2im(din, ws, N, C, H, W, R, S, stride, pad, P, Q);
 }
 
-// dW[i] = sum over groups z (in order) of part[z][i], i < n
-__global__ void sum_groups_kernel(float *out, const float *part, long n, int groups)
-{
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        float s = 0.f;
-        for (int z = 0; z < groups; z++) s += part[z * n + i];
-        out[i] = s;
-    }
-}
-
-float *partials(size_t floats)   // grown on first use (the model's first step), then reused
-{
-    static float *buf;
-    static size_t have;
-    if (floats > have) {
-        if (buf) CUDA_CHECK(cudaFree(buf));
-        CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * floats));
-        have = floats;
-    }
-    return buf;
-}
-
-void sum_groups(float *out, const float *part, long n, int groups)
-{
-    LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(out, part, n, groups);
-    CUDA_CHECK_LAUNCH();
-}
-
-int conv2d_weight_groups(int N, int K, int CRS)
-{
-    int tiles = div_up(CRS, 64) * div_up(K, 64), want = div_up(4 * 132, tiles);   // ~4 blocks per SM
-    int per = div_up(N, want < N ? want : N);
-    return div_up(N, per);
-}
-
 void conv2d_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
                             int W, int K, int R, int S, int stride, int pad, float *ws)
 {
     int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1, CRS = C * R * S, PQ = P * Q;
     im2col(ws, in, N, C, H, W, R, S, stride, pad, P, Q);
-    int groups = conv2d_weight_groups(N, K, CRS), per = div_up(N, groups);
-    if (groups == 1) {
-        gemm_batched(0, 1, K, CRS, PQ, dout, PQ, (long)K * PQ, ws, PQ, (long)CRS * PQ, 0.f, dweight, CRS, 0, N, 1);
-        return;
-    }
-    long n = (long)K * CRS;
-    float *part = partials((size_t)groups * n);
-    gemm_batched_groups(0, 1, K, CRS, PQ, dout, PQ, (long)K * PQ, ws, PQ, (long)CRS * PQ, part, CRS, n, N, per);
-    sum_groups(dweight, part, n, groups);
+    gemm_batched(0, 1, K, CRS, PQ, dout, PQ, (long)K * PQ, ws, PQ, (long)CRS * PQ, 0.f, dweight, CRS, 0, N, 1);
 }
 
 // out[n,k,i] += bias[k]
@@ -116,8 +71,6 @@ void bias_backward(float *dbias, const float *dout, int N, int K, int HW)
     CUDA_CHECK_LAUNCH();
 }
 }  // namespace gpu
-
-extern "C" int gpu_conv2d_weight_groups(int N, int K, int CRS) { return gpu::conv2d_weight_groups(N, K, CRS); }
 
 // the readable (im2col) convolution for tests/test_gpu.c
 extern "C" void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, int N, int C, int H, int W,

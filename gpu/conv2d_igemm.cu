@@ -10,7 +10,7 @@
 //                    M = C, columns = N*H*W, reduction = K*R*S
 //   backward_weight  dW_z[k, (c,r,s)] = sum_{(n,p,q) in pixel group z} dout[n,k,p,q] in[n, c, ...]
 //                    M = K, columns = C*R*S, reduction = the group's output pixels; the groups'
-//                    partial dW added in group order by sum_groups_kernel (conv2d.cu)
+//                    partial dW added in group order by sum_groups_kernel
 // Tiles: BM x BN outputs per block, each thread TM x TN = 4 x 4 of them, BK = 16 reduction
 // steps through shared memory. BM (16, 32 or 64) is the smallest that covers the 16/24/32
 // channels of the practical's layers; BN (256 down to 16, blockDim = BM*BN/16) the largest
@@ -138,8 +138,30 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
     }
 }
 
+// dW[i] = sum over groups z (in order) of part[z][i], i < n
+__global__ void sum_groups_kernel(float *out, const float *part, long n, int groups)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float s = 0.f;
+        for (int z = 0; z < groups; z++) s += part[z * n + i];
+        out[i] = s;
+    }
+}
+
 namespace {
 constexpr long TARGET_BLOCKS = 4 * 132;
+
+float *partials(size_t floats)   // grown on first use (the model's first step), then reused
+{
+    static float *buf;
+    static size_t have;
+    if (floats > have) {
+        if (buf) CUDA_CHECK(cudaFree(buf));
+        CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * floats));
+        have = floats;
+    }
+    return buf;
+}
 
 int pick_bm(int M) { return M <= 16 ? 16 : M <= 32 ? 32 : 64; }
 // the largest BN whose grid (times z) still has TARGET_BLOCKS blocks, with 32 to 256 threads
@@ -216,7 +238,11 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     groups = (int)((pix + per - 1) / per);
     float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
     launch<2>(part, dout, in, nullptr, g, K, crs, pix, per, groups);
-    if (groups > 1) sum_groups(dweight, part, (long)K * crs, groups);
+    if (groups > 1) {
+        long n = (long)K * crs;
+        LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(dweight, part, n, groups);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 }  // namespace gpu
 

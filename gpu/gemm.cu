@@ -39,15 +39,14 @@ constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;   // 256 threads: 16 x 
 __global__ void __launch_bounds__(256) gemm_tiled_kernel(int transA, int transB, int M, int N, int K,
                                   const float *A, int lda, long strideA, const float *B, int ldb,
                                   long strideB, float beta, float *C, int ldc, long strideC,
-                                  int batch, int per)
+                                  int batch, int reduce)
 {
     __shared__ __align__(16) float As[BK][BM];   // As[k][i] = op(A)[m0 + i, k0 + k]
     __shared__ __align__(16) float Bs[BK][BN];   // Bs[k][j] = op(B)[k0 + k, n0 + j]
     int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    // blockIdx.z = zb sums the products of batch entries [zb per, zb per + per) into C_zb
-    long zb = blockIdx.z;
-    int b0 = (int)(zb * per), b1 = b0 + per < batch ? b0 + per : batch;
+    long zb = reduce ? 0 : blockIdx.z;
+    int b0 = reduce ? 0 : (int)zb, b1 = reduce ? batch : (int)zb + 1;
     float acc[TM][TN];
     for (int i = 0; i < TM; i++)
         for (int j = 0; j < TN; j++) acc[i][j] = 0.f;
@@ -99,18 +98,7 @@ void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, i
     if (M <= 0 || N <= 0 || batch <= 0) return;
     dim3 grid(div_up(N, BN), div_up(M, BM), reduce ? 1 : batch);
     LAUNCH(gemm_tiled_kernel, grid, 256, 0, gpu::stream())(transA, transB, M, N, K, A, lda, strideA, B, ldb,
-                                               strideB, beta, C, ldc, strideC, batch, reduce ? batch : 1);
-    CUDA_CHECK_LAUNCH();
-}
-
-void gemm_batched_groups(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA,
-                         const float *B, int ldb, long strideB, float *C, int ldc, long strideC,
-                         int batch, int per)
-{
-    if (M <= 0 || N <= 0 || batch <= 0) return;
-    dim3 grid(div_up(N, BN), div_up(M, BM), div_up(batch, per));
-    LAUNCH(gemm_tiled_kernel, grid, 256, 0, gpu::stream())(transA, transB, M, N, K, A, lda, strideA, B, ldb,
-                                               strideB, 0.f, C, ldc, strideC, batch, per);
+                                               strideB, beta, C, ldc, strideC, batch, reduce);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -138,11 +126,6 @@ extern "C" void CAT(GPU_NS, _gemm_tiled)(int ta, int tb, int M, int N, int K, co
                                          const float *B, int ldb, float beta, float *C, int ldc)
 {
     GPU_NS::gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-}
-extern "C" void CAT(GPU_NS, _gemm_groups)(int M, int N, int K, const float *A, const float *B, float *C,
-                                         int batch, int per)
-{   // C_z = sum_{b in group z} A_b B_b^T: A_b [M,K], B_b [N,K] (the weight gradient's form)
-    GPU_NS::gemm_batched_groups(0, 1, M, N, K, A, K, (long)M * K, B, K, (long)N * K, C, N, (long)M * N, batch, per);
 }
 extern "C" void CAT(GPU_NS, _gemm_naive)(int ta, int tb, int M, int N, int K, const float *A, int lda,
                                          const float *B, int ldb, float beta, float *C, int ldc)

@@ -17,12 +17,7 @@ cudaStream_t stream();
 void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA,
                   const float *B, int ldb, long strideB, float beta, float *C, int ldc, long strideC,
                   int batch, int reduce);
-// The same product summed over groups of `per` consecutive batch entries: C_z (at
-// C + z strideC) = sum over b in [z per, z per + per) of op(A_b) op(B_b), z < div_up(batch, per)
-// (the weight gradient's image groups; their sum is taken in a fixed order afterwards).
-void gemm_batched_groups(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA,
-                         const float *B, int ldb, long strideB, float *C, int ldc, long strideC,
-                         int batch, int per);
+
 void gemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
           int ldb, float beta, float *C, int ldc);
 void gemm_naive(int transA, int transB, int M, int N, int K, const float *A, int lda,
@@ -62,13 +57,7 @@ void batchnorm_split_forward_train(float *out, float *save_mean, float *save_inv
 void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *mask, const float *in, const float *add, const float *gamma,
                               const float *save_mean, const float *save_invstd, int N, int C, int HW);
-int batchnorm_split_chunks(int C, long M);
 
-// image groups the conv weight gradient is split into (conv2d.cu); out[i] = sum_z part[z n + i]
-int conv2d_weight_groups(int N, int K, int CRS);
-void sum_groups(float *out, const float *part, long n, int groups);
-// the partial weight gradients' device buffer (at least `floats`; grown on first use)
-float *partials(size_t floats);
 // The op table's convolution (conv2d_igemm.cu): implicit GEMM, no column buffer; the weight
 // gradient over groups of output pixels, summed in group order.
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,

@@ -44,7 +44,6 @@ void gpu_batchnorm_block_forward_train(float *out, float *sm, float *si, float *
 void gpu_batchnorm_block_backward(float *din, float *dg, float *db, const float *dout, const float *in,
                                   const float *g, const float *sm, const float *si, int N, int C, int HW);
 void gpu_gemm_naive(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
-void gpu_gemm_groups(int M, int N, int K, const float *A, const float *B, float *C, int batch, int per);
 void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, int N, int C, int H, int W,
                        int K, int R, int S, int stride, int pad, float *ws);
 
@@ -111,21 +110,6 @@ START_TEST(gemm_kernels)
             }
     G->free(dA); G->free(dB);
     free(A); free(B); free(C0); free(ref);
-
-    /* grouped and summed over the batch (the weight gradient): 7 products in groups of 3,
-     * the last group partial; each group's sum in batch order, as the CPU adds them */
-    int nb = 7, per = 3, groups = 3, m = 19, n = 70, k = 33;
-    float *As = rnd((size_t)nb * m * k, 4), *Bs = rnd((size_t)nb * n * k, 5);
-    float *want = calloc((size_t)groups * m * n, sizeof(float)), *one = malloc(sizeof(float) * m * n);
-    for (int b = 0; b < nb; b++) {
-        gemm_ref(0, 1, m, n, k, As + (size_t)b * m * k, k, Bs + (size_t)b * n * k, k, 0, one, n);
-        for (int i = 0; i < m * n; i++) want[(size_t)(b / per) * m * n + i] += one[i];
-    }
-    float *dAs = up(As, (size_t)nb * m * k), *dBs = up(Bs, (size_t)nb * n * k), *dCs = poisoned((size_t)groups * m * n);
-    gpu_gemm_groups(m, n, k, dAs, dBs, dCs, nb, per);
-    EXPECT_CLOSE(dCs, want, (size_t)groups * m * n, "gemm over image groups");
-    G->free(dAs); G->free(dBs); G->free(dCs);
-    free(As); free(Bs); free(want); free(one);
 }
 END_TEST
 

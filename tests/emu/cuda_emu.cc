@@ -5,7 +5,6 @@
 #include <time.h>
 #include <ucontext.h>
 #include <cstdlib>
-#include <memory>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -181,10 +180,9 @@ emu_trace_fn trace_fn;
 void *trace_arg;
 int trace_execute = 1;
 unsigned long long host_syncs;
-bool replaying;   // inside cudaGraphLaunch: launches were reported to the trace when captured
 }  // namespace
 
-void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
+void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
 {
     size_t n = (size_t)block.x * block.y * block.z;
     if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
@@ -195,10 +193,7 @@ void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::fun
         last_error = cudaErrorInvalidValue;
         return;
     }
-    if (trace_fn) {
-        if (!replaying) trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
-        if (!trace_execute) return;
-    }
+    if (trace_fn && !trace_execute) return;   // reported by launch_on, which every launch goes through
     body = &b;
     block_dim = block;
     grid_dim = grid;
@@ -238,12 +233,14 @@ bool record(cudaStream_t st, std::function<void()> node)
 
 void launch_on(cudaStream_t st, const char *name, dim3 grid, dim3 block, size_t smem, std::function<void()> b)
 {
+    // traced where it is issued: a captured launch now, not again when its graph runs
+    if (trace_fn && (!capturing || st == capturing))
+        trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
     if (capturing) {
-        if (trace_fn && st == capturing) trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
-        record(st, [name, grid, block, smem, b] { launch(name, grid, block, smem, b); });
+        record(st, [grid, block, smem, b] { launch(grid, block, smem, b); });
         return;
     }
-    launch(name, grid, block, smem, b);
+    launch(grid, block, smem, b);
 }
 
 void syncthreads(const char *file, int line)
@@ -374,9 +371,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
 {
     if (emu::capturing) return cudaErrorStreamCaptureUnsupported;
     emu::graph_launches++;
-    emu::replaying = true;
     for (auto &node : e->nodes) node();
-    emu::replaying = false;
     return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }

@@ -62,7 +62,7 @@ namespace emu {
 extern uint3 *cur_tid;
 extern uint3 block_idx;
 extern dim3 block_dim, grid_dim;
-void launch(const char *name, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
 // A launch on `stream`: run now, or recorded into the graph being captured on that stream
 // (launching on another stream during a capture is an error, as on a GPU).
 void launch_on(cudaStream_t stream, const char *name, dim3 grid, dim3 block, size_t smem,
