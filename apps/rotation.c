@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     model_config_default(&defaults);
     /* no local checkpoint: the one shipped beside this program, as the notebook falls back to
      * its pretrained download (practical's model only) */
-    if (access(path, F_OK) != 0 && !memcmp(&cfg.model, &defaults, sizeof defaults) &&
+    if (access(path, F_OK) != 0 && model_config_same(&cfg.model, &defaults) &&
         exe_dir(shipped, sizeof shipped) == 0) {
         strncat(shipped, "/results/ResNet/best.safetensors", sizeof shipped - strlen(shipped) - 1);
         if (access(shipped, R_OK) == 0) {

@@ -1,14 +1,9 @@
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdarg.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/util.h"
 

@@ -21,7 +21,7 @@ GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int us
     g->params = o->alloc(sizeof(AugParams) * (planned ? planned : 1));
     g->step = o->alloc(sizeof(int32_t));
     g->sums = o->alloc(2 * sizeof(double));
-    g->host_order = xmalloc(sizeof(int32_t) * (planned ? planned : 1));
+    g->host_order = xmalloc(sizeof(int) * (size_t)(lc->n > 0 ? lc->n : 1));   /* a whole epoch's order */
     g->host_params = xmalloc(sizeof(AugParams) * (planned ? planned : 1));
     return g;
 }
@@ -29,11 +29,9 @@ GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int us
 void gpustep_epoch(GpuStep *g, const LoaderConfig *lc, int epoch, int first, double loss_sum, long correct)
 {
     const Ops *o = g->m->ops;
-    int *order = xmalloc(sizeof(int) * (size_t)(lc->n > 0 ? lc->n : 1));
-    loader_order(lc, epoch, order);
-    for (size_t i = 0; i < (size_t)g->max_steps * g->batch; i++) g->host_order[i] = order[i];
+    _Static_assert(sizeof(int) == sizeof(int32_t), "the order is uploaded as int32");
+    loader_order(lc, epoch, g->host_order);   /* the batches use its first max_steps * batch */
     for (int b = 0; b < g->max_steps; b++) loader_draw(lc, epoch, b, g->batch, g->host_params + (size_t)b * g->batch);
-    free(order);
     size_t planned = (size_t)g->max_steps * g->batch;
     o->upload(g->order, g->host_order, sizeof(int32_t) * planned);
     o->upload(g->params, g->host_params, sizeof(AugParams) * planned);

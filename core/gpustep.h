@@ -26,7 +26,7 @@ typedef struct GpuStep {
     int32_t *order, *step;    /* device: the epoch's visiting order; the step counter */
     AugParams *params;        /* device: every batch's draws */
     double *sums;             /* device: loss sum, correct count */
-    int32_t *host_order;
+    int *host_order;          /* the epoch's whole visiting order (loader_order) */
     AugParams *host_params;
     void *graph;
     float graph_lr;

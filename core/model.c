@@ -25,6 +25,18 @@ void model_config_mlp(ModelConfig *cfg)
     cfg->hidden[0] = 512; cfg->hidden[1] = 256;
 }
 
+int model_config_same(const ModelConfig *a, const ModelConfig *b)
+{
+    if (a->block != b->block || a->n_stages != b->n_stages || a->classes != b->classes || a->in_c != b->in_c ||
+        a->in_h != b->in_h || a->in_w != b->in_w || a->mlp != b->mlp || a->n_hidden != b->n_hidden)
+        return 0;
+    for (int s = 0; s < a->n_stages; s++)
+        if (a->blocks[s] != b->blocks[s] || a->channels[s] != b->channels[s]) return 0;
+    for (int h = 0; h < a->n_hidden; h++)
+        if (a->hidden[h] != b->hidden[h]) return 0;
+    return 1;
+}
+
 int parse_int_list(const char *s, int *out, int max)
 {
     int n = 0;

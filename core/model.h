@@ -41,6 +41,8 @@ typedef struct ModelConfig {
 
 void model_config_default(ModelConfig *cfg);   /* the practical's: preact [2,2,3] x [16,24,32] */
 void model_config_mlp(ModelConfig *cfg);       /* 3072-512-256-10 with ReLU */
+/* 1 if both describe the same network (the fields in use, not unused stage slots) */
+int model_config_same(const ModelConfig *a, const ModelConfig *b);
 
 typedef struct Conv { int C, K, R, S, stride, pad, H, W, P, Q; size_t w, b; int has_bias; } Conv;
 typedef struct BatchNorm { int C, HW; size_t gamma, beta, rmean, rvar; int index; float *mean, *invstd; } BatchNorm;

@@ -36,13 +36,11 @@ void train_config_default(TrainConfig *c)
     c->n_val = 5000;
 }
 
-static int same_model(const ModelConfig *a, const ModelConfig *b);
-
 int train_config_is_default(const TrainConfig *c)
 {
     TrainConfig d;
     train_config_default(&d);
-    if (!same_model(&c->model, &d.model) || c->epochs != d.epochs || c->batch != d.batch ||
+    if (!model_config_same(&c->model, &d.model) || c->epochs != d.epochs || c->batch != d.batch ||
         c->lr != d.lr || c->momentum != d.momentum || c->weight_decay != d.weight_decay ||
         c->gamma != d.gamma || c->n_milestones != d.n_milestones || c->val_every != d.val_every ||
         c->seed != d.seed || c->flip != d.flip || c->crop != d.crop || c->perm)
@@ -63,28 +61,14 @@ static int file_exists(const char *p) { return access(p, F_OK) == 0; }
 /* dst = src, atomically; 0 or -1 with err set */
 static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
 {
-    FILE *f = fopen(src, "rb");
-    if (!f) { snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno)); return -1; }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) { cap *= 2; buf = realloc(buf, cap); if (!buf) die("out of memory"); }
-    }
-    fclose(f);
+    size_t len;
+    char *buf = read_file(src, &len, err, errlen);
+    if (!buf) return -1;
     int rc = atomic_write(dst, buf, len, err, errlen);
     free(buf);
     return rc;
 }
 
-static int same_model(const ModelConfig *a, const ModelConfig *b)
-{
-    if (a->block != b->block || a->n_stages != b->n_stages || a->classes != b->classes) return 0;
-    for (int s = 0; s < a->n_stages; s++)
-        if (a->blocks[s] != b->blocks[s] || a->channels[s] != b->channels[s]) return 0;
-    return 1;
-}
 
 /* Accuracy with the batches built on the device (any table but the CPU's). dd: the device's
  * copy of lc->ds with lc->perm, or NULL to upload one for this call. */
@@ -213,7 +197,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     ModelConfig defaults;
     model_config_default(&defaults);
     if (!have_best && !cfg->retrain && !cfg->resume && cfg->shipped_dir && !cfg->perm &&
-        !cfg->train_set && same_model(&cfg->model, &defaults)) {
+        !cfg->train_set && model_config_same(&cfg->model, &defaults)) {
         char src[4200];
         snprintf(src, sizeof src, "%s/best.safetensors", cfg->shipped_dir);
         if (file_exists(src)) {
@@ -282,7 +266,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             Progress pr;
             progress_begin(&pr, epoch, cfg->epochs, steps);
             if (on_cpu) loader_start_epoch_at(loader, epoch, first);
-            if (!on_cpu) gpustep_epoch(gs, &lc, epoch, first, loss_sum, correct);
+            else gpustep_epoch(gs, &lc, epoch, first, loss_sum, correct);
             for (int step = first; step < steps; step++) {
                 int count = cfg->batch;
                 if (on_cpu) {

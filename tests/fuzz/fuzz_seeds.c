@@ -27,26 +27,20 @@ Model *fuzz_model(void)
     return m;
 }
 
-static int put(const char *root, const char *target, const char *name, const void *data, size_t len)
+/* root/target/name, its directory created */
+static const char *seed_path(const char *root, const char *target, const char *name)
 {
-    char dir[4200], path[4400], err[1024];
-    snprintf(dir, sizeof dir, "%s/%s", root, target);
-    mkdir_p(dir);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (atomic_write(path, data, len, err, sizeof err)) die("%s", err);
-    return 1;
+    static char path[4400];
+    snprintf(path, sizeof path, "%s/%s", root, target);
+    mkdir_p(path);
+    snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
+    return path;
 }
 
-/* a file written by a function that takes a path: written, then copied under its name */
-static int put_file(const char *root, const char *target, const char *name, const char *written)
+static int put(const char *root, const char *target, const char *name, const void *data, size_t len)
 {
-    size_t len;
     char err[1024];
-    char *bytes = read_file(written, &len, err, sizeof err);
-    if (!bytes) die("%s", err);
-    put(root, target, name, bytes, len);
-    free(bytes);
-    remove(written);
+    if (atomic_write(seed_path(root, target, name), data, len, err, sizeof err)) die("%s", err);
     return 1;
 }
 
@@ -66,20 +60,16 @@ static int put_args(const char *root, const char *name, int app, const char *con
 int fuzz_write_seeds(const char *root, const char *cifar_dir)
 {
     int count = 0;
-    char tmp[4200], err[1024];
-    mkdir_p(root);
+    char err[1024];
     Model *m = fuzz_model();
 
-    snprintf(tmp, sizeof tmp, "%s/written.tmpfile", root);
-    if (checkpoint_save(m, tmp, err, sizeof err)) die("%s", err);
-    count += put_file(root, "safetensors", "checkpoint.safetensors", tmp);
-
+    /* written by the functions the apps save with */
+    if (checkpoint_save(m, seed_path(root, "safetensors", "checkpoint.safetensors"), err, sizeof err)) die("%s", err);
     TrainState st = {.epoch = 3, .steps = 120, .best_val = 0.5, .best_epoch = 2, .seed = 42};
-    if (train_state_save(m, &st, tmp, err, sizeof err)) die("%s", err);
-    count += put_file(root, "state", "epoch_boundary.state", tmp);
+    if (train_state_save(m, &st, seed_path(root, "state", "epoch_boundary.state"), err, sizeof err)) die("%s", err);
     st.step = 17; st.correct = 300; st.seen = 544; st.loss_sum = 700.5; st.seconds = 2.5;
-    if (train_state_save(m, &st, tmp, err, sizeof err)) die("%s", err);
-    count += put_file(root, "state", "inside_epoch.state", tmp);
+    if (train_state_save(m, &st, seed_path(root, "state", "inside_epoch.state"), err, sizeof err)) die("%s", err);
+    count += 3;
 
     uint8_t rec[2 * CIFAR_RECORD];
     int real = 0;
@@ -96,11 +86,10 @@ int fuzz_write_seeds(const char *root, const char *cifar_dir)
 
     int perm[1024];
     permutation_from_seed(perm, 8, 1);
-    if (permutation_save(tmp, perm, 8, err, sizeof err)) die("%s", err);
-    count += put_file(root, "permutation", "perm8.txt", tmp);
+    if (permutation_save(seed_path(root, "permutation", "perm8.txt"), perm, 8, err, sizeof err)) die("%s", err);
     permutation_from_seed(perm, 1024, 42);
-    if (permutation_save(tmp, perm, 1024, err, sizeof err)) die("%s", err);
-    count += put_file(root, "permutation", "perm1024.txt", tmp);
+    if (permutation_save(seed_path(root, "permutation", "perm1024.txt"), perm, 1024, err, sizeof err)) die("%s", err);
+    count += 2;
 
     static const char *const a0[] = {"--epochs", "30", "--milestones=21,27", "--seed", "2", "--out", "runs/a", NULL};
     static const char *const a1[] = {"--blocks", "1,1", "--channels=4,8", "--lr", "0.05", "--no-flip", "--resume", NULL};
