@@ -59,8 +59,12 @@ void gpustep_run(GpuStep *g, float lr, float momentum, float weight_decay)
 {
     Model *m = g->m;
     const Ops *o = m->ops;
-    if (!g->use_graph || m->steps == 0) {
+    /* the first step of a GpuStep runs uncaptured even when resumed (m->steps > 0): the
+     * operators size their scratch buffers on first use, and cudaMalloc is refused inside a
+     * capture */
+    if (!g->use_graph || m->steps == 0 || !g->warm) {
         issue_step(g, lr, momentum, weight_decay, m->steps == 0);
+        g->warm = 1;
     } else {
         if (!g->graph || g->graph_lr != lr) {   /* the lr is a kernel argument of the graph */
             if (g->graph) o->graph_free(g->graph);

@@ -31,6 +31,7 @@ typedef struct GpuStep {
     void *graph;
     float graph_lr;
     long launches;            /* graph launches so far */
+    int warm;                 /* a step has run uncaptured (scratch buffers sized) */
 } GpuStep;
 
 /* use_graph = 0 issues the same work op by op (the reference for tests) */

@@ -60,6 +60,16 @@ float *scratch(size_t floats)
     }
     return scratch_buf;
 }
+}  // namespace
+
+void batchnorm_split_release()
+{
+    if (scratch_buf) CUDA_CHECK(cudaFree(scratch_buf));
+    scratch_buf = nullptr;
+    scratch_floats = 0;
+}
+
+namespace {
 
 // Sum of v over the block; every thread gets the result. sh holds SPLIT_THREADS floats.
 __device__ float split_block_sum(float v, float *sh)

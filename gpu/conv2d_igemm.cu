@@ -151,10 +151,10 @@ __global__ void sum_groups_kernel(float *out, const float *part, long n, int gro
 namespace {
 constexpr long TARGET_BLOCKS = 4 * 132;
 
+float *buf;
+size_t have;
 float *partials(size_t floats)   // grown on first use (the model's first step), then reused
 {
-    static float *buf;
-    static size_t have;
     if (floats > have) {
         if (buf) CUDA_CHECK(cudaFree(buf));
         CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * floats));
@@ -202,6 +202,13 @@ ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad
     return ConvGeo{N, C, H, W, K, R, S, stride, pad, (H + 2 * pad - R) / stride + 1, (W + 2 * pad - S) / stride + 1};
 }
 }  // namespace
+
+void conv2d_igemm_release()
+{
+    if (buf) CUDA_CHECK(cudaFree(buf));
+    buf = nullptr;
+    have = 0;
+}
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
                           int H, int W, int K, int R, int S, int stride, int pad)

@@ -67,6 +67,10 @@ void conv2d_igemm_backward_input(float *din, const float *dout, const float *wei
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
                                   int W, int K, int R, int S, int stride, int pad);
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
+// free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
+// the next step then allocates them again, as the first step of a new process does)
+void batchnorm_split_release();
+void conv2d_igemm_release();
 
 void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);

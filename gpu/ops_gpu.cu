@@ -144,6 +144,12 @@ Ops make_table()
 const Ops table = make_table();
 }  // namespace
 
+extern "C" void gpu_release_scratch(void)
+{
+    gpu::batchnorm_split_release();
+    gpu::conv2d_igemm_release();
+}
+
 #ifndef CONVNET_CUDA_ARCH
 #define CONVNET_CUDA_ARCH 0   // the emulator build: any "device" will do
 #endif

@@ -600,6 +600,41 @@ START_TEST(graph_step_matches_op_by_op)
 }
 END_TEST
 
+/* A resumed run starts with m->steps > 0 in a fresh process, where the operators' scratch
+ * buffers (grown on first use) do not exist yet: its first step must run uncaptured, since
+ * cudaMalloc is refused inside a capture (on a GPU in global capture mode, and on the
+ * emulator). gpu_release_scratch puts this process back in that state. */
+void gpu_release_scratch(void);
+START_TEST(resumed_first_step_is_not_captured)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.n_stages = 2;
+    cfg.blocks[0] = 1; cfg.blocks[1] = 1;
+    cfg.channels[0] = 4; cfg.channels[1] = 6;
+    int batch = 4, n = 8;
+    Dataset ds = fixture_set(n, 3);
+    Model *m = model_create(G, &cfg, batch);
+    Rng r;
+    rng_seed(&r, 5, 1);
+    model_init(m, &r);
+    m->steps = 7;   /* as restored from a training state */
+    gpu_release_scratch();
+    DeviceData *dd = devdata_create(G, &ds, NULL, batch);
+    LoaderConfig lc = {.ds = &ds, .n = n, .batch = batch, .shuffle = 1, .drop_last = 1, .seed = 2};
+    GpuStep *g = gpustep_create(m, dd, &lc, 1);
+    gpustep_epoch(g, &lc, 0, 0, 0, 0);
+    gpustep_run(g, 0.1f, 0.9f, 1e-4f);
+    ck_assert_int_eq(g->launches, 0);
+    gpustep_run(g, 0.1f, 0.9f, 1e-4f);
+    ck_assert_int_eq(g->launches, 1);
+    gpustep_free(g);
+    devdata_free(dd);
+    model_free(m);
+    dataset_free(&ds);
+}
+END_TEST
+
 #ifndef CONVNET_REAL_GPU
 /* The practical's step at batch 128, traced without running (emulator trace-only mode):
  * every kernel gives the card at least 264 blocks (2 per SM of a 132-SM H100/H200) except
@@ -742,6 +777,7 @@ Suite *suite_gpu(void)
     tcase_add_test(t, device_data_path_matches_loader);
     tcase_add_test(t, model_step_matches_cpu);
     tcase_add_test(t, graph_step_matches_op_by_op);
+    tcase_add_test(t, resumed_first_step_is_not_captured);
     tcase_add_test(t, gpu_training_resumes_bit_exact);
 #ifndef CONVNET_REAL_GPU
     tcase_add_test(t, step_kernels_fill_the_card);

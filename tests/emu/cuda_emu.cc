@@ -199,13 +199,18 @@ void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
     grid_dim = grid;
     slots.assign(n, 0);
     dyn_smem.resize(smem > 0 ? smem : 1);
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                block_idx = uint3{x, y, z};
-                memset(dyn_smem.data(), 0xff, dyn_smem.size());   // NaN: unwritten shared memory shows
-                run_block(n);
-            }
+    // blocks in grid order, or (shuffle on) in a random order: a kernel whose result depends
+    // on which block runs first or last shows up as a wrong result
+    size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    std::vector<size_t> order(nblocks);
+    for (size_t i = 0; i < nblocks; i++) order[i] = i;
+    if (shuffle_state)
+        for (size_t i = nblocks; i > 1; i--) std::swap(order[i - 1], order[next_random() % i]);
+    for (size_t i : order) {
+        block_idx = uint3{(unsigned)(i % grid.x), (unsigned)(i / grid.x % grid.y), (unsigned)(i / grid.x / grid.y)};
+        memset(dyn_smem.data(), 0xff, dyn_smem.size());   // NaN: unwritten shared memory shows
+        run_block(n);
+    }
     cur_tid = nullptr;
 }
 
@@ -290,12 +295,18 @@ static bool refuse_in_capture()
 // ---- runtime API ----
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;   // as in global capture mode
     *p = malloc(bytes ? bytes : 1);
     if (!*p) return cudaErrorMemoryAllocation;
     memset(*p, 0xff, bytes);   // all-ones bytes are NaN as float: a forgotten write shows
     return cudaSuccess;
 }
-cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFree(void *p)
+{
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    free(p);
+    return cudaSuccess;
+}
 static cudaError_t copy(void *d, const void *s, size_t n) { if (n) memmove(d, s, n); return cudaSuccess; }
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
 {

@@ -7,12 +7,14 @@
 // two different source lines in one phase is reported as divergent.
 // emu_set_shuffle(seed) makes the scheduler pick the next fiber at random (seeded): code
 // between two barriers then runs in a different thread order, so a missing __syncthreads()
-// shows up as a wrong result.
+// shows up as a wrong result; the blocks of a launch then also run in a random order, so a
+// kernel that depends on which block finishes last (a ticket counter) is tested both ways.
 //   __shared__           static storage (blocks are sequential, so it is per block)
 //   DYN_SHARED(T, name)  the launch's dynamic shared memory, filled with NaN bytes per block
 //   cudaMalloc           host memory filled with NaN bytes (unwritten outputs show up)
 //   warp shuffles        each lane writes a slot, warp barrier, reads its source lane, barrier
-//   atomics              plain read-modify-write (fibers never run concurrently)
+//   atomics              plain read-modify-write (fibers never run concurrently);
+//                        __threadfence is empty (a block's writes are all done before the next runs)
 // emu_set_trace reports every launch (bench/gpu_plan) and can skip running it.
 // What this cannot catch: true data races between blocks, missing atomics, stream ordering,
 // register/occupancy limits, timing. bench/gpu_check.sh runs the real thing.
@@ -156,6 +158,9 @@ template <class T> T __shfl_xor_sync(unsigned, T v, int m, int width = 32)
 static inline float atomicAdd(float *p, float v) { float o = *p; *p = o + v; return o; }
 static inline int atomicAdd(int *p, int v) { int o = *p; *p = o + v; return o; }
 static inline int atomicMax(int *p, int v) { int o = *p; if (v > o) *p = v; return o; }
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+// blocks run one after another, so every write is seen by the blocks after it
+static inline void __threadfence() {}
 #define __expf(x) expf(x)   // macros: glibc already declares functions of these names
 #define __logf(x) logf(x)
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
