@@ -177,20 +177,24 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
     op_begin("relu+bn bwd", 11.0 * N * C * HW, (add ? 5 : 4) * x, 7 * x + (add ? x : 0));
     real->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
 }
+/* unavoidable: dout, bn's input (in == NULL: the conv input is computed from it), the stored
+ * conv input where there is one, din, weights and dW (+ the residual).
+ * now: the weight gradient reads its input (bn_in through batchnorm+ReLU, or in) and dout and
+ * writes a partial dW per pixel group; backward-input reads dout, writes g; batchnorm's chunk
+ * sums read g and bn_in (+ in as the mask where stored); its apply pass the same and writes din */
 static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
         const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
-        const float *sm, const float *si)
+        const float *b, const float *sm, const float *si)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    double x = d.x;
-    /* unavoidable: dout, the conv input (for dW), bn's input, din, weights and dW */
-    double min = d.y + 2 * x + x + 2 * d.w + (add ? x : 0);
+    double x = d.x, stored = in ? x : 0;
+    double min = d.y + 2 * x + stored + 2 * d.w + (add ? x : 0);
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
-                 7 * x + (add ? x : 0);
+                 5 * x + 2 * stored + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
-                                         ws, dg, db, bn_in, add, g, sm, si);
+                                         ws, dg, db, bn_in, add, g, b, sm, si);
 }
 static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *ws,
@@ -198,10 +202,13 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
         float eps, int train)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    double x = d.x;
-    /* unavoidable: read in, write a (the backward needs it), read weights, write out (+add) */
-    double min = 2 * x + d.w + d.y + (add ? d.y : 0);
-    double now = (train ? 3 * x : 2 * x + 2 * x) + (x + d.w + d.y) + (add ? d.y : 0);
+    double x = d.x, stored = a ? x : 0;
+    /* unavoidable: read in, read weights, write out (+add), write a where it is stored.
+     * now: statistics read in; where a is stored, the apply pass reads in and writes a (eval:
+     * batchnorm, then ReLU in place); the conv reads in (through batchnorm+ReLU) or a */
+    double min = x + stored + d.w + d.y + (add ? d.y : 0);
+    double bn = a ? (train ? 3 * x : 4 * x) : (train ? x : 0);
+    double now = bn + (x + d.w + d.y) + (add ? d.y : 0);
     op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);
@@ -313,11 +320,10 @@ static Ops wrapped(const Ops *r)
 static long blocks_of(const Launch *l) { return (long)l->g[0] * l->g[1] * l->g[2]; }
 
 /* Kernels that are small by design whatever the op around them: they combine a layer's
- * partial sums (one thread per channel), so they cannot fill the card and take about a
- * launch gap. Left out of "min blocks" (and named in the output). */
+ * partial sums, so they cannot fill the card and take about a launch gap. Left out of "min
+ * blocks" (and named in the output). (Batchnorm's per-channel combines are no launches of
+ * their own: the last block of the statistics kernel does them.) */
 static const char *const tiny_kernels[][2] = {
-    {"bn_finalize_kernel", "C threads: the chunks' statistics combined per channel"},
-    {"bn_grad_finalize_kernel", "C threads: the chunks' gradient sums added per channel"},
     {"sum_groups_kernel", "K*C*R*S threads: the image groups' weight gradients added (at most 4.7 MB read)"},
 };
 static const char *tiny_reason(const char *kernel)

@@ -248,15 +248,15 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
         Block *b = &m->blocks[i];
         size_t in_sz = (size_t)b->Cin * b->H * b->W, out_sz = (size_t)b->Cout * b->Ho * b->Wo;
         act = max_sz(act, max_sz(in_sz, out_sz));
-        if (pre) {
-            b->a1 = ops->alloc(N * in_sz * fl);
-            if (b->sub) b->ds_a = ops->alloc(N * in_sz * fl);
+        if (pre) {   /* a1, ds_a, a2: not stored where the table recomputes them (ops.h) */
+            if (!ops->recompute_act) b->a1 = ops->alloc(N * in_sz * fl);
+            if (b->sub && !ops->recompute_act) b->ds_a = ops->alloc(N * in_sz * fl);
         } else {
             b->a1 = ops->alloc(N * out_sz * fl);
             b->c2 = ops->alloc(N * out_sz * fl);
         }
         b->c1 = ops->alloc(N * out_sz * fl);
-        if (pre) b->a2 = ops->alloc(N * out_sz * fl);
+        if (pre && !ops->recompute_act) b->a2 = ops->alloc(N * out_sz * fl);
         b->y = ops->alloc(N * out_sz * fl);
         BN_ALLOC(b->bn1); BN_ALLOC(b->bn2); BN_ALLOC(b->ds_bn);
         const Conv *cs[3] = {&b->conv1, &b->conv2, &b->ds_conv};
@@ -437,7 +437,7 @@ static void conv_relu_bn_bwd(Model *m, const Conv *c, const BatchNorm *b, float 
     if (c->has_bias) die("model: conv_relu_bn_bwd on a conv with bias");
     m->ops->conv2d_relu_batchnorm_backward(m->grads + c->w, din, g, dout, in, m->params + c->w, N,
         c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, m->ws, m->grads + b->gamma,
-        m->grads + b->beta, bn_in, add, m->params + b->gamma, b->mean, b->invstd);
+        m->grads + b->beta, bn_in, add, m->params + b->gamma, m->params + b->beta, b->mean, b->invstd);
 }
 
 /* a = relu(bn(in)), out = conv(a) (+ add): one operator (bias-free conv) */

@@ -17,6 +17,11 @@ struct AugParams;   /* core/augment.h */
 typedef struct Ops {
     const char *name;
     int host;   /* 1: tensors live in host memory (the CPU tables) */
+    /* 1: the model passes a = NULL to batchnorm_relu_conv2d_forward and in = NULL to
+     * conv2d_relu_batchnorm_backward, and allocates no buffer for a: the table applies
+     * batchnorm+ReLU inside the convolutions' operand reads instead of writing a and reading
+     * it back (the GPU: two passes over a per layer and direction saved, no apply launch) */
+    int recompute_act;
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes);          /* never returns NULL: exits with a message */
@@ -76,15 +81,19 @@ typedef struct Ops {
      *   dweight = conv2d_backward_weight(dout, in)            (skipped when dweight == NULL)
      *   din = batchnorm_backward(conv2d_backward_input(dout) * [in > 0]) (+ add when add != NULL)
      * dgamma, dbeta written; g: scratch [N,C,H,W] (left unspecified).
+     * in == NULL on a table with recompute_act: `in` is recomputed where it is read, as
+     * relu(bn_in * scale + shift) with scale = gamma save_invstd, shift = beta - save_mean scale.
      * din may alias dout; g aliases nothing. */
     void (*conv2d_relu_batchnorm_backward)(float *dweight, float *din, float *g, const float *dout,
             const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
             int stride, int pad, float *workspace, float *dgamma, float *dbeta,
-            const float *bn_in, const float *add, const float *gamma, const float *save_mean,
-            const float *save_invstd);
+            const float *bn_in, const float *add, const float *gamma, const float *beta,
+            const float *save_mean, const float *save_invstd);
     /* a conv whose input is relu(batchnorm(in)): a = relu(batchnorm(in)) ([N,C,H,W], train:
      * batch statistics and running update as batchnorm_forward_train, else running
-     * statistics), out = conv2d_forward(a) (+ add when add != NULL) */
+     * statistics), out = conv2d_forward(a) (+ add when add != NULL).
+     * a == NULL on a table with recompute_act: a is not stored; the convolution applies
+     * batchnorm and ReLU to each value of `in` as it reads it. */
     void (*batchnorm_relu_conv2d_forward)(float *out, float *a, const float *in,
             const float *weight, const float *add, int N, int C, int H, int W, int K, int R,
             int S, int stride, int pad, float *workspace, float *save_mean, float *save_invstd,

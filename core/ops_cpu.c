@@ -74,8 +74,10 @@ static void ref_bn_relu_conv(float *out, float *a, const float *in, const float 
 static void ref_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
-        const float *add, const float *gamma, const float *save_mean, const float *save_invstd)
+        const float *add, const float *gamma, const float *beta, const float *save_mean,
+        const float *save_invstd)
 {
+    (void)beta;   /* `in` is stored on the CPU (recompute_act 0) */
     if (dweight) conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
     conv2d_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
     ref_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,

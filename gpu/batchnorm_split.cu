@@ -2,23 +2,28 @@
 // layer fills the card: at batch 128 the one-block-per-channel kernels of batchnorm.cu give
 // 16 to 32 blocks; here every launch has about 4 blocks per SM of a 132-SM card or more.
 //
-// Forward (train), three launches:
+// Forward (train), two launches:
 //   bn_chunk_stats   grid (chunks, C): chunk j of channel c -> count, mean_j, M2_j (two passes
-//                    over the chunk: its mean, then the sum of squared deviations)
-//   bn_finalize      one thread per channel: the chunks combined in chunk order with Chan's
-//                    formula (delta = mean_b - mean_a; mean += delta n_b / n;
+//                    over the chunk: its mean, then the sum of squared deviations); then the
+//                    last block to finish finalizes: per channel the chunks combined in chunk
+//                    order with Chan's formula (delta = mean_b - mean_a; mean += delta n_b / n;
 //                    M2 = M2_a + M2_b + delta^2 n_a n_b / n), then mean, biased variance,
 //                    invstd, the running statistics (unbiased variance, as PyTorch) and the
 //                    per-channel scale = gamma invstd, shift = beta - mean scale
 //   bn_apply         elementwise: out = in scale + shift, then max(0, .) when relu (the fused
 //                    batchnorm+ReLU slot)
-// Backward, three launches:
-//   bn_chunk_grads   grid (chunks, C): g = dout [relu_out > 0] (mask optional), chunk sums of g
-//                    and g xhat, xhat = (in - mean) invstd
-//   bn_grad_finalize one thread per channel: chunk sums added in chunk order -> dbeta = sum g,
-//                    dgamma = sum g xhat
+// Backward, two launches:
+//   bn_chunk_grads   grid (chunks, C): g = dout [relu_out > 0] (the ReLU's output given as a
+//                    mask, or its sign recomputed from in (struct Relu), or no ReLU), chunk sums of g
+//                    and g xhat, xhat = (in - mean) invstd; the last block adds the chunk sums
+//                    in chunk order -> dbeta = sum g, dgamma = sum g xhat
 //   bn_grad_apply    elementwise: din = gamma invstd / M (M g - dbeta - xhat dgamma) (+ add)
-// Every sum has a fixed shape and order (no atomics): the same input gives the same bits.
+// Every sum has a fixed shape and order (no float atomics): the same input gives the same
+// bits. "The last block to finish" is found with a ticket counter (an integer atomicAdd after
+// a __threadfence, as in CUDA's threadFenceReduction sample): which block that is varies, what
+// it computes does not. It saves a one-block finalize launch per batchnorm and direction (on
+// a card, a graph node of about a microsecond each). The counters assume what the op table
+// guarantees: launches of one kernel never overlap (one stream).
 // The partial sums live in a device buffer allocated on first use and grown when a larger
 // layer needs more (the model's first step); nothing is allocated after that.
 #include "gpu/cuda_compat.h"
@@ -96,38 +101,64 @@ __device__ float split_block_sum(float v, float *sh)
 }
 }  // namespace
 
+// Tickets of the "last block finalizes" kernels: [0] bn_chunk_stats, [1] bn_chunk_grads. Zero
+// at load; each launch's last block sets its counter back to 0.
+__device__ unsigned bn_ticket[2];
+
+// 1 in every thread of the block that took the grid's last ticket, 0 in the others. Call after
+// the block's results are written (by thread 0); they are visible to the last block.
+__device__ int last_block_of_grid(unsigned *ticket)
+{
+    __shared__ int last;
+    if (threadIdx.x == 0) {
+        __threadfence();   // this block's partial results reach global memory before its ticket
+        unsigned total = gridDim.x * gridDim.y * gridDim.z;
+        last = atomicAdd(ticket, 1u) == total - 1;
+        if (last) *ticket = 0;   // ready for the next launch (ordered after this one on the stream)
+    }
+    __syncthreads();
+    return last;
+}
+
+// Which values of the backward's dout count (the ReLU between this batchnorm and its
+// consumer): all (no ReLU), those where the stored ReLU output mask > 0, or those where
+// relu(bn(in)) > 0 recomputed from in as the forward computed it (scale = gamma invstd,
+// shift = beta - mean scale: the same operations, so the same mask).
+struct Relu {
+    const float *mask;
+    int recompute;
+    float scale, shift;
+    __device__ bool passes(long i, float x) const
+    {
+        if (mask) return mask[i] > 0.f;
+        return !recompute || x * scale + shift > 0.f;
+    }
+};
+__device__ Relu relu_of(const float *mask, const float *beta, const float *gamma, int c, float mean, float invstd)
+{
+    Relu r = {mask, !mask && beta, 0.f, 0.f};
+    if (r.recompute) {
+        r.scale = gamma[c] * invstd;
+        r.shift = beta[c] - mean * r.scale;
+    }
+    return r;
+}
+
 // value e (0 <= e < N*HW) of channel c in NCHW
 #define AT(e) (((long)((e) / HW) * C + c) * HW + (e) % HW)
 
-__global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_stats_kernel(float *part, const float *in,
-        int N, int C, int HW, long len)
-{
-    __shared__ float sh[SPLIT_THREADS];
-    int j = blockIdx.x, c = blockIdx.y, chunks = gridDim.x;
-    long M = (long)N * HW, e0 = j * len, e1 = e0 + len < M ? e0 + len : M;
-    float s = 0.f;
-    for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) s += in[AT(e)];
-    float mean = split_block_sum(s, sh) / (float)(e1 - e0);
-    float q = 0.f;
-    for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) { float d = in[AT(e)] - mean; q += d * d; }
-    q = split_block_sum(q, sh);
-    if (threadIdx.x == 0) {
-        float *p = part + 3 * ((long)c * chunks + j);
-        p[0] = (float)(e1 - e0); p[1] = mean; p[2] = q;
-    }
-}
-
-// ss: [C] scale then [C] shift for the apply kernel
-__global__ void bn_finalize_kernel(float *ss, float *save_mean, float *save_invstd, float *running_mean,
+// channel c's statistics from the chunks' (count, mean, M2), combined in chunk order.
+// ss: [C] scale then [C] shift for the apply kernel. part is read with __ldcg (L2, not a
+// possibly stale L1 line): other blocks wrote it during this launch.
+__device__ void bn_finalize_channel(int c, float *ss, float *save_mean, float *save_invstd, float *running_mean,
         float *running_var, const float *part, const float *gamma, const float *beta, int C,
         int chunks, long M, float momentum, float eps)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
     const float *p = part + 3 * (long)c * chunks;
-    float n = p[0], mean = p[1], m2 = p[2];
+    float n = __ldcg(p), mean = __ldcg(p + 1), m2 = __ldcg(p + 2);
     for (int j = 1; j < chunks; j++) {
-        float nb = p[3 * j], mb = p[3 * j + 1], m2b = p[3 * j + 2], tot = n + nb, d = mb - mean;
+        float nb = __ldcg(p + 3 * j), mb = __ldcg(p + 3 * j + 1), m2b = __ldcg(p + 3 * j + 2);
+        float tot = n + nb, d = mb - mean;
         mean += d * (nb / tot);
         m2 += m2b + d * d * (n * (nb / tot));
         n = tot;
@@ -142,6 +173,34 @@ __global__ void bn_finalize_kernel(float *ss, float *save_mean, float *save_invs
     running_var[c] = (1.f - momentum) * running_var[c] + momentum * unbiased;
 }
 
+struct BnFinal {   // what the forward's last block writes (bn_finalize_channel)
+    float *ss, *save_mean, *save_invstd, *running_mean, *running_var;
+    const float *gamma, *beta;
+    float momentum, eps;
+};
+
+__global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_stats_kernel(float *part, const float *in,
+        int N, int C, int HW, long len, BnFinal f)
+{
+    __shared__ float sh[SPLIT_THREADS];
+    int j = blockIdx.x, c = blockIdx.y, chunks = gridDim.x;
+    long M = (long)N * HW, e0 = j * len, e1 = e0 + len < M ? e0 + len : M;
+    float s = 0.f;
+    for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) s += in[AT(e)];
+    float mean = split_block_sum(s, sh) / (float)(e1 - e0);
+    float q = 0.f;
+    for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) { float d = in[AT(e)] - mean; q += d * d; }
+    q = split_block_sum(q, sh);
+    if (threadIdx.x == 0) {
+        float *p = part + 3 * ((long)c * chunks + j);
+        p[0] = (float)(e1 - e0); p[1] = mean; p[2] = q;
+    }
+    if (!last_block_of_grid(&bn_ticket[0])) return;
+    for (int ch = threadIdx.x; ch < C; ch += SPLIT_THREADS)
+        bn_finalize_channel(ch, f.ss, f.save_mean, f.save_invstd, f.running_mean, f.running_var, part, f.gamma,
+                            f.beta, C, chunks, M, f.momentum, f.eps);
+}
+
 __global__ void bn_apply_kernel(float *out, const float *in, const float *ss, int C, int HW, long total,
                                 int relu)
 {
@@ -152,17 +211,33 @@ __global__ void bn_apply_kernel(float *out, const float *in, const float *ss, in
     }
 }
 
+// kk: [C] gamma invstd / M, then [C] dbeta, [C] dgamma (for the apply kernel); channel c's
+// chunk sums added in chunk order
+__device__ void bn_grad_finalize_channel(int c, float *kk, float *dgamma, float *dbeta, const float *part,
+        const float *gamma, const float *save_invstd, int C, int chunks, long M)
+{
+    const float *p = part + 2 * (long)c * chunks;
+    float sg = 0.f, sgx = 0.f;
+    for (int j = 0; j < chunks; j++) { sg += __ldcg(p + 2 * j); sgx += __ldcg(p + 2 * j + 1); }
+    dbeta[c] = sg;
+    dgamma[c] = sgx;
+    kk[c] = gamma[c] * save_invstd[c] / (float)M;
+    kk[C + c] = sg;
+    kk[2 * C + c] = sgx;
+}
+
 __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_grads_kernel(float *part, const float *dout,
         const float *mask, const float *in, const float *save_mean, const float *save_invstd, int N,
-        int C, int HW, long len)
+        int C, int HW, long len, float *kk, float *dgamma, float *dbeta, const float *gamma, const float *beta)
 {
     __shared__ float sh[SPLIT_THREADS];
     int j = blockIdx.x, c = blockIdx.y, chunks = gridDim.x;
     long M = (long)N * HW, e0 = j * len, e1 = e0 + len < M ? e0 + len : M;
     float mean = save_mean[c], invstd = save_invstd[c], sg = 0.f, sgx = 0.f;
+    Relu relu = relu_of(mask, beta, gamma, c, mean, invstd);
     for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) {
         long i = AT(e);
-        float g = mask && !(mask[i] > 0.f) ? 0.f : dout[i];
+        float g = relu.passes(i, in[i]) ? dout[i] : 0.f;
         sg += g;
         sgx += g * (in[i] - mean) * invstd;
     }
@@ -172,31 +247,19 @@ __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_grads_kernel(float *pa
         float *p = part + 2 * ((long)c * chunks + j);
         p[0] = sg; p[1] = sgx;
     }
-}
-
-// kk: [C] gamma invstd / M, then [C] dbeta, [C] dgamma (for the apply kernel)
-__global__ void bn_grad_finalize_kernel(float *kk, float *dgamma, float *dbeta, const float *part,
-        const float *gamma, const float *save_invstd, int C, int chunks, long M)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const float *p = part + 2 * (long)c * chunks;
-    float sg = 0.f, sgx = 0.f;
-    for (int j = 0; j < chunks; j++) { sg += p[2 * j]; sgx += p[2 * j + 1]; }
-    dbeta[c] = sg;
-    dgamma[c] = sgx;
-    kk[c] = gamma[c] * save_invstd[c] / (float)M;
-    kk[C + c] = sg;
-    kk[2 * C + c] = sgx;
+    if (!last_block_of_grid(&bn_ticket[1])) return;
+    for (int ch = threadIdx.x; ch < C; ch += SPLIT_THREADS)
+        bn_grad_finalize_channel(ch, kk, dgamma, dbeta, part, gamma, save_invstd, C, chunks, M);
 }
 
 __global__ void bn_grad_apply_kernel(float *din, const float *dout, const float *mask, const float *in,
-        const float *add, const float *kk, const float *save_mean, const float *save_invstd, int C,
-        int HW, long M, long total)
+        const float *add, const float *kk, const float *gamma, const float *beta, const float *save_mean,
+        const float *save_invstd, int C, int HW, long M, long total)
 {
     for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
         int c = (int)(e / HW % C);
-        float g = mask && !(mask[e] > 0.f) ? 0.f : dout[e];
+        Relu relu = relu_of(mask, beta, gamma, c, save_mean[c], save_invstd[c]);
+        float g = relu.passes(e, in[e]) ? dout[e] : 0.f;
         float xhat = (in[e] - save_mean[c]) * save_invstd[c];
         float v = kk[c] * ((float)M * g - kk[C + c] - xhat * kk[2 * C + c]);
         din[e] = add ? v + add[e] : v;
@@ -204,38 +267,70 @@ __global__ void bn_grad_apply_kernel(float *din, const float *dout, const float 
 }
 #undef AT
 
+// the statistics launch; returns the per-channel scale and shift (scratch, valid until the
+// next batchnorm call)
+static const float *split_stats(float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                                const float *in, const float *gamma, const float *beta, int N, int C, int HW,
+                                float momentum, float eps)
+{
+    long M = (long)N * HW;
+    Split sp = split_for(C, M);
+    float *part = scratch(3 * (size_t)C * sp.chunks + 2 * (size_t)C), *ss = part + 3 * (size_t)C * sp.chunks;
+    BnFinal f = {ss, save_mean, save_invstd, running_mean, running_var, gamma, beta, momentum, eps};
+    LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, in, N, C, HW, sp.len, f);
+    CUDA_CHECK_LAUNCH();
+    return ss;
+}
+
+void batchnorm_split_stats(float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                           const float *in, const float *gamma, const float *beta, int N, int C, int HW,
+                           float momentum, float eps)
+{
+    split_stats(save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C, HW, momentum, eps);
+}
+
+// eval: mean = running_mean, invstd = 1/sqrt(running_var + eps), one thread per channel
+__global__ void bn_eval_stats_kernel(float *mean, float *invstd, const float *running_mean, const float *running_var,
+                                     int C, float eps)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    mean[c] = running_mean[c];
+    invstd[c] = rsqrtf(running_var[c] + eps);
+}
+
+const float *batchnorm_eval_stats(const float *running_mean, const float *running_var, int C, float eps)
+{
+    float *ms = scratch(2 * (size_t)C);
+    LAUNCH(bn_eval_stats_kernel, div_up(C, 128), 128, 0, gpu::stream())(ms, ms + C, running_mean, running_var, C, eps);
+    CUDA_CHECK_LAUNCH();
+    return ms;
+}
+
 void batchnorm_split_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                    float *running_var, const float *in, const float *gamma,
                                    const float *beta, int N, int C, int HW, float momentum, float eps,
                                    int relu)
 {
-    long M = (long)N * HW;
-    Split sp = split_for(C, M);
-    float *part = scratch(3 * (size_t)C * sp.chunks + 2 * (size_t)C), *ss = part + 3 * (size_t)C * sp.chunks;
-    LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, in, N, C, HW, sp.len);
-    CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_finalize_kernel, div_up(C, 128), 128, 0, gpu::stream())(ss, save_mean, save_invstd, running_mean,
-        running_var, part, gamma, beta, C, sp.chunks, M, momentum, eps);
-    CUDA_CHECK_LAUNCH();
+    const float *ss = split_stats(save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C, HW,
+                                  momentum, eps);
     LAUNCH(bn_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(out, in, ss, C, HW, (long)N * C * HW, relu);
     CUDA_CHECK_LAUNCH();
 }
 
 void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *mask, const float *in, const float *add, const float *gamma,
-                              const float *save_mean, const float *save_invstd, int N, int C, int HW)
+                              const float *beta, const float *save_mean, const float *save_invstd, int N,
+                              int C, int HW)
 {
     long M = (long)N * HW;
     Split sp = split_for(C, M);
     float *part = scratch(2 * (size_t)C * sp.chunks + 3 * (size_t)C), *kk = part + 2 * (size_t)C * sp.chunks;
     LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, dout, mask, in, save_mean,
-        save_invstd, N, C, HW, sp.len);
-    CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_grad_finalize_kernel, div_up(C, 128), 128, 0, gpu::stream())(kk, dgamma, dbeta, part, gamma, save_invstd,
-        C, sp.chunks, M);
+        save_invstd, N, C, HW, sp.len, kk, dgamma, dbeta, gamma, beta);
     CUDA_CHECK_LAUNCH();
     LAUNCH(bn_grad_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(din, dout, mask, in, add, kk,
-        save_mean, save_invstd, C, HW, M, (long)N * C * HW);
+        gamma, beta, save_mean, save_invstd, C, HW, M, (long)N * C * HW);
     CUDA_CHECK_LAUNCH();
 }
 

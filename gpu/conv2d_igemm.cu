@@ -11,6 +11,10 @@
 //   backward_weight  dW_z[k, (c,r,s)] = sum_{(n,p,q) in pixel group z} dout[n,k,p,q] in[n, c, ...]
 //                    M = K, columns = C*R*S, reduction = the group's output pixels; the groups'
 //                    partial dW added in group order by sum_groups_kernel
+// forward and backward_weight can read their input through batchnorm+ReLU (BnRelu, gpu.h):
+// each gathered in-image value v becomes max(0, v scale_c + shift_c), so the activation
+// a = relu(batchnorm(x)) of a pre-activation block is never stored (padding stays 0: it is
+// padding of a, not of x).
 // Tiles: BM x BN outputs per block, each thread TM x TN = 4 x 4 of them, BK = 16 reduction
 // steps through shared memory. BM (16, 32 or 64) is the smallest that covers the 16/24/32
 // channels of the practical's layers; BN (256 down to 16, blockDim = BM*BN/16) the largest
@@ -39,21 +43,31 @@ template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, co
     return a[(n * g.K + i) * PQ + pq];
 }
 
-// the input pixel a (c,r,s) tap reads for output pixel (n,p,q); 0 outside the image
-__device__ __forceinline__ float gather_in(const ConvGeo &g, const float *in, long n, int p, int q, int crs)
+// the input pixel a (c,r,s) tap reads for output pixel (n,p,q); 0 outside the image.
+// With bn.gamma: relu(v scale + shift), scale = gamma invstd, shift = beta - mean scale, the
+// operations of batchnorm_split's finalize and apply (the same bits as a stored activation).
+__device__ __forceinline__ float gather_in(const ConvGeo &g, const float *in, const BnRelu &bn, long n, int p,
+                                           int q, int crs)
 {
     int RS = g.R * g.S, c = crs / RS, r = crs % RS / g.S, s = crs % g.S;
     int h = p * g.stride - g.pad + r, w = q * g.stride - g.pad + s;
     if (h < 0 || h >= g.H || w < 0 || w >= g.W) return 0.f;
-    return in[((n * g.C + c) * g.H + h) * g.W + w];
+    float v = in[((n * g.C + c) * g.H + h) * g.W + w];
+    if (bn.gamma) {
+        float scale = bn.gamma[c] * bn.invstd[c], shift = bn.beta[c] - bn.mean[c] * scale;
+        v = v * scale + shift;
+        v = v > 0.f ? v : 0.f;
+    }
+    return v;
 }
 
-template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, const float *b, long kk, long j)
+template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, const float *b, const BnRelu &bn,
+                                                          long kk, long j)
 {
     if (MODE == 0) {   // kk = (c,r,s), j = (n,p,q)
         long PQ = (long)g.P * g.Q, n = j / PQ;
         int pq = (int)(j % PQ);
-        return gather_in(g, b, n, pq / g.Q, pq % g.Q, (int)kk);
+        return gather_in(g, b, bn, n, pq / g.Q, pq % g.Q, (int)kk);
     }
     if (MODE == 1) {   // kk = (k,r,s), j = (n,h,w): dout at ((h + pad - r)/st, (w + pad - s)/st)
         long HW = (long)g.H * g.W, n = j / HW;
@@ -67,7 +81,7 @@ template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, co
     }
     long PQ = (long)g.P * g.Q, n = kk / PQ;   // MODE 2: kk = (n,p,q), j = (c,r,s)
     int pq = (int)(kk % PQ);
-    return gather_in(g, b, n, pq / g.Q, pq % g.Q, (int)j);
+    return gather_in(g, b, bn, n, pq / g.Q, pq % g.Q, (int)j);
 }
 
 template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, int i, long j)
@@ -87,7 +101,7 @@ template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, 
 // group blockIdx.z, written to out + z * M * Ncol).
 template <int MODE, int BM, int BN>
 __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
-        const float *b, const float *add, ConvGeo g, int M, long Ncol, long Kdim, long per)
+        const float *b, const float *add, BnRelu bn, ConvGeo g, int M, long Ncol, long Kdim, long per)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     __shared__ __align__(16) float As[IG_BK][BM];
@@ -108,7 +122,7 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
         for (int e = tid; e < BN * IG_BK; e += THREADS) {   // consecutive threads: consecutive j
             int j = e % BN, k = e / BN;
             long gk = kb + k, gj = n0 + j;
-            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, gk, gj) : 0.f;
+            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, gk, gj) : 0.f;
         }
         __syncthreads();
 #pragma unroll
@@ -175,12 +189,12 @@ int pick_bn(int BM, long M, long Ncol, long z)
 }
 
 template <int MODE, int BM>
-void launch_bm(int bn, float *out, const float *a, const float *b, const float *add, const ConvGeo &g, int M,
-               long Ncol, long Kdim, long per, int z)
+void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
+               const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
-    dim3 grid((unsigned)((Ncol + bn - 1) / bn), (unsigned)((M + BM - 1) / BM), (unsigned)z);
-    switch (bn) {
-#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, g, M, Ncol, Kdim, per); break;
+    dim3 grid((unsigned)((Ncol + bn_cols - 1) / bn_cols), (unsigned)((M + BM - 1) / BM), (unsigned)z);
+    switch (bn_cols) {
+#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }
@@ -188,13 +202,13 @@ void launch_bm(int bn, float *out, const float *a, const float *b, const float *
 }
 
 template <int MODE>
-void launch(float *out, const float *a, const float *b, const float *add, const ConvGeo &g, int M, long Ncol,
-            long Kdim, long per, int z)
+void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const ConvGeo &g, int M,
+            long Ncol, long Kdim, long per, int z)
 {
-    int bm = pick_bm(M), bn = pick_bn(bm, M, Ncol, z);
-    if (bm == 16) launch_bm<MODE, 16>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
-    else if (bm == 32) launch_bm<MODE, 32>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
-    else launch_bm<MODE, 64>(bn, out, a, b, add, g, M, Ncol, Kdim, per, z);
+    int bm = pick_bm(M), bn_cols = pick_bn(bm, M, Ncol, z);
+    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
+    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
+    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
 }
 
 ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
@@ -211,17 +225,17 @@ void conv2d_igemm_release()
 }
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                          int H, int W, int K, int R, int S, int stride, int pad)
+                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<0>(out, weight, in, add, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
+    launch<0>(out, weight, in, add, bn, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
 }
 
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<1>(din, weight, dout, nullptr, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
 }
 
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
@@ -235,7 +249,7 @@ int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 }
 
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad)
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long crs = (long)C * R * S, pix = (long)N * g.P * g.Q;
@@ -244,7 +258,7 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
     float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
-    launch<2>(part, dout, in, nullptr, g, K, crs, pix, per, groups);
+    launch<2>(part, dout, in, nullptr, bn, g, K, crs, pix, per, groups);
     if (groups > 1) {
         long n = (long)K * crs;
         LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(dweight, part, n, groups);

@@ -54,18 +54,33 @@ void batchnorm_split_forward_train(float *out, float *save_mean, float *save_inv
                                    float *running_var, const float *in, const float *gamma,
                                    const float *beta, int N, int C, int HW, float momentum, float eps,
                                    int relu);
+// beta: NULL, or (with mask NULL) the ReLU mask is recomputed as relu(batchnorm(in)) > 0
 void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *mask, const float *in, const float *add, const float *gamma,
-                              const float *save_mean, const float *save_invstd, int N, int C, int HW);
+                              const float *beta, const float *save_mean, const float *save_invstd, int N,
+                              int C, int HW);
+// the forward's statistics alone (save_mean, save_invstd, running update): for a consumer
+// that applies batchnorm+ReLU as it reads (conv2d_igemm with BnRelu)
+void batchnorm_split_stats(float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                           const float *in, const float *gamma, const float *beta, int N, int C, int HW,
+                           float momentum, float eps);
+// eval: [C] mean then [C] invstd from the running statistics, in scratch memory valid until
+// the next batchnorm call
+const float *batchnorm_eval_stats(const float *running_mean, const float *running_var, int C, float eps);
 
 // The op table's convolution (conv2d_igemm.cu): implicit GEMM, no column buffer; the weight
-// gradient over groups of output pixels, summed in group order.
+// gradient over groups of output pixels, summed in group order. With bn.gamma set, forward and
+// backward_weight read relu(batchnorm(in)) (per channel: scale = gamma invstd, shift = beta -
+// mean scale) instead of in, applied as each value is gathered.
+struct BnRelu {
+    const float *gamma, *beta, *mean, *invstd;   // [C] each; gamma == nullptr: in as stored
+};
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                          int H, int W, int K, int R, int S, int stride, int pad);
+                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{});
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad);
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad);
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{});
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 // free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
 // the next step then allocates them again, as the first step of a new process does)

@@ -58,7 +58,7 @@ void gpu_bn_train(float *out, float *save_mean, float *save_invstd, float *runni
 void gpu_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                      const float *gamma, const float *save_mean, const float *save_invstd, int N, int C, int HW)
 {
-    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, nullptr, in, nullptr, gamma, save_mean,
+    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, nullptr, in, nullptr, gamma, nullptr, save_mean,
                                   save_invstd, N, C, HW);
 }
 void gpu_bn_relu_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
@@ -80,29 +80,51 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
                           const float *gamma, const float *save_mean, const float *save_invstd,
                           int N, int C, int HW)
 {
-    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, save_mean,
+    gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, nullptr, save_mean,
                                   save_invstd, N, C, HW);
 }
+// in == NULL (the model on this table: recompute_act): the weight gradient reads
+// relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
-        const float *add, const float *gamma, const float *save_mean, const float *save_invstd)
+        const float *add, const float *gamma, const float *beta, const float *save_mean,
+        const float *save_invstd)
 {
     (void)workspace;
-    if (dweight) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad);
+    gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
+    if (dweight) {
+        if (in) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad);
+        else gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
+    }
     gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
-    gpu_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,
-                         N, C, H * W);
+    gpu::batchnorm_split_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, in ? nullptr : beta, save_mean,
+                                  save_invstd, N, C, H * W);
 }
+// a == NULL (recompute_act): batchnorm's statistics, then the convolution applies
+// batchnorm+ReLU to `in` as it gathers (no apply pass, a never stored)
 void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *workspace,
         float *save_mean, float *save_invstd, float *running_mean, float *running_var,
         const float *gamma, const float *beta, float momentum, float eps, int train)
 {
+    (void)workspace;
+    if (!a) {
+        gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
+        if (train) {
+            gpu::batchnorm_split_stats(save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C,
+                                       H * W, momentum, eps);
+        } else {
+            const float *ms = gpu::batchnorm_eval_stats(running_mean, running_var, C, eps);
+            bn.mean = ms;
+            bn.invstd = ms + C;
+        }
+        gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, bn);
+        return;
+    }
     if (train) gpu_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
                                  N, C, H * W, momentum, eps);
     else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-    (void)workspace;
     gpu::conv2d_igemm_forward(out, a, weight, add, N, C, H, W, K, R, S, stride, pad);
 }
 
@@ -110,6 +132,7 @@ Ops make_table()
 {
     Ops t = {};
     t.name = "gpu";
+    t.recompute_act = 1;
     t.alloc = dev_alloc; t.free = dev_free; t.upload = dev_upload; t.download = dev_download;
     t.sync = dev_sync;
     t.conv2d_forward = gpu_conv_fwd;

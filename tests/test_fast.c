@@ -134,7 +134,7 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
     float *dw0 = nan_floats(nw), *dw1 = nan_floats(nw);
     conv2d_backward_weight(dw0, dy, a, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
     conv2d_direct_backward_relu_bn(dw1, d1, g1, dout, a, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
-                                   s->stride, s->pad, work, dg1, db1, bx, ad, gamma, mean, invstd);
+                                   s->stride, s->pad, work, dg1, db1, bx, ad, gamma, beta, mean, invstd);
     double e = rel_err(d1, d0, nin), e3 = rel_err(dg1, dg0, C), e4 = rel_err(db1, db0, C);
     double e5 = rel_err(dw1, dw0, nw);
     free(dw0); free(dw1);

@@ -262,6 +262,65 @@ START_TEST(batchnorm_kernels)
 }
 END_TEST
 
+/* The fused pre-activation slots of the GPU table, which store no activation (recompute_act):
+ * batchnorm's statistics, then the convolution applying batchnorm+ReLU as it gathers its
+ * input (train and eval); the backward recomputing the ReLU's input for the weight gradient
+ * and its mask for batchnorm's backward. Against the CPU reference table, which stores a.
+ * Shapes: partial tiles, stride 2 with padding, a 1x1 conv into 40 channels; each with the
+ * residual adds of both directions. */
+START_TEST(fused_bn_relu_conv_kernels)
+{
+    emu_set_shuffle(_i);
+    const Ops *R = &ops_cpu_ref;
+    ck_assert(G->recompute_act && !R->recompute_act);
+    static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {2, 3, 6, 11, 40, 1, 1, 2, 0}};
+    for (int t = 0; t < 3; t++) {
+        const int *sh = shapes[t];
+        int N = sh[0], C = sh[1], H = sh[2], W = sh[3], K = sh[4], Rr = sh[5], S = sh[6], st = sh[7], pd = sh[8];
+        int P = (H + 2 * pd - Rr) / st + 1, Q = (W + 2 * pd - S) / st + 1;
+        size_t nx = (size_t)N * C * H * W, nw = (size_t)K * C * Rr * S, no = (size_t)N * K * P * Q;
+        size_t nws = conv2d_workspace_floats(N, C, H, W, K, Rr, S, st, pd);
+        float *x = rnd(nx, 1), *w = rnd(nw, 2), *gam = rnd(C, 3), *bet = rnd(C, 4), *add = rnd(no, 5);
+        float *dy = rnd(no, 6), *dadd = rnd(nx, 7), *ws = malloc(sizeof(float) * nws);
+        for (size_t i = 0; i < nx; i++) x[i] = 2 * x[i] + 0.3f;
+        float *out = malloc(4 * no), *a = malloc(4 * nx), *din = malloc(4 * nx), *g = malloc(4 * nx);
+        float *dw = malloc(4 * nw), mean[8], inv[8], rm[8], rv[8], rm0[8], rv0[8], dga[8], dbe[8];
+        for (int c = 0; c < C; c++) { rm0[c] = rm[c] = 0.1f * c; rv0[c] = rv[c] = 1 + 0.2f * c; }
+        R->batchnorm_relu_conv2d_forward(out, a, x, w, add, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
+                                         gam, bet, 0.1f, 1e-5f, 1);
+        R->conv2d_relu_batchnorm_backward(dw, din, g, dy, a, w, N, C, H, W, K, Rr, S, st, pd, ws, dga, dbe, x,
+                                          dadd, gam, bet, mean, inv);
+        float *gx = up(x, nx), *gw = up(w, nw), *ggam = up(gam, C), *gbet = up(bet, C), *gadd = up(add, no);
+        float *gdy = up(dy, no), *gdadd = up(dadd, nx), *grm = up(rm0, C), *grv = up(rv0, C), *gws = poisoned(nws);
+        float *gout = poisoned(no), *gdin = poisoned(nx), *gg = poisoned(nx), *gdw = poisoned(nw);
+        float *gm = poisoned(C), *gi = poisoned(C), *gdga = poisoned(C), *gdbe = poisoned(C);
+        G->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, gadd, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
+                                         grv, ggam, gbet, 0.1f, 1e-5f, 1);
+        EXPECT_CLOSE(gout, out, no, "bn+relu+conv forward, a not stored");
+        EXPECT_CLOSE(gm, mean, C, "bn+relu+conv saved mean");
+        EXPECT_CLOSE(gi, inv, C, "bn+relu+conv saved invstd");
+        EXPECT_CLOSE(grm, rm, C, "bn+relu+conv running_mean");
+        EXPECT_CLOSE(grv, rv, C, "bn+relu+conv running_var");
+        G->conv2d_relu_batchnorm_backward(gdw, gdin, gg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, gdga,
+                                          gdbe, gx, gdadd, ggam, gbet, gm, gi);
+        EXPECT_CLOSE(gdw, dw, nw, "conv+relu+bn backward d/dweight, a recomputed");
+        EXPECT_CLOSE(gdin, din, nx, "conv+relu+bn backward d/dx (+add), mask recomputed");
+        EXPECT_CLOSE(gdga, dga, C, "conv+relu+bn backward d/dgamma");
+        EXPECT_CLOSE(gdbe, dbe, C, "conv+relu+bn backward d/dbeta");
+        /* eval: the running statistics */
+        R->batchnorm_relu_conv2d_forward(out, a, x, w, NULL, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
+                                         gam, bet, 0.1f, 1e-5f, 0);
+        G->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, NULL, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
+                                         grv, ggam, gbet, 0.1f, 1e-5f, 0);
+        EXPECT_CLOSE(gout, out, no, "bn+relu+conv eval, a not stored");
+        float *bufs[] = {gx, gw, ggam, gbet, gadd, gdy, gdadd, grm, grv, gws, gout, gdin, gg, gdw, gm, gi, gdga, gdbe};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) G->free(bufs[i]);
+        free(x); free(w); free(gam); free(bet); free(add); free(dy); free(dadd); free(ws);
+        free(out); free(a); free(din); free(g); free(dw);
+    }
+}
+END_TEST
+
 START_TEST(elementwise_kernels)
 {
     emu_set_shuffle(_i);
@@ -639,13 +698,12 @@ END_TEST
 /* The practical's step at batch 128, traced without running (emulator trace-only mode):
  * every kernel gives the card at least 264 blocks (2 per SM of a 132-SM H100/H200) except
  * the ones whose whole work is tiny: the 10-class head (linear layer, softmax, loss sums)
- * and the per-channel / per-weight combines of partial sums. bench/gpu_plan prints the
+ * and the per-weight combine of the weight gradient's partial sums. bench/gpu_plan prints the
  * same with the FLOPs and bytes. */
 typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
 void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 static const char *const tiny_kernels[] = {"gemm_tiled_kernel", "softmax_xent", "column_sum_kernel",
-    "add_bias_rows_kernel", "loss_accumulate_kernel", "bn_finalize_kernel", "bn_grad_finalize_kernel",
-    "sum_groups_kernel"};
+    "add_bias_rows_kernel", "loss_accumulate_kernel", "sum_groups_kernel"};
 typedef struct { int launches, small; char first_small[160]; } BlockCount;
 static void count_blocks(void *arg, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                          unsigned bz, size_t smem)
@@ -769,6 +827,7 @@ Suite *suite_gpu(void)
 #endif
     tcase_add_loop_test(t, conv2d_kernels, 0, SEEDS);
     tcase_add_loop_test(t, batchnorm_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, fused_bn_relu_conv_kernels, 0, SEEDS);
     tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);

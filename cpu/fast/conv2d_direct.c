@@ -729,8 +729,10 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                                     const float *in, const float *weight, int N, int C, int H, int W,
                                     int K, int R, int S, int stride, int pad, float *workspace,
                                     float *dgamma, float *dbeta, const float *bn_in, const float *add,
-                                    const float *gamma, const float *save_mean, const float *save_invstd)
+                                    const float *gamma, const float *beta, const float *save_mean,
+                                    const float *save_invstd)
 {
+    (void)beta;   /* `in` is stored on the CPU (recompute_act 0) */
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
     const Isa *isa = pick(W), *isaw = pick(Q);
     if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {

@@ -98,6 +98,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                                     const float *in, const float *weight, int N, int C, int H, int W,
                                     int K, int R, int S, int stride, int pad, float *workspace,
                                     float *dgamma, float *dbeta, const float *bn_in, const float *add,
-                                    const float *gamma, const float *save_mean, const float *save_invstd);
+                                    const float *gamma, const float *beta, const float *save_mean,
+                                    const float *save_invstd);
 
 #endif
