@@ -11,9 +11,11 @@
  *   bytes      what the current kernels move: batchnorm's second pass, partial sums, ReLU
  *              in place, and so on (a model of the kernels in gpu/, stated per op below)
  * Then a roofline lower bound for the step on an H100 SXM and an H200 (fp32 CUDA-core peak,
- * HBM bandwidth), per op max(flops/peak, bytes/bandwidth), plus a launch gap per kernel
- * (host-launched: LAUNCH_GAP_US; inside a CUDA graph: GRAPH_GAP_US), and the 100-epoch time
- * it implies (351 steps per epoch). The last line is
+ * HBM bandwidth), per op max(flops/peak, bytes/bandwidth), plus the launch gaps (host-launched:
+ * LAUNCH_GAP_US per kernel; inside a CUDA graph: GRAPH_GAP_US per node on the graph's longest
+ * chain of dependent nodes, since the nodes of a side branch start while the main chain's
+ * run; their work is in the roofline sum all the same), and the 100-epoch time it implies
+ * (351 steps per epoch). The last line is
  *   gpu_plan: launches/step L, graph launches/step G, syncs/step S, min blocks B, bound_ms T
  * with B over the kernels that are not tiny (whole op under TINY_BYTES and TINY_FLOPS, or a
  * kernel listed in tiny_kernels: it cannot fill the card and is over in about a launch gap
@@ -36,6 +38,7 @@ typedef void (*emu_trace_fn)(void *arg, const char *kernel, unsigned gx, unsigne
 void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 unsigned long long emu_host_syncs(void);
 unsigned long long emu_graph_launches(void);
+unsigned long long emu_last_graph_depth(void);
 int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);   /* gpu/conv2d_igemm.cu */
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
@@ -413,7 +416,9 @@ int main(int argc, char **argv)
            graph_launches, syncs);
     printf("work/step: %.2f GFLOP, DRAM %.1f MB now vs %.1f MB unavoidable (%.2fx)\n", tf / 1e9, tb / 1e6,
            tmin / 1e6, tb / tmin);
-    double gap_us = (graph_launches ? GRAPH_GAP_US : LAUNCH_GAP_US) * n_launches;
+    long depth = graph_launches ? (long)emu_last_graph_depth() : n_launches;
+    if (graph_launches) printf("graph: %d nodes, the longest chain of dependent nodes %ld\n", n_launches, depth);
+    double gap_us = (graph_launches ? GRAPH_GAP_US * depth : LAUNCH_GAP_US * n_launches);
     double bound[2];
     for (int c = 0; c < 2; c++) {
         bound[c] = (t_op[c] + gap_us) / 1e3;
@@ -423,7 +428,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof tiny_kernels / sizeof tiny_kernels[0]; i++)
         printf("not in min blocks: %s (%s)\n", tiny_kernels[i][0], tiny_kernels[i][1]);
-    printf("(launch gap %.0f us per host-launched kernel, %.0f us per graph node; tiny: an op under %d KB and %.0f MFLOP)\n",
+    printf("(launch gap %.0f us per host-launched kernel, %.0f us per graph node on the longest chain; tiny: an op under %d KB and %.0f MFLOP)\n",
            LAUNCH_GAP_US, GRAPH_GAP_US, TINY_BYTES / 1024, TINY_FLOPS / 1e6);
     printf("gpu_plan: launches/step %d, graph launches/step %d, syncs/step %ld, min blocks %ld, bound_ms %.3f\n",
            n_launches, graph_launches, syncs, min_blocks, bound[1]);

@@ -318,20 +318,35 @@ void batchnorm_split_forward_train(float *out, float *save_mean, float *save_inv
     CUDA_CHECK_LAUNCH();
 }
 
+const float *batchnorm_split_backward_sums(float *dgamma, float *dbeta, const float *dout, const float *mask,
+                                           const float *in, const float *gamma, const float *beta,
+                                           const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    Split sp = split_for(C, (long)N * HW);
+    float *part = scratch(2 * (size_t)C * sp.chunks + 3 * (size_t)C), *kk = part + 2 * (size_t)C * sp.chunks;
+    LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, dout, mask, in, save_mean,
+        save_invstd, N, C, HW, sp.len, kk, dgamma, dbeta, gamma, beta);
+    CUDA_CHECK_LAUNCH();
+    return kk;
+}
+
+void batchnorm_split_backward_apply(float *din, const float *dout, const float *mask, const float *in,
+                                    const float *add, const float *kk, const float *gamma, const float *beta,
+                                    const float *save_mean, const float *save_invstd, int N, int C, int HW)
+{
+    LAUNCH(bn_grad_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(din, dout, mask, in, add, kk,
+        gamma, beta, save_mean, save_invstd, C, HW, (long)N * HW, (long)N * C * HW);
+    CUDA_CHECK_LAUNCH();
+}
+
 void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *mask, const float *in, const float *add, const float *gamma,
                               const float *beta, const float *save_mean, const float *save_invstd, int N,
                               int C, int HW)
 {
-    long M = (long)N * HW;
-    Split sp = split_for(C, M);
-    float *part = scratch(2 * (size_t)C * sp.chunks + 3 * (size_t)C), *kk = part + 2 * (size_t)C * sp.chunks;
-    LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, dout, mask, in, save_mean,
-        save_invstd, N, C, HW, sp.len, kk, dgamma, dbeta, gamma, beta);
-    CUDA_CHECK_LAUNCH();
-    LAUNCH(bn_grad_apply_kernel, gpu::grid_for((size_t)N * C * HW, 256), 256, 0, gpu::stream())(din, dout, mask, in, add, kk,
-        gamma, beta, save_mean, save_invstd, C, HW, M, (long)N * C * HW);
-    CUDA_CHECK_LAUNCH();
+    const float *kk = batchnorm_split_backward_sums(dgamma, dbeta, dout, mask, in, gamma, beta, save_mean, save_invstd,
+                                                    N, C, HW);
+    batchnorm_split_backward_apply(din, dout, mask, in, add, kk, gamma, beta, save_mean, save_invstd, N, C, HW);
 }
 
 }  // namespace GPU_NS

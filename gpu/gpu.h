@@ -10,6 +10,15 @@ namespace gpu {
 // blocking stream: the runtime's blocking copies (upload/download) stay ordered with it.
 // Training steps are captured on it as one CUDA graph.
 cudaStream_t stream();
+// The stream launches go to (stream(): the main one, or the side one between side_begin and
+// side_end). side_begin: the side stream waits for the main one's work so far; side_end: back
+// to the main stream; side_join: the main stream waits for the side one's work up to
+// side_end. Captured, this forks and joins a branch of the step's graph. capture_begin/end
+// use main_stream().
+cudaStream_t main_stream();
+void side_begin();
+void side_end();
+void side_join();
 
 // gemm.cu. Batched: for b < batch, C_b = op(A_b) op(B_b) + beta C_b with X_b = X + b*strideX;
 // with reduce != 0 all batches accumulate into one C: C = sum_b op(A_b) op(B_b) + beta C
@@ -54,7 +63,15 @@ void batchnorm_split_forward_train(float *out, float *save_mean, float *save_inv
                                    float *running_var, const float *in, const float *gamma,
                                    const float *beta, int N, int C, int HW, float momentum, float eps,
                                    int relu);
-// beta: NULL, or (with mask NULL) the ReLU mask is recomputed as relu(batchnorm(in)) > 0
+// beta: NULL, or (with mask NULL) the ReLU mask is recomputed as relu(batchnorm(in)) > 0.
+// In two halves (the sums, then the apply pass with the sums' per-channel factors kk,
+// valid until the next batchnorm call), so that other work can be ordered in between.
+const float *batchnorm_split_backward_sums(float *dgamma, float *dbeta, const float *dout, const float *mask,
+                                           const float *in, const float *gamma, const float *beta,
+                                           const float *save_mean, const float *save_invstd, int N, int C, int HW);
+void batchnorm_split_backward_apply(float *din, const float *dout, const float *mask, const float *in,
+                                    const float *add, const float *kk, const float *gamma, const float *beta,
+                                    const float *save_mean, const float *save_invstd, int N, int C, int HW);
 void batchnorm_split_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *mask, const float *in, const float *add, const float *gamma,
                               const float *beta, const float *save_mean, const float *save_invstd, int N,

@@ -5,12 +5,36 @@
 #include "core/ops.h"
 
 namespace gpu {
-cudaStream_t stream()
+namespace {
+cudaStream_t main_s, side_s, current;
+cudaEvent_t fork_ev, join_ev;
+void init_streams()   // on the first launch, which is never inside a capture
 {
-    static cudaStream_t s;
-    if (!s) CUDA_CHECK(cudaStreamCreate(&s));
-    return s;
+    if (main_s) return;
+    CUDA_CHECK(cudaStreamCreate(&main_s));
+    CUDA_CHECK(cudaStreamCreate(&side_s));
+    CUDA_CHECK(cudaEventCreateWithFlags(&fork_ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&join_ev, cudaEventDisableTiming));
+    current = main_s;
 }
+}  // namespace
+
+cudaStream_t stream() { init_streams(); return current; }
+cudaStream_t main_stream() { init_streams(); return main_s; }
+
+void side_begin()
+{
+    init_streams();
+    CUDA_CHECK(cudaEventRecord(fork_ev, main_s));
+    CUDA_CHECK(cudaStreamWaitEvent(side_s, fork_ev, 0));
+    current = side_s;
+}
+void side_end()
+{
+    CUDA_CHECK(cudaEventRecord(join_ev, side_s));
+    current = main_s;
+}
+void side_join() { CUDA_CHECK(cudaStreamWaitEvent(main_s, join_ev, 0)); }
 }  // namespace gpu
 
 namespace {
@@ -84,7 +108,10 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
                                   save_invstd, N, C, HW);
 }
 // in == NULL (the model on this table: recompute_act): the weight gradient reads
-// relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask
+// relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
+// The weight gradient runs on the side stream, beside backward-input and batchnorm's sums:
+// the two depend on nothing the other writes; batchnorm's apply pass waits for it (din may
+// be dout, which the weight gradient reads).
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
@@ -94,12 +121,17 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     (void)workspace;
     gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
     if (dweight) {
+        gpu::side_begin();
         if (in) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad);
         else gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
+        gpu::side_end();
     }
     gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
-    gpu::batchnorm_split_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, in ? nullptr : beta, save_mean,
-                                  save_invstd, N, C, H * W);
+    const float *kk = gpu::batchnorm_split_backward_sums(dgamma, dbeta, g, in, bn_in, gamma, in ? nullptr : beta,
+                                                         save_mean, save_invstd, N, C, H * W);
+    if (dweight) gpu::side_join();
+    gpu::batchnorm_split_backward_apply(din, g, in, bn_in, add, kk, gamma, in ? nullptr : beta, save_mean,
+                                        save_invstd, N, C, H * W);
 }
 // a == NULL (recompute_act): batchnorm's statistics, then the convolution applies
 // batchnorm+ReLU to `in` as it gathers (no apply pass, a never stored)

@@ -38,18 +38,18 @@ void loss_accumulate(double *sums, const float *losses, const int32_t *correct, 
 }
 
 // ---- capture of the step as a graph ----
-void capture_begin() { CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeGlobal)); }
+void capture_begin() { CUDA_CHECK(cudaStreamBeginCapture(main_stream(), cudaStreamCaptureModeGlobal)); }
 
 void *capture_end()
 {
     cudaGraph_t g;
     cudaGraphExec_t e;
-    CUDA_CHECK(cudaStreamEndCapture(stream(), &g));
+    CUDA_CHECK(cudaStreamEndCapture(main_stream(), &g));
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     CUDA_CHECK(cudaGraphDestroy(g));
     return (void *)e;
 }
 
-void graph_launch(void *g) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, stream())); }
+void graph_launch(void *g) { CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, main_stream())); }
 void graph_free(void *g) { if (g) CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)g)); }
 }  // namespace gpu

@@ -578,13 +578,19 @@ END_TEST
 unsigned long long emu_host_syncs(void);
 unsigned long long emu_graph_launches(void);
 unsigned long long emu_last_graph_nodes(void);
+unsigned long long emu_last_graph_depth(void);
+void emu_set_graph_shuffle(unsigned long long seed);
+#else
+static void emu_set_graph_shuffle(unsigned long long seed) { (void)seed; }
 #endif
 
 /* Two epochs of training (3 steps each, the lr dropping after the first) as graph launches
  * and as the same work issued op by op: the same weights and loss sums, bit for bit; and on
  * the emulator: no host synchronization between the epoch's upload and its one read-back,
  * one graph launch per step after the first (uncaptured: SGD's first step), a recapture
- * when the lr changes. */
+ * when the lr changes. The graph has branches (each weight gradient beside its layer's
+ * backward-input and batchnorm sums); the emulator runs its nodes in a random order that
+ * keeps the dependencies (seeded), so a missing fork or join edge gives other numbers. */
 static void train_two_epochs(int use_graph, float **params, double sums[2][2], size_t *np, long *launches,
                              unsigned long long *syncs, unsigned long long *nodes)
 {
@@ -639,23 +645,29 @@ START_TEST(graph_step_matches_op_by_op)
     size_t na, nb;
     long la, lb;
     unsigned long long ya, yb, nodes_a = 0, nodes_b = 0;
-#ifndef CONVNET_REAL_GPU
-    unsigned long long g0 = emu_graph_launches();
-#endif
-    train_two_epochs(1, &pa, sa, &na, &la, &ya, &nodes_a);
-#ifndef CONVNET_REAL_GPU
-    ck_assert_uint_eq(emu_graph_launches() - g0, 5);   /* 6 steps, the first uncaptured */
-    ck_assert_uint_eq(ya, 0);                           /* no host sync inside an epoch */
-    ck_assert_uint_gt(nodes_a, 20);                     /* the whole step is one graph */
-#endif
-    ck_assert_int_eq(la, 5);
     train_two_epochs(0, &pb, sb, &nb, &lb, &yb, &nodes_b);
     ck_assert_int_eq(lb, 0);
-    ck_assert_uint_eq(na, nb);
-    ck_assert_msg(memcmp(pa, pb, sizeof(float) * na) == 0, "graph and op-by-op weights differ");
-    ck_assert_msg(memcmp(sa, sb, sizeof sa) == 0, "graph and op-by-op loss sums differ");
-    ck_assert(sa[0][0] > 0 && sa[1][1] >= 0 && sa[1][1] <= 12);
-    free(pa); free(pb);
+    for (int seed = 0; seed < 3; seed++) {   /* capture order, then two random orders */
+#ifndef CONVNET_REAL_GPU
+        unsigned long long g0 = emu_graph_launches();
+#endif
+        emu_set_graph_shuffle((unsigned long long)seed);
+        train_two_epochs(1, &pa, sa, &na, &la, &ya, &nodes_a);
+        emu_set_graph_shuffle(0);
+#ifndef CONVNET_REAL_GPU
+        ck_assert_uint_eq(emu_graph_launches() - g0, 5);   /* 6 steps, the first uncaptured */
+        ck_assert_uint_eq(ya, 0);                           /* no host sync inside an epoch */
+        ck_assert_uint_gt(nodes_a, 20);                     /* the whole step is one graph */
+        ck_assert_uint_lt(emu_last_graph_depth(), nodes_a); /* with branches beside the main chain */
+#endif
+        ck_assert_int_eq(la, 5);
+        ck_assert_uint_eq(na, nb);
+        ck_assert_msg(memcmp(pa, pb, sizeof(float) * na) == 0, "graph (node order %d) and op-by-op weights differ", seed);
+        ck_assert_msg(memcmp(sa, sb, sizeof sa) == 0, "graph (node order %d) and op-by-op loss sums differ", seed);
+        ck_assert(sa[0][0] > 0 && sa[1][1] >= 0 && sa[1][1] <= 12);
+        free(pa);
+    }
+    free(pb);
 }
 END_TEST
 

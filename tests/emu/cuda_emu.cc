@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <ucontext.h>
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -47,13 +48,16 @@ const void *sched_stack_bottom;
 size_t sched_stack_size;
 #endif
 
-uint64_t next_random()
+uint64_t graph_shuffle_state;   // 0: graph nodes in capture order
+
+uint64_t next_random(uint64_t &state)
 {
-    uint64_t x = shuffle_state;   // xorshift64*
+    uint64_t x = state;   // xorshift64*
     x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-    shuffle_state = x;
+    state = x;
     return x * 0x2545F4914F6CDD1DULL;
 }
+uint64_t next_random() { return next_random(shuffle_state); }
 
 char *get_stack(size_t i)
 {
@@ -217,21 +221,43 @@ void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
 }  // namespace emu
 
 struct emu_stream { int id; };
-struct emu_graph { std::vector<std::function<void()>> nodes; };
-struct emu_graph_exec { std::vector<std::function<void()>> nodes; };
+// A captured graph: nodes in capture order (a topological order) with the nodes each waits for.
+struct emu_graph {
+    std::vector<std::function<void()>> nodes;
+    std::vector<std::vector<int>> deps;
+};
+struct emu_graph_exec { emu_graph g; };
+// An event recorded during a capture stands for the recording stream's last nodes at that
+// point (capture: which capture); outside a capture, for a time.
+struct emu_event { double t; std::vector<int> deps; unsigned long long capture; };
 
 namespace emu {
 namespace {
-cudaStream_t capturing;         // the stream being captured, or nullptr
+// A capture starts on its origin stream; another stream joins it by waiting on an event
+// recorded in it (the fork), and must be joined back into the origin (an event recorded on
+// it, waited on by the origin) before the capture ends, as on a GPU.
+cudaStream_t capturing;         // the origin stream of the capture, or nullptr
 emu_graph *capture_graph;
 bool capture_broken;
-unsigned long long graph_launches, last_graph_nodes;
-// during a capture: record on the capturing stream; anything else is an error
+unsigned long long capture_id;
+std::vector<std::pair<cudaStream_t, std::vector<int>>> frontier;   // captured streams: their last nodes
+unsigned long long graph_launches, last_graph_nodes, last_graph_depth;
+
+std::vector<int> *frontier_of(cudaStream_t st)
+{
+    for (auto &f : frontier)
+        if (f.first == st) return &f.second;
+    return nullptr;
+}
+// during a capture: record on a stream of the capture; any other stream is an error
 bool record(cudaStream_t st, std::function<void()> node)
 {
     if (!capturing) return false;
-    if (st != capturing) { capture_broken = true; last_error = cudaErrorStreamCaptureImplicit; return true; }
+    std::vector<int> *f = frontier_of(st);
+    if (!f) { capture_broken = true; last_error = cudaErrorStreamCaptureImplicit; return true; }
     capture_graph->nodes.push_back(std::move(node));
+    capture_graph->deps.push_back(*f);
+    *f = {(int)capture_graph->nodes.size() - 1};
     return true;
 }
 }  // namespace
@@ -239,7 +265,7 @@ bool record(cudaStream_t st, std::function<void()> node)
 void launch_on(cudaStream_t st, const char *name, dim3 grid, dim3 block, size_t smem, std::function<void()> b)
 {
     // traced where it is issued: a captured launch now, not again when its graph runs
-    if (trace_fn && (!capturing || st == capturing))
+    if (trace_fn && (!capturing || frontier_of(st)))
         trace_fn(trace_arg, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem);
     if (capturing) {
         record(st, [grid, block, smem, b] { launch(grid, block, smem, b); });
@@ -273,6 +299,7 @@ unsigned lane_id()
 }  // namespace emu
 
 extern "C" void emu_set_shuffle(unsigned long long seed) { emu::shuffle_state = seed ? seed * 2654435761ULL + 1 : 0; }
+extern "C" void emu_set_graph_shuffle(unsigned long long seed) { emu::graph_shuffle_state = seed ? seed * 2654435761ULL + 1 : 0; }
 extern "C" unsigned long long emu_fibers_run(void) { return emu::fibers_run; }
 extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute)
 {
@@ -283,6 +310,7 @@ extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute)
 extern "C" unsigned long long emu_host_syncs(void) { return emu::host_syncs; }
 extern "C" unsigned long long emu_graph_launches(void) { return emu::graph_launches; }
 extern "C" unsigned long long emu_last_graph_nodes(void) { return emu::last_graph_nodes; }
+extern "C" unsigned long long emu_last_graph_depth(void) { return emu::last_graph_depth; }
 
 // a blocking call inside a capture: refused (and the capture is invalidated), as on a GPU
 static bool refuse_in_capture()
@@ -357,32 +385,76 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
     emu::capturing = s;
     emu::capture_graph = new emu_graph;
     emu::capture_broken = false;
+    emu::capture_id++;
+    emu::frontier = {{s, {}}};
     return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
 {
     if (s != emu::capturing) return cudaErrorInvalidValue;
     emu::capturing = nullptr;
-    if (emu::capture_broken) {
-        delete emu::capture_graph;
+    emu_graph *gr = emu::capture_graph;
+    // every node must be waited for by the origin's last nodes (other streams joined back)
+    std::vector<char> reach(gr->nodes.size(), 0);
+    for (int i : *emu::frontier_of(s)) reach[i] = 1;
+    for (int i = (int)gr->nodes.size() - 1; i >= 0; i--)
+        if (reach[i])
+            for (int d : gr->deps[i]) reach[d] = 1;
+    bool unjoined = false;
+    for (char r : reach) unjoined |= !r;
+    emu::frontier.clear();
+    if (emu::capture_broken || unjoined) {
+        delete gr;
         *g = nullptr;
-        return cudaErrorStreamCaptureUnsupported;
+        return unjoined && !emu::capture_broken ? cudaErrorStreamCaptureUnjoined : cudaErrorStreamCaptureUnsupported;
     }
-    *g = emu::capture_graph;
+    *g = gr;
     return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
 {
     if (!g) return cudaErrorInvalidValue;
-    *e = new emu_graph_exec{g->nodes};
+    *e = new emu_graph_exec{*g};
     emu::last_graph_nodes = g->nodes.size();
+    // the longest chain of dependent nodes (capture order is topological)
+    std::vector<unsigned long long> depth(g->nodes.size(), 1);
+    emu::last_graph_depth = 0;
+    for (size_t i = 0; i < g->nodes.size(); i++) {
+        for (int d : g->deps[i]) depth[i] = std::max(depth[i], depth[d] + 1);
+        emu::last_graph_depth = std::max(emu::last_graph_depth, depth[i]);
+    }
     return cudaSuccess;
 }
+// The nodes run one at a time: in capture order, or (emu_set_graph_shuffle) in a random order
+// that respects the dependencies, so a missing fork/join edge between streams shows up as a
+// wrong result.
 cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
 {
     if (emu::capturing) return cudaErrorStreamCaptureUnsupported;
     emu::graph_launches++;
-    for (auto &node : e->nodes) node();
+    const emu_graph &g = e->g;
+    if (!emu::graph_shuffle_state) {
+        for (auto &node : g.nodes) node();
+        return cudaSuccess;
+    }
+    size_t n = g.nodes.size();
+    std::vector<int> waiting(n);
+    std::vector<std::vector<int>> users(n);
+    std::vector<int> ready;
+    for (size_t i = 0; i < n; i++) {
+        waiting[i] = (int)g.deps[i].size();
+        for (int d : g.deps[i]) users[d].push_back((int)i);
+        if (!waiting[i]) ready.push_back((int)i);
+    }
+    while (!ready.empty()) {
+        size_t k = emu::next_random(emu::graph_shuffle_state) % ready.size();
+        int i = ready[k];
+        ready[k] = ready.back();
+        ready.pop_back();
+        g.nodes[i]();
+        for (int u : users[i])
+            if (!--waiting[u]) ready.push_back(u);
+    }
     return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
@@ -404,15 +476,42 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureUnjoined: return "capture was not joined: a forked stream's work is not waited for by the origin stream";
     default: return "unknown error";
     }
 }
 cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-struct emu_event { double t; };
 static double host_ms() { timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6; }
-cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{0}; return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{0, {}, 0}; return cudaSuccess; }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = host_ms(); return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+    if (emu::capturing && emu::frontier_of(s)) {   // captured: the stream's last nodes
+        e->deps = *emu::frontier_of(s);
+        e->capture = emu::capture_id;
+        return cudaSuccess;
+    }
+    if (emu::capturing) return cudaErrorStreamCaptureImplicit;   // a stream outside the capture
+    e->t = host_ms();
+    e->capture = 0;
+    return cudaSuccess;
+}
+// Outside a capture every operation has already run (one device, in issue order): nothing to
+// wait for. In a capture, an event of this capture makes s wait for its nodes (s joins the
+// capture if it was not in it).
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
+{
+    if (!emu::capturing || e->capture != emu::capture_id) return cudaSuccess;
+    std::vector<int> *f = emu::frontier_of(s);
+    if (!f) {
+        emu::frontier.push_back({s, e->deps});
+        return cudaSuccess;
+    }
+    for (int d : e->deps)
+        if (std::find(f->begin(), f->end(), d) == f->end()) f->push_back(d);
+    return cudaSuccess;
+}
 cudaError_t cudaEventSynchronize(cudaEvent_t) { emu::host_syncs++; return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->t - a->t); return cudaSuccess; }

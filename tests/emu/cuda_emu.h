@@ -49,7 +49,8 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
        cudaErrorInvalidConfiguration = 9, cudaErrorStreamCaptureUnsupported = 900,
-       cudaErrorStreamCaptureImplicit = 906 };
+       cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureImplicit = 906 };
+enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal,
                              cudaStreamCaptureModeRelaxed };
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
@@ -107,6 +108,8 @@ template <class T> T shfl(T v, int src_lane_of_mine)
 }  // namespace emu
 
 extern "C" void emu_set_shuffle(unsigned long long seed);   // 0: deterministic FIFO order
+// a graph launch runs its nodes in a random order that keeps their dependencies (0: capture order)
+extern "C" void emu_set_graph_shuffle(unsigned long long seed);
 extern "C" unsigned long long emu_fibers_run(void);          // statistics for tests
 // bench/gpu_plan: every launch is reported to fn (kernel name as written at the launch,
 // grid, block, dynamic shared bytes), a captured one when it is captured (not again when its
@@ -118,9 +121,12 @@ extern "C" void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 // Calls after which the host waits for the device (blocking cudaMemcpy, cudaMemset and the
 // *Synchronize calls), counted since the start.
 extern "C" unsigned long long emu_host_syncs(void);
-// graph launches since the start, and the nodes of the last graph instantiated
+// graph launches since the start, the nodes of the last graph instantiated, and its depth:
+// the most nodes on one chain of dependencies (what launch gaps add up along, when branches
+// run side by side)
 extern "C" unsigned long long emu_graph_launches(void);
 extern "C" unsigned long long emu_last_graph_nodes(void);
+extern "C" unsigned long long emu_last_graph_depth(void);
 
 #define threadIdx (*emu::cur_tid)
 #define blockIdx (emu::block_idx)
@@ -188,12 +194,15 @@ const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
-// streams, stream capture and graphs: a capture records the stream's launches and async
-// copies/sets as graph nodes (nothing runs); a graph launch runs them in order
+// streams, stream capture and graphs: a capture records the launches and async copies/sets of
+// the origin stream and of the streams forked from it by events as graph nodes with their
+// dependencies (nothing runs); a graph launch runs them in a dependency order (cuda_emu.cc)
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
