@@ -183,8 +183,9 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
 /* unavoidable: dout, bn's input (in == NULL: the conv input is computed from it), the stored
  * conv input where there is one, din, weights and dW (+ the residual).
  * now: the weight gradient reads its input (bn_in through batchnorm+ReLU, or in) and dout and
- * writes a partial dW per pixel group; backward-input reads dout, writes g; batchnorm's chunk
- * sums read g and bn_in (+ in as the mask where stored); its apply pass the same and writes din */
+ * writes a partial dW per pixel group; backward-input reads dout, writes g; batchnorm's sums:
+ * in == NULL, made in backward-input's epilogue, which reads bn_in; else a pass reading g,
+ * bn_in and in (the mask); its apply pass reads g and bn_in (+ in) and writes din */
 static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
         const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
@@ -193,8 +194,9 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     double x = d.x, stored = in ? x : 0;
     double min = d.y + 2 * x + stored + 2 * d.w + (add ? x : 0);
+    double sums = in ? 3 * x : x, apply = in ? 4 * x : 3 * x;
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
-                 5 * x + 2 * stored + (add ? x : 0);
+                 sums + apply + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);

@@ -97,11 +97,106 @@ template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, 
     return (long)i * g.C * g.R * g.S + j;
 }
 
+// Ticket of the backward-input kernels that finish batchnorm's sums in their last block (zero
+// at load, set back to 0 by each launch's last block; such launches never overlap: one stream).
+__device__ unsigned igemm_ticket;
+
+// 1 in every thread of the block that finishes the grid, after every thread's global writes
+// so far are visible to it (each writer fences before the block takes its ticket).
+__device__ int igemm_last_block()
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned total = gridDim.x * gridDim.y * gridDim.z;
+        last = atomicAdd(&igemm_ticket, 1u) == total - 1;
+        if (last) igemm_ticket = 0;
+    }
+    __syncthreads();
+    return last;
+}
+
+// The epilogue of backward_input when batchnorm+ReLU sits between this conv and its input
+// (BnSums.part set): with din the tile's values (g) and x = batchnorm's input at the same
+// index, per channel c the tile's sums of g [x scale + shift > 0] and of that times
+// xhat = (x - mean) invstd (the sums batchnorm's backward needs, as bn_chunk_grads makes them),
+// written per column tile; the last block adds the column tiles in order (lanes of threads,
+// then the lanes in order) -> dbeta, dgamma, and kk for batchnorm_split_backward_apply.
+// red, lanes: the tile loop's shared memory (free by now), 2 BM SEGS and 2 THREADS floats.
+template <int BM, int BN>
+__device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo &g, const BnSums &s, int M, long Ncol,
+                                 int m0, long n0, float *red, float *lanes)
+{
+    constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
+    constexpr int SEG = TX < 32 ? TX : 32, SEGS = TX / SEG;   // a row's threads: SEGS warp segments
+    int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
+    for (int i = 0; i < IG_TM; i++) {
+        int c = m0 + ty * IG_TM + i;
+        float s1 = 0.f, s2 = 0.f;
+        if (c < M) {
+            float mean = s.mean[c], inv = s.invstd[c], scale = s.gamma[c] * inv, shift = s.beta[c] - mean * scale;
+            for (int j = 0; j < IG_TN; j++) {
+                long col = n0 + tx * IG_TN + j;
+                if (col >= Ncol) continue;
+                float x = s.x[out_index<1>(g, c, col)];
+                float gv = x * scale + shift > 0.f ? acc[i][j] : 0.f;
+                s1 += gv;
+                s2 += gv * (x - mean) * inv;
+            }
+        }
+        for (int off = SEG / 2; off > 0; off >>= 1) {   // a fixed tree within each segment
+            s1 += __shfl_xor_sync(0xffffffffu, s1, off, SEG);
+            s2 += __shfl_xor_sync(0xffffffffu, s2, off, SEG);
+        }
+        if (tx % SEG == 0) {
+            red[(ty * IG_TM + i) * SEGS + tx / SEG] = s1;
+            red[(BM + ty * IG_TM + i) * SEGS + tx / SEG] = s2;
+        }
+    }
+    __syncthreads();
+    int tiles = gridDim.x;
+    for (int r = tid; r < BM; r += THREADS) {
+        if (m0 + r >= M) continue;
+        float s1 = 0.f, s2 = 0.f;
+        for (int t = 0; t < SEGS; t++) { s1 += red[r * SEGS + t]; s2 += red[(BM + r) * SEGS + t]; }
+        float *p = s.part + 2 * ((long)(m0 + r) * tiles + blockIdx.x);
+        p[0] = s1;
+        p[1] = s2;
+    }
+    if (!igemm_last_block()) return;
+    float *lane0 = lanes, *lane1 = lanes + THREADS;
+    int L = THREADS / M > 0 ? THREADS / M : 1, per_round = THREADS / L;   // L lanes per channel
+    for (int c0 = 0; c0 < M; c0 += per_round) {
+        int c = c0 + tid / L, l = tid % L;
+        float s1 = 0.f, s2 = 0.f;
+        if (tid < per_round * L && c < M)
+            for (int t = l; t < tiles; t += L) {
+                const float *p = s.part + 2 * ((long)c * tiles + t);
+                s1 += __ldcg(p);
+                s2 += __ldcg(p + 1);
+            }
+        lane0[tid] = s1;
+        lane1[tid] = s2;
+        __syncthreads();
+        if (tid < per_round * L && c < M && l == 0) {
+            float t1 = 0.f, t2 = 0.f;
+            for (int k = 0; k < L; k++) { t1 += lane0[tid + k]; t2 += lane1[tid + k]; }
+            s.dbeta[c] = t1;
+            s.dgamma[c] = t2;
+            s.kk[c] = s.gamma[c] * s.invstd[c] / (float)s.count;
+            s.kk[M + c] = t1;
+            s.kk[2 * M + c] = t2;
+        }
+        __syncthreads();
+    }
+}
+
 // One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
 // group blockIdx.z, written to out + z * M * Ncol).
 template <int MODE, int BM, int BN>
 __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
-        const float *b, const float *add, BnRelu bn, ConvGeo g, int M, long Ncol, long Kdim, long per)
+        const float *b, const float *add, BnRelu bn, BnSums sums, ConvGeo g, int M, long Ncol, long Kdim, long per)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     __shared__ __align__(16) float As[IG_BK][BM];
@@ -150,6 +245,10 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
             o[at] = add ? acc[i][j] + add[at] : acc[i][j];   // the residual add in the store
         }
     }
+    // the epilogue's scratch: As for its row sums (2 BM SEGS <= 16 BM floats), Bs for its lanes
+    // (2 THREADS = BM BN / 8 <= 16 BN floats, as BM <= 64)
+    static_assert(BM <= 128, "epilogue scratch in Bs");
+    if (MODE == 1 && sums.part) bn_sums_epilogue<BM, BN>(acc, g, sums, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
 }
 
 // dW[i] = sum over groups z (in order) of part[z][i], i < n
@@ -165,6 +264,17 @@ __global__ void sum_groups_kernel(float *out, const float *part, long n, int gro
 namespace {
 constexpr long TARGET_BLOCKS = 4 * 132;
 
+float *sums_buf;   // backward_input_bn's per-tile sums and kk (the main stream; partials: the side one)
+size_t sums_have;
+float *sums_scratch(size_t floats)
+{
+    if (floats > sums_have) {
+        if (sums_buf) CUDA_CHECK(cudaFree(sums_buf));
+        CUDA_CHECK(cudaMalloc(&sums_buf, sizeof(float) * floats));
+        sums_have = floats;
+    }
+    return sums_buf;
+}
 float *buf;
 size_t have;
 float *partials(size_t floats)   // grown on first use (the model's first step), then reused
@@ -190,11 +300,11 @@ int pick_bn(int BM, long M, long Ncol, long z)
 
 template <int MODE, int BM>
 void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
-               const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
+               const BnSums &sums, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
     dim3 grid((unsigned)((Ncol + bn_cols - 1) / bn_cols), (unsigned)((M + BM - 1) / BM), (unsigned)z);
     switch (bn_cols) {
-#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, g, M, Ncol, Kdim, per); break;
+#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, sums, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }
@@ -202,13 +312,13 @@ void launch_bm(int bn_cols, float *out, const float *a, const float *b, const fl
 }
 
 template <int MODE>
-void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const ConvGeo &g, int M,
-            long Ncol, long Kdim, long per, int z)
+void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const BnSums &sums,
+            const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
     int bm = pick_bm(M), bn_cols = pick_bn(bm, M, Ncol, z);
-    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
-    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
-    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, g, M, Ncol, Kdim, per, z);
+    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
+    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
+    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
 }
 
 ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
@@ -222,20 +332,35 @@ void conv2d_igemm_release()
     if (buf) CUDA_CHECK(cudaFree(buf));
     buf = nullptr;
     have = 0;
+    if (sums_buf) CUDA_CHECK(cudaFree(sums_buf));
+    sums_buf = nullptr;
+    sums_have = 0;
 }
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
                           int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<0>(out, weight, in, add, bn, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
+    launch<0>(out, weight, in, add, bn, BnSums{}, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
 }
 
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<1>(din, weight, dout, nullptr, BnRelu{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, BnSums{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+}
+
+const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
+        int H, int W, int K, int R, int S, int stride, int pad, const float *x, const float *gamma,
+        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta)
+{
+    ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
+    long Ncol = (long)N * H * W, tiles = (Ncol + pick_bn(pick_bm(C), C, Ncol, 1) - 1) / pick_bn(pick_bm(C), C, Ncol, 1);
+    float *buf = sums_scratch(2 * (size_t)C * tiles + 3 * (size_t)C);
+    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * tiles, dgamma, dbeta, Ncol};
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, s, g, C, Ncol, (long)K * R * S, 0, 1);
+    return s.kk;
 }
 
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
@@ -249,7 +374,7 @@ int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 }
 
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn)
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn, void (*after_reads)())
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long crs = (long)C * R * S, pix = (long)N * g.P * g.Q;
@@ -258,7 +383,8 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
     float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
-    launch<2>(part, dout, in, nullptr, bn, g, K, crs, pix, per, groups);
+    launch<2>(part, dout, in, nullptr, bn, BnSums{}, g, K, crs, pix, per, groups);
+    if (after_reads) after_reads();
     if (groups > 1) {
         long n = (long)K * crs;
         LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(dweight, part, n, groups);

@@ -11,14 +11,17 @@ namespace gpu {
 // Training steps are captured on it as one CUDA graph.
 cudaStream_t stream();
 // The stream launches go to (stream(): the main one, or the side one between side_begin and
-// side_end). side_begin: the side stream waits for the main one's work so far; side_end: back
-// to the main stream; side_join: the main stream waits for the side one's work up to
-// side_end. Captured, this forks and joins a branch of the step's graph. capture_begin/end
-// use main_stream().
+// side_end). side_begin: the side stream waits for the main one's work so far; side_mark:
+// marks the side stream's work so far; side_end: back to the main stream; side_join: the
+// main stream waits for the side one's work up to the last mark; side_join_all: ... up to the
+// last side_end (sgd_step and capture_end do it: the weight gradients are all done). Captured,
+// this forks and joins branches of the step's graph. capture_begin/end use main_stream().
 cudaStream_t main_stream();
 void side_begin();
+void side_mark();
 void side_end();
 void side_join();
+void side_join_all();
 
 // gemm.cu. Batched: for b < batch, C_b = op(A_b) op(B_b) + beta C_b with X_b = X + b*strideX;
 // with reduce != 0 all batches accumulate into one C: C = sum_b op(A_b) op(B_b) + beta C
@@ -92,12 +95,27 @@ const float *batchnorm_eval_stats(const float *running_mean, const float *runnin
 struct BnRelu {
     const float *gamma, *beta, *mean, *invstd;   // [C] each; gamma == nullptr: in as stored
 };
+// backward_input_bn: batchnorm's backward sums made in backward_input's epilogue (the conv's
+// input is relu(batchnorm(x))): dbeta, dgamma and the apply pass's kk, as
+// batchnorm_split_backward_sums(dgamma, dbeta, din, NULL, x, gamma, beta, ...) makes them;
+// returns kk (scratch, valid until the next call).
+struct BnSums {
+    const float *x, *gamma, *beta, *mean, *invstd;
+    float *part, *kk, *dgamma, *dbeta;   // part: nullptr = no epilogue
+    long count;                          // values per channel (N*H*W)
+};
+const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
+        int H, int W, int K, int R, int S, int stride, int pad, const float *x, const float *gamma,
+        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta);
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
                           int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{});
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad);
+// after_reads (optional) is called between the launch that reads dout and in and the groups'
+// sum (which reads only the partial sums): the point after which dout and in may change.
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{});
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
+                                  void (*after_reads)() = nullptr);
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 // free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
 // the next step then allocates them again, as the first step of a new process does)

@@ -7,7 +7,7 @@
 namespace gpu {
 namespace {
 cudaStream_t main_s, side_s, current;
-cudaEvent_t fork_ev, join_ev;
+cudaEvent_t fork_ev, join_ev, done_ev;
 void init_streams()   // on the first launch, which is never inside a capture
 {
     if (main_s) return;
@@ -15,6 +15,8 @@ void init_streams()   // on the first launch, which is never inside a capture
     CUDA_CHECK(cudaStreamCreate(&side_s));
     CUDA_CHECK(cudaEventCreateWithFlags(&fork_ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&join_ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done_ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(done_ev, side_s));   // side_join_all before any side work: nothing to wait for
     current = main_s;
 }
 }  // namespace
@@ -29,12 +31,18 @@ void side_begin()
     CUDA_CHECK(cudaStreamWaitEvent(side_s, fork_ev, 0));
     current = side_s;
 }
+void side_mark() { CUDA_CHECK(cudaEventRecord(join_ev, side_s)); }
 void side_end()
 {
-    CUDA_CHECK(cudaEventRecord(join_ev, side_s));
+    CUDA_CHECK(cudaEventRecord(done_ev, side_s));
     current = main_s;
 }
 void side_join() { CUDA_CHECK(cudaStreamWaitEvent(main_s, join_ev, 0)); }
+void side_join_all()
+{
+    init_streams();
+    CUDA_CHECK(cudaStreamWaitEvent(main_s, done_ev, 0));
+}
 }  // namespace gpu
 
 namespace {
@@ -64,10 +72,16 @@ void gpu_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C
 {
     gpu::conv2d_igemm_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad);
 }
+// Every weight gradient runs on the side stream (they share one buffer of partial sums, so
+// they must not overlap each other); here the main stream waits for the launch that reads
+// dout and in at once (the caller may overwrite them next); the groups' sum stays on the side.
 void gpu_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W, int K, int R,
                     int S, int stride, int pad, float *)
 {
-    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad);
+    gpu::side_begin();
+    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{}, gpu::side_mark);
+    gpu::side_end();
+    gpu::side_join();
 }
 
 // Batchnorm: the split kernels (gpu/batchnorm_split.cu), with ReLU, its mask and the
@@ -110,8 +124,9 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
 // in == NULL (the model on this table: recompute_act): the weight gradient reads
 // relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
 // The weight gradient runs on the side stream, beside backward-input and batchnorm's sums:
-// the two depend on nothing the other writes; batchnorm's apply pass waits for it (din may
-// be dout, which the weight gradient reads).
+// the two depend on nothing the other writes; batchnorm's apply pass waits for its launch
+// that reads dout (din may be dout); the groups' sum after it stays on the side stream,
+// waited for by sgd_step (side_join_all).
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
@@ -122,13 +137,20 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
     if (dweight) {
         gpu::side_begin();
-        if (in) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad);
-        else gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
+        if (in) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{},
+                                                  gpu::side_mark);
+        else gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn, gpu::side_mark);
         gpu::side_end();
     }
-    gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
-    const float *kk = gpu::batchnorm_split_backward_sums(dgamma, dbeta, g, in, bn_in, gamma, in ? nullptr : beta,
-                                                         save_mean, save_invstd, N, C, H * W);
+    const float *kk;
+    if (in) {
+        gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
+        kk = gpu::batchnorm_split_backward_sums(dgamma, dbeta, g, in, bn_in, gamma, nullptr, save_mean, save_invstd,
+                                                N, C, H * W);
+    } else {   // batchnorm's sums in backward-input's epilogue: no pass of their own
+        kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in, gamma,
+                                                 beta, save_mean, save_invstd, dgamma, dbeta);
+    }
     if (dweight) gpu::side_join();
     gpu::batchnorm_split_backward_apply(din, g, in, bn_in, add, kk, gamma, in ? nullptr : beta, save_mean,
                                         save_invstd, N, C, H * W);
@@ -158,6 +180,13 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
                                  N, C, H * W, momentum, eps);
     else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
     gpu::conv2d_igemm_forward(out, a, weight, add, N, C, H, W, K, R, S, stride, pad);
+}
+
+// the update reads every weight gradient: those still on the side stream first
+void gpu_sgd(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int first)
+{
+    gpu::side_join_all();
+    gpu::sgd_step(w, g, buf, n, lr, momentum, wd, first);
 }
 
 Ops make_table()
@@ -193,7 +222,7 @@ Ops make_table()
     t.capture_end = gpu::capture_end;
     t.graph_launch = gpu::graph_launch;
     t.graph_free = gpu::graph_free;
-    t.sgd_step = gpu::sgd_step;
+    t.sgd_step = gpu_sgd;
     return t;
 }
 const Ops table = make_table();

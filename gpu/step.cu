@@ -44,6 +44,7 @@ void *capture_end()
 {
     cudaGraph_t g;
     cudaGraphExec_t e;
+    side_join_all();   // a capture must end with every forked stream joined back
     CUDA_CHECK(cudaStreamEndCapture(main_stream(), &g));
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     CUDA_CHECK(cudaGraphDestroy(g));
