@@ -218,6 +218,18 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
     real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);
 }
+/* chained: as above with a not stored; no statistics pass when in_ready; the statistics of
+ * out for the next batchnorms are made in the conv's store (no traffic but per-tile sums) */
+static void w_bn_relu_conv_chained(float *out, const float *in, const float *w, const float *add, int N, int C, int H,
+        int W, int K, int R, int S, int stride, int pad, const BnRefs *bn, int in_ready, const BnRefs *next, int n_next)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    double x = d.x, min = x + d.w + d.y + (add ? d.y : 0);
+    double now = (in_ready ? 0 : x) + (x + d.w + d.y) + (add ? d.y : 0);
+    op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
+    real->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
+                                                next, n_next);
+}
 static void w_relu_fwd(float *out, const float *in, size_t n)
 {
     op_begin("relu fwd", (double)n, 2 * F4 * n, 2 * F4 * n);
@@ -310,6 +322,7 @@ static Ops wrapped(const Ops *r)
     t.relu_batchnorm_backward = w_relu_bn_bwd;
     t.conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
     t.batchnorm_relu_conv2d_forward = w_bn_relu_conv;
+    t.batchnorm_relu_conv2d_forward_chained = r->batchnorm_relu_conv2d_forward_chained ? w_bn_relu_conv_chained : NULL;
     t.relu_forward = w_relu_fwd; t.relu_backward = w_relu_bwd;
     t.add_forward = w_add; t.add_inplace = w_add_inplace;
     t.avgpool2d_forward = w_avg_fwd; t.avgpool2d_backward = w_avg_bwd;

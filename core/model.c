@@ -453,10 +453,50 @@ static void bn_relu_conv_fwd(Model *m, BatchNorm *b, const Conv *c, float *out, 
 }
 
 
+static BnRefs bn_refs(Model *m, BatchNorm *b)
+{
+    BnRefs r = {b->mean, b->invstd, m->buffers + b->rmean, m->buffers + b->rvar, m->params + b->gamma,
+                m->params + b->beta, 0.1f, 1e-5f};
+    return r;
+}
+
+/* training mode on a table with batchnorm_relu_conv2d_forward_chained: bn's statistics of `in`
+ * already made when in_ready; those of `out` made for next[0..n_next) */
+static void bn_relu_conv_chained(Model *m, BatchNorm *b, const Conv *c, float *out, const float *in,
+                                 const float *add, int N, int in_ready, BatchNorm *const *next, int n_next)
+{
+    if (c->has_bias) die("model: bn_relu_conv_fwd on a conv with bias");
+    BnRefs self = bn_refs(m, b), nx[2];
+    for (int k = 0; k < n_next; k++) nx[k] = bn_refs(m, next[k]);
+    m->ops->batchnorm_relu_conv2d_forward_chained(out, in, m->params + c->w, add, N, c->C, c->H, c->W, c->K,
+        c->R, c->S, c->stride, c->pad, &self, in_ready, nx, n_next);
+    m->num_batches_tracked[b->index]++;
+}
+
 static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
 static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
 
 /* ------------------------------------------------------------------ blocks */
+
+/* chained (training on a table that makes batchnorm statistics in the producing conv): the
+ * statistics of x were made by the previous block's conv2 (in_ready, not for block 0: x is the
+ * stem's output); conv1 makes bn2's, conv2 those of the next block's bn1 and ds_bn */
+static void preact_forward_chained(Model *m, Block *b, const float *x, int N, int in_ready, Block *next)
+{
+    BatchNorm *after_c1[1] = {&b->bn2}, *after_y[2];
+    int n_after_y = 0;
+    if (next) {
+        after_y[n_after_y++] = &next->bn1;
+        if (next->sub) after_y[n_after_y++] = &next->ds_bn;
+    }
+    bn_relu_conv_chained(m, &b->bn1, &b->conv1, b->c1, x, NULL, N, in_ready, after_c1, 1);
+    if (b->sub) {
+        bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
+        bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, m->t1, N, 1, after_y, n_after_y);
+    } else {
+        bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, x, N, 1, after_y, n_after_y);
+    }
+}
 
 static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
 {
@@ -571,8 +611,12 @@ void model_forward_input(Model *m, int N, int train)
     if (c->block == BLOCK_ORIGINAL) {
         bn_relu_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
     }
+    int chained = train && c->block == BLOCK_PREACT && o->batchnorm_relu_conv2d_forward_chained;
+    if (chained && !o->recompute_act) die("model: the %s table chains batchnorm statistics but stores activations", o->name);
     for (int i = 0; i < m->n_blocks; i++) {
-        if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, train);
+        Block *next = i + 1 < m->n_blocks ? &m->blocks[i + 1] : NULL;
+        if (chained) preact_forward_chained(m, &m->blocks[i], block_input(m, i), N, i > 0, next);
+        else if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, train);
         else original_forward(m, &m->blocks[i], block_input(m, i), N, train);
     }
     const Block *last = &m->blocks[m->n_blocks - 1];

@@ -14,6 +14,13 @@
 
 struct AugParams;   /* core/augment.h */
 
+/* One training-mode batchnorm's buffers and settings (batchnorm_relu_conv2d_forward_chained) */
+typedef struct BnRefs {
+    float *save_mean, *save_invstd, *running_mean, *running_var;   /* [C], written */
+    const float *gamma, *beta;                                     /* [C] */
+    float momentum, eps;
+} BnRefs;
+
 typedef struct Ops {
     const char *name;
     int host;   /* 1: tensors live in host memory (the CPU tables) */
@@ -99,6 +106,16 @@ typedef struct Ops {
             int S, int stride, int pad, float *workspace, float *save_mean, float *save_invstd,
             float *running_mean, float *running_var, const float *gamma, const float *beta,
             float momentum, float eps, int train);
+    /* (NULL on tables without it; the model then calls the one above) the same in training
+     * mode with a = NULL, with batchnorm's statistics made where the tensor is produced:
+     *   in_ready = 1: bn's batch statistics of `in` were made by the call that produced `in`
+     *                 (save_mean, save_invstd, running update): no statistics pass here;
+     *   next[0..n_next): the batchnorms that will read `out` (after the add): their batch
+     *                 statistics of `out` are made here, as a statistics pass would make them.
+     * (the GPU: in the convolution's store, one pass over each activation less) */
+    void (*batchnorm_relu_conv2d_forward_chained)(float *out, const float *in, const float *weight,
+            const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+            const BnRefs *bn, int in_ready, const BnRefs *next, int n_next);
 
     /* ---- elementwise ---- */
     void (*relu_forward)(float *out, const float *in, size_t n);          /* out may == in */

@@ -192,11 +192,103 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
     }
 }
 
+struct BnStats {   // the forward's statistics epilogue (part == nullptr: none)
+    BnRefs t[2];
+    int n;
+    float *part;   // [M][tiles][3]: count, mean, M2
+    long count;    // values per channel (N*P*Q)
+};
+
+__device__ __forceinline__ void chan_combine(float &n, float &mean, float &m2, float nb, float mb, float m2b)
+{
+    float tot = n + nb, d = mb - mean, f = nb / tot;
+    mean += d * f;
+    m2 += m2b + d * d * (n * f);
+    n = tot;
+}
+
+// The forward's epilogue when batchnorms read its output: v = the tile's stored values; per
+// channel the tile's count, mean and M2 (sum of squared deviations from the tile's mean),
+// each a fixed tree over the row's threads; the last block combines the column tiles in
+// order (lanes of threads, then the lanes in order) and finalizes each batchnorm.
+// red, lanes: the tile loop's shared memory, 2 BM SEGS and 3 THREADS floats.
+template <int BM, int BN>
+__device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats &s, int M, long Ncol, int m0, long n0,
+                                  float *red, float *lanes)
+{
+    constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
+    constexpr int SEG = TX < 32 ? TX : 32, SEGS = TX / SEG;
+    int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
+    float cnt = (float)(Ncol - n0 < BN ? Ncol - n0 : BN);
+    float mean[IG_TM];
+    for (int pass = 0; pass < 2; pass++) {   // the tile's sums, then its squared deviations
+        for (int i = 0; i < IG_TM; i++) {
+            float q = 0.f;
+            for (int j = 0; j < IG_TN; j++) {
+                if (n0 + tx * IG_TN + j >= Ncol) continue;
+                float d = pass ? v[i][j] - mean[i] : v[i][j];
+                q += pass ? d * d : d;
+            }
+            for (int off = SEG / 2; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off, SEG);
+            if (tx % SEG == 0) red[(pass * BM + ty * IG_TM + i) * SEGS + tx / SEG] = q;
+        }
+        __syncthreads();
+        if (pass == 0)
+            for (int i = 0; i < IG_TM; i++) {
+                float q = 0.f;
+                for (int t = 0; t < SEGS; t++) q += red[(ty * IG_TM + i) * SEGS + t];
+                mean[i] = q / cnt;
+            }
+    }
+    int tiles = gridDim.x;
+    for (int r = tid; r < BM; r += THREADS) {
+        if (m0 + r >= M) continue;
+        float q0 = 0.f, q1 = 0.f;
+        for (int t = 0; t < SEGS; t++) { q0 += red[r * SEGS + t]; q1 += red[(BM + r) * SEGS + t]; }
+        float *p = s.part + 3 * ((long)(m0 + r) * tiles + blockIdx.x);
+        p[0] = cnt;
+        p[1] = q0 / cnt;
+        p[2] = q1;
+    }
+    if (!igemm_last_block()) return;
+    int L = THREADS / M > 0 ? THREADS / M : 1, per_round = THREADS / L;   // L lanes per channel
+    for (int c0 = 0; c0 < M; c0 += per_round) {
+        int c = c0 + tid / L, l = tid % L;
+        float n = 0.f, mu = 0.f, m2 = 0.f;
+        if (tid < per_round * L && c < M)
+            for (int t = l; t < tiles; t += L) {
+                const float *p = s.part + 3 * ((long)c * tiles + t);
+                chan_combine(n, mu, m2, __ldcg(p), __ldcg(p + 1), __ldcg(p + 2));
+            }
+        lanes[tid] = n;
+        lanes[THREADS + tid] = mu;
+        lanes[2 * THREADS + tid] = m2;
+        __syncthreads();
+        if (tid < per_round * L && c < M && l == 0) {
+            float tn = 0.f, tmu = 0.f, tm2 = 0.f;
+            for (int k = 0; k < L; k++)
+                if (lanes[tid + k] > 0.f) chan_combine(tn, tmu, tm2, lanes[tid + k], lanes[THREADS + tid + k], lanes[2 * THREADS + tid + k]);
+            // as batchnorm_split's finalize: biased variance for the normalization, unbiased
+            // for the running statistics (PyTorch)
+            float var = tm2 / (float)s.count, unbiased = s.count > 1 ? var * (float)s.count / (float)(s.count - 1) : var;
+            for (int k = 0; k < s.n; k++) {
+                const BnRefs &t = s.t[k];
+                t.save_mean[c] = tmu;
+                t.save_invstd[c] = rsqrtf(var + t.eps);
+                t.running_mean[c] = (1.f - t.momentum) * t.running_mean[c] + t.momentum * tmu;
+                t.running_var[c] = (1.f - t.momentum) * t.running_var[c] + t.momentum * unbiased;
+            }
+        }
+        __syncthreads();
+    }
+}
+
 // One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
 // group blockIdx.z, written to out + z * M * Ncol).
 template <int MODE, int BM, int BN>
 __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
-        const float *b, const float *add, BnRelu bn, BnSums sums, ConvGeo g, int M, long Ncol, long Kdim, long per)
+        const float *b, const float *add, BnRelu bn, BnSums sums, BnStats stats, ConvGeo g, int M, long Ncol,
+        long Kdim, long per)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     __shared__ __align__(16) float As[IG_BK][BM];
@@ -242,13 +334,16 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
             long gj = n0 + tx * IG_TN + j;
             if (gj >= Ncol) continue;
             long at = out_index<MODE>(g, gi, gj);
-            o[at] = add ? acc[i][j] + add[at] : acc[i][j];   // the residual add in the store
+            if (add) acc[i][j] += add[at];   // the residual add in the store
+            o[at] = acc[i][j];
         }
     }
     // the epilogue's scratch: As for its row sums (2 BM SEGS <= 16 BM floats), Bs for its lanes
     // (2 THREADS = BM BN / 8 <= 16 BN floats, as BM <= 64)
     static_assert(BM <= 128, "epilogue scratch in Bs");
     if (MODE == 1 && sums.part) bn_sums_epilogue<BM, BN>(acc, g, sums, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
+    static_assert(3 * BM <= 16 * IG_BK, "statistics epilogue's lanes in Bs");
+    if (MODE == 0 && stats.part) bn_stats_epilogue<BM, BN>(acc, stats, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
 }
 
 // dW[i] = sum over groups z (in order) of part[z][i], i < n
@@ -275,6 +370,17 @@ float *sums_scratch(size_t floats)
     }
     return sums_buf;
 }
+float *stats_buf;   // the forward's per-tile statistics (the main stream)
+size_t stats_have;
+float *stats_scratch(size_t floats)
+{
+    if (floats > stats_have) {
+        if (stats_buf) CUDA_CHECK(cudaFree(stats_buf));
+        CUDA_CHECK(cudaMalloc(&stats_buf, sizeof(float) * floats));
+        stats_have = floats;
+    }
+    return stats_buf;
+}
 float *buf;
 size_t have;
 float *partials(size_t floats)   // grown on first use (the model's first step), then reused
@@ -300,11 +406,12 @@ int pick_bn(int BM, long M, long Ncol, long z)
 
 template <int MODE, int BM>
 void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
-               const BnSums &sums, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
+               const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per,
+               int z)
 {
     dim3 grid((unsigned)((Ncol + bn_cols - 1) / bn_cols), (unsigned)((M + BM - 1) / BM), (unsigned)z);
     switch (bn_cols) {
-#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, sums, g, M, Ncol, Kdim, per); break;
+#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }
@@ -313,12 +420,12 @@ void launch_bm(int bn_cols, float *out, const float *a, const float *b, const fl
 
 template <int MODE>
 void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const BnSums &sums,
-            const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
+            const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
     int bm = pick_bm(M), bn_cols = pick_bn(bm, M, Ncol, z);
-    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
-    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
-    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, sums, g, M, Ncol, Kdim, per, z);
+    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
+    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
+    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
 }
 
 ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
@@ -335,20 +442,33 @@ void conv2d_igemm_release()
     if (sums_buf) CUDA_CHECK(cudaFree(sums_buf));
     sums_buf = nullptr;
     sums_have = 0;
+    if (stats_buf) CUDA_CHECK(cudaFree(stats_buf));
+    stats_buf = nullptr;
+    stats_have = 0;
 }
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn)
+                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn, const BnRefs *next,
+                          int n_next)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<0>(out, weight, in, add, bn, BnSums{}, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
+    BnStats st = {};
+    if (n_next > 2) { fprintf(stderr, "convnet: conv2d_igemm_forward: at most 2 batchnorms read one output\n"); exit(1); }
+    if (n_next > 0) {
+        long Ncol = (long)N * g.P * g.Q, bn_cols = pick_bn(pick_bm(K), K, Ncol, 1), tiles = (Ncol + bn_cols - 1) / bn_cols;
+        st.part = stats_scratch(3 * (size_t)K * tiles);
+        st.n = n_next;
+        st.count = Ncol;
+        for (int k = 0; k < n_next; k++) st.t[k] = next[k];
+    }
+    launch<0>(out, weight, in, add, bn, BnSums{}, st, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
 }
 
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<1>(din, weight, dout, nullptr, BnRelu{}, BnSums{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, BnSums{}, BnStats{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
 }
 
 const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
@@ -359,17 +479,22 @@ const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const
     long Ncol = (long)N * H * W, tiles = (Ncol + pick_bn(pick_bm(C), C, Ncol, 1) - 1) / pick_bn(pick_bm(C), C, Ncol, 1);
     float *buf = sums_scratch(2 * (size_t)C * tiles + 3 * (size_t)C);
     BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * tiles, dgamma, dbeta, Ncol};
-    launch<1>(din, weight, dout, nullptr, BnRelu{}, s, g, C, Ncol, (long)K * R * S, 0, 1);
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, s, BnStats{}, g, C, Ncol, (long)K * R * S, 0, 1);
     return s.kk;
 }
 
+// Pixel groups of the weight gradient: enough for WGRAD_BLOCKS tiles of BN = 64 (2 per SM; the
+// launch may still narrow its tiles for more blocks). Not more: each group writes and the sum
+// reads back a whole partial dW, and the weight gradient runs beside backward-input on the
+// side stream, which fills the card with it.
+constexpr long WGRAD_BLOCKS = 2 * 132;
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 {
     int bm = pick_bm(K);
     long crs = (long)C * R * S, tiles = ((K + bm - 1) / bm) * ((crs + 63) / 64);   // at BN = 64
-    long want = (TARGET_BLOCKS + tiles - 1) / tiles, pix = (long)N * P * Q;
-    long per = (pix + want - 1) / want;
-    per = (per + IG_BK - 1) / IG_BK * IG_BK;   // whole reduction steps per group
+    long want = (WGRAD_BLOCKS + tiles - 1) / tiles, pix = (long)N * P * Q;
+    long per = pix / want / IG_BK * IG_BK;   // whole reduction steps per group, at least `want` groups
+    if (per < IG_BK) per = IG_BK;
     return (int)((pix + per - 1) / per);
 }
 
@@ -383,7 +508,7 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
     float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
-    launch<2>(part, dout, in, nullptr, bn, BnSums{}, g, K, crs, pix, per, groups);
+    launch<2>(part, dout, in, nullptr, bn, BnSums{}, BnStats{}, g, K, crs, pix, per, groups);
     if (after_reads) after_reads();
     if (groups > 1) {
         long n = (long)K * crs;

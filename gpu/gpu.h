@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/augment.h"   /* AugParams */
+#include "core/ops.h"       /* BnRefs */
 
 namespace gpu {
 // The stream every kernel of gpu/ is launched on (ops_gpu.cu; created on first use). A
@@ -107,8 +108,13 @@ struct BnSums {
 const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
         int H, int W, int K, int R, int S, int stride, int pad, const float *x, const float *gamma,
         const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta);
+// next[0..n_next) (at most 2): the batchnorms that read out; their batch statistics of out
+// (after the add) are made in the store (per column tile: count, mean, M2 by two passes over
+// the tile's values; the grid's last block combines the tiles in order with Chan's formula)
+// and finalized as batchnorm_split_stats does (save_mean, save_invstd, running update).
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
-                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{});
+                          int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
+                          const BnRefs *next = nullptr, int n_next = 0);
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad);
 // after_reads (optional) is called between the launch that reads dout and in and the groups'

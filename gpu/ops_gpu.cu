@@ -182,6 +182,18 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
     gpu::conv2d_igemm_forward(out, a, weight, add, N, C, H, W, K, R, S, stride, pad);
 }
 
+// a = NULL, training mode, statistics made where the tensors are produced (ops.h)
+void gpu_bn_relu_conv_chained(float *out, const float *in, const float *weight, const float *add, int N, int C,
+        int H, int W, int K, int R, int S, int stride, int pad, const BnRefs *bn, int in_ready,
+        const BnRefs *next, int n_next)
+{
+    if (!in_ready)
+        gpu::batchnorm_split_stats(bn->save_mean, bn->save_invstd, bn->running_mean, bn->running_var, in, bn->gamma,
+                                   bn->beta, N, C, H * W, bn->momentum, bn->eps);
+    gpu::BnRelu r = {bn->gamma, bn->beta, bn->save_mean, bn->save_invstd};
+    gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, r, next, n_next);
+}
+
 // the update reads every weight gradient: those still on the side stream first
 void gpu_sgd(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int first)
 {
@@ -208,6 +220,7 @@ Ops make_table()
     t.relu_batchnorm_backward = gpu_relu_bn_backward;
     t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
     t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
+    t.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;
