@@ -225,8 +225,9 @@ static void w_bn_relu_conv_chained(float *out, const float *in, const float *w, 
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     double x = d.x, min = x + d.w + d.y + (add ? d.y : 0);
-    double now = (in_ready ? 0 : x) + (x + d.w + d.y) + (add ? d.y : 0);
-    op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
+    double now = (in_ready || !bn ? 0 : x) + (x + d.w + d.y) + (add ? d.y : 0);
+    if (bn) op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
+    else op_begin("conv fwd (+statistics)", d.flops, min, now);
     real->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
                                                 next, n_next);
 }

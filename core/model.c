@@ -464,13 +464,22 @@ static BnRefs bn_refs(Model *m, BatchNorm *b)
  * already made when in_ready; those of `out` made for next[0..n_next) */
 static void bn_relu_conv_chained(Model *m, BatchNorm *b, const Conv *c, float *out, const float *in,
                                  const float *add, int N, int in_ready, BatchNorm *const *next, int n_next)
-{
+{   /* b == NULL: a plain conv (the stem) */
     if (c->has_bias) die("model: bn_relu_conv_fwd on a conv with bias");
-    BnRefs self = bn_refs(m, b), nx[2];
+    BnRefs self = b ? bn_refs(m, b) : (BnRefs){0}, nx[2];
     for (int k = 0; k < n_next; k++) nx[k] = bn_refs(m, next[k]);
     m->ops->batchnorm_relu_conv2d_forward_chained(out, in, m->params + c->w, add, N, c->C, c->H, c->W, c->K,
-        c->R, c->S, c->stride, c->pad, &self, in_ready, nx, n_next);
-    m->num_batches_tracked[b->index]++;
+        c->R, c->S, c->stride, c->pad, b ? &self : NULL, in_ready, nx, n_next);
+    if (b) m->num_batches_tracked[b->index]++;
+}
+
+/* the batchnorms that read a block's input: bn1, and ds_bn where it downsamples */
+static int block_input_bns(Block *b, BatchNorm **bns)
+{
+    int n = 0;
+    bns[n++] = &b->bn1;
+    if (b->sub) bns[n++] = &b->ds_bn;
+    return n;
 }
 
 static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
@@ -483,15 +492,21 @@ static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H
  * stem's output); conv1 makes bn2's, conv2 those of the next block's bn1 and ds_bn */
 static void preact_forward_chained(Model *m, Block *b, const float *x, int N, int in_ready, Block *next)
 {
+    const Ops *o = m->ops;
     BatchNorm *after_c1[1] = {&b->bn2}, *after_y[2];
-    int n_after_y = 0;
-    if (next) {
-        after_y[n_after_y++] = &next->bn1;
-        if (next->sub) after_y[n_after_y++] = &next->ds_bn;
+    int n_after_y = next ? block_input_bns(next, after_y) : 0;
+    /* the shortcut conv beside conv1 (a branch) when nothing but x is shared: with x's
+     * statistics ready, neither makes any (block 0 may: they would share scratch buffers) */
+    int branch = b->sub && in_ready && o->branch_begin;
+    if (branch) {
+        o->branch_begin();
+        bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
+        o->branch_end();
     }
     bn_relu_conv_chained(m, &b->bn1, &b->conv1, b->c1, x, NULL, N, in_ready, after_c1, 1);
     if (b->sub) {
-        bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
+        if (branch) o->branch_join();
+        else bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
         bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, m->t1, N, 1, after_y, n_after_y);
     } else {
         bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, x, N, 1, after_y, n_after_y);
@@ -607,15 +622,22 @@ void model_forward_input(Model *m, int N, int train)
     const ModelConfig *c = &m->cfg;
     if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
     if (c->mlp) { mlp_forward(m, N); return; }
-    conv_fwd(m, &m->stem, m->stem_c, m->input, N);
+    int chained = train && c->block == BLOCK_PREACT && o->batchnorm_relu_conv2d_forward_chained;
+    if (chained && !o->recompute_act) die("model: the %s table chains batchnorm statistics but stores activations", o->name);
+    int stem_chained = chained && !m->stem.has_bias;   /* the stem makes block 0's statistics */
+    if (stem_chained) {
+        BatchNorm *bns[2];
+        int n = block_input_bns(&m->blocks[0], bns);
+        bn_relu_conv_chained(m, NULL, &m->stem, m->stem_c, m->input, NULL, N, 0, bns, n);
+    } else {
+        conv_fwd(m, &m->stem, m->stem_c, m->input, N);
+    }
     if (c->block == BLOCK_ORIGINAL) {
         bn_relu_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
     }
-    int chained = train && c->block == BLOCK_PREACT && o->batchnorm_relu_conv2d_forward_chained;
-    if (chained && !o->recompute_act) die("model: the %s table chains batchnorm statistics but stores activations", o->name);
     for (int i = 0; i < m->n_blocks; i++) {
         Block *next = i + 1 < m->n_blocks ? &m->blocks[i + 1] : NULL;
-        if (chained) preact_forward_chained(m, &m->blocks[i], block_input(m, i), N, i > 0, next);
+        if (chained) preact_forward_chained(m, &m->blocks[i], block_input(m, i), N, i > 0 || stem_chained, next);
         else if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, train);
         else original_forward(m, &m->blocks[i], block_input(m, i), N, train);
     }

@@ -112,6 +112,7 @@ typedef struct Ops {
      *                 (save_mean, save_invstd, running update): no statistics pass here;
      *   next[0..n_next): the batchnorms that will read `out` (after the add): their batch
      *                 statistics of `out` are made here, as a statistics pass would make them.
+     *   bn == NULL: no batchnorm+ReLU on the input (a plain bias-free conv: the stem).
      * (the GPU: in the convolution's store, one pass over each activation less) */
     void (*batchnorm_relu_conv2d_forward_chained)(float *out, const float *in, const float *weight,
             const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
@@ -160,12 +161,19 @@ typedef struct Ops {
      * params likewise; out as augment_batch (no rotation), labels_out[i] = labels[idx[i]].
      * loss_accumulate: sums[0] += sum losses[0..n), sums[1] += sum correct (fixed order);
      * then *step += 1.
+     * branch_*: see below.
      * capture_begin / capture_end: the work issued in between is recorded, not run, and
      * returned as a graph; graph_launch runs it (asynchronously); graph_free. core/gpustep.c. */
     void (*augment_plan)(float *out, int32_t *labels_out, const uint8_t *images, const uint8_t *labels,
                          const int32_t *order, const struct AugParams *params, const int32_t *step, int n,
                          const int32_t *perm);
     void (*loss_accumulate)(double *sums, const float *losses, const int32_t *correct, int n, int32_t *step);
+    /* branch_begin: the ops issued until branch_end wait for all issued before, and may run
+     * beside the ops issued after branch_end until branch_join, which orders the branch
+     * before every later op (sgd_step and capture_end join any open branch). NULL: one chain. */
+    void (*branch_begin)(void);
+    void (*branch_end)(void);
+    void (*branch_join)(void);
     void (*capture_begin)(void);
     void *(*capture_end)(void);
     void (*graph_launch)(void *graph);

@@ -187,10 +187,11 @@ void gpu_bn_relu_conv_chained(float *out, const float *in, const float *weight, 
         int H, int W, int K, int R, int S, int stride, int pad, const BnRefs *bn, int in_ready,
         const BnRefs *next, int n_next)
 {
-    if (!in_ready)
+    if (bn && !in_ready)
         gpu::batchnorm_split_stats(bn->save_mean, bn->save_invstd, bn->running_mean, bn->running_var, in, bn->gamma,
                                    bn->beta, N, C, H * W, bn->momentum, bn->eps);
-    gpu::BnRelu r = {bn->gamma, bn->beta, bn->save_mean, bn->save_invstd};
+    gpu::BnRelu r = {};
+    if (bn) r = gpu::BnRelu{bn->gamma, bn->beta, bn->save_mean, bn->save_invstd};
     gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, r, next, n_next);
 }
 
@@ -221,6 +222,9 @@ Ops make_table()
     t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
     t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
     t.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
+    t.branch_begin = gpu::side_begin;
+    t.branch_end = gpu::side_end;
+    t.branch_join = gpu::side_join_all;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;
