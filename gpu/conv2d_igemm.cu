@@ -518,6 +518,14 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
 }
 }  // namespace gpu
 
+// column tiles of an implicit GEMM with M rows and Ncol columns (bench/gpu_plan: the
+// partial sums an epilogue's last block combines)
+extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol)
+{
+    long bn = gpu::pick_bn(gpu::pick_bm(M), M, Ncol, 1);
+    return (Ncol + bn - 1) / bn;
+}
+
 extern "C" int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 {
     return gpu::conv2d_igemm_weight_groups(N, K, C, R, S, P, Q);
