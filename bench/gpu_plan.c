@@ -45,9 +45,10 @@ long gpu_conv2d_igemm_col_tiles(int M, long Ncol);
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
 /* A kernel whose last block finishes a reduction (the ticket pattern: batchnorm's statistics
  * and sums in a convolution's store) ends with one block's serial work after all the others:
- * its fence and ticket, then reading every block's partial sums through one SM. Assumed per
- * such kernel: TAIL_TRIPS dependent trips to L2 of TAIL_TRIP_US each, plus the partials'
- * bytes at SM_L2_BPS (one SM's share of L2 bandwidth); on the longest chain. */
+ * its fence and ticket, then reading partial sums through one SM. gpu/conv2d_igemm.cu does
+ * it in two levels (groups of 32 column tiles, then the groups), each assumed to take
+ * TAIL_TRIPS dependent trips to L2 of TAIL_TRIP_US, plus its partials' bytes at SM_L2_BPS
+ * (one SM's share of L2 bandwidth); on the longest chain. */
 #define TAIL_TRIPS 2
 #define TAIL_TRIP_US 0.3
 #define SM_L2_BPS 100e9
@@ -97,12 +98,14 @@ static void op_begin(const char *name, double flops, double min_bytes, double by
     o->tail_bytes = 0;
     o->tails = 0;
 }
-/* the op's last launch finishes with one block reading `bytes` of partial sums */
-static void op_tail(double bytes)
+/* the op's last launch finishes its reduction of `tiles` column tiles of M channels x w
+ * floats in two levels (groups of 32 tiles, then the groups) */
+static void op_tail(int M, long tiles, int w)
 {
     if (tracing != 1 || n_ops <= 0) return;
-    ops[n_ops - 1].tail_bytes += bytes;
-    ops[n_ops - 1].tails++;
+    long groups = (tiles + 31) / 32, first = tiles < 32 ? tiles : 32;
+    ops[n_ops - 1].tail_bytes += 4.0 * M * w * (double)(first + groups);   /* fp32 */
+    ops[n_ops - 1].tails += 2;
 }
 
 #define F4 4.0   /* bytes per float */
@@ -216,7 +219,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
                  sums + apply + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
-    if (!in) op_tail(2 * F4 * C * (double)gpu_conv2d_igemm_col_tiles(C, (long)N * H * W));   /* sums of g, g xhat */
+    if (!in) op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
 }
@@ -247,7 +250,7 @@ static void w_bn_relu_conv_chained(float *out, const float *in, const float *w, 
     double now = (in_ready || !bn ? 0 : x) + (x + d.w + d.y) + (add ? d.y : 0);
     if (bn) op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     else op_begin("conv fwd (+statistics)", d.flops, min, now);
-    if (n_next) op_tail(3 * F4 * K * (double)gpu_conv2d_igemm_col_tiles(K, (long)N * d.P * d.Q));   /* count, mean, M2 */
+    if (n_next) op_tail(K, gpu_conv2d_igemm_col_tiles(K, (long)N * d.P * d.Q), 3);   /* count, mean, M2 */
     real->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
                                                 next, n_next);
 }
@@ -469,8 +472,8 @@ int main(int argc, char **argv)
         printf("not in min blocks: %s (%s)\n", tiny_kernels[i][0], tiny_kernels[i][1]);
     printf("(launch gap %.0f us per host-launched kernel, %.0f us per graph node on the longest chain; tiny: an op under %d KB and %.0f MFLOP)\n",
            LAUNCH_GAP_US, GRAPH_GAP_US, TINY_BYTES / 1024, TINY_FLOPS / 1e6);
-    printf("(last-block tails: %d kernels, each %d trips to L2 of %.1f us plus its partial sums at %.0f GB/s)\n", n_tails,
-           TAIL_TRIPS, TAIL_TRIP_US, SM_L2_BPS / 1e9);
+    printf("(last-block tails: %d levels of reductions, each %d trips to L2 of %.1f us plus its partial sums at %.0f GB/s)\n",
+           n_tails, TAIL_TRIPS, TAIL_TRIP_US, SM_L2_BPS / 1e9);
     printf("gpu_plan: launches/step %d, graph launches/step %d, syncs/step %ld, min blocks %ld, bound_ms %.3f\n",
            n_launches, graph_launches, syncs, min_blocks, bound[1]);
     devdata_free(dd);

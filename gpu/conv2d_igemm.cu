@@ -97,32 +97,108 @@ template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, 
     return (long)i * g.C * g.R * g.S + j;
 }
 
-// Ticket of the backward-input kernels that finish batchnorm's sums in their last block (zero
-// at load, set back to 0 by each launch's last block; such launches never overlap: one stream).
-__device__ unsigned igemm_ticket;
+// The epilogues' reductions (batchnorm's statistics in the forward's store, its sums in
+// backward-input's) are finished in two levels so that no block reads every column tile's
+// partial sums alone: the last block of each group of GROUP_TILES column tiles combines the
+// group's partials (in tile order), and the last group to finish combines the groups (in
+// group order) and writes the results. "Last" is found with tickets: integer counters taken
+// after a __threadfence, zero at load and set back to 0 by the block that takes the last one
+// (launches with an epilogue never overlap: they are all on the main stream).
+constexpr int GROUP_TILES = 32, MAX_GROUPS = 4096;
+__device__ unsigned igemm_ticket, igemm_group_ticket[MAX_GROUPS];
 
-// 1 in every thread of the block that finishes the grid, after every thread's global writes
-// so far are visible to it (each writer fences before the block takes its ticket).
-__device__ int igemm_last_block()
+// 1 in every thread of the block that takes the last of `total` tickets of *counter, after
+// every thread's global writes so far are visible to it (each writer fences first).
+__device__ int igemm_last_of(unsigned *counter, unsigned total)
 {
     __shared__ int last;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned total = gridDim.x * gridDim.y * gridDim.z;
-        last = atomicAdd(&igemm_ticket, 1u) == total - 1;
-        if (last) igemm_ticket = 0;
+        last = atomicAdd(counter, 1u) == total - 1;
+        if (last) *counter = 0;
     }
     __syncthreads();
     return last;
+}
+
+// Accumulators of the two reductions: W floats per channel and item.
+struct SumAcc {   // sums (batchnorm's backward: sum g, sum g xhat)
+    static constexpr int W = 2;
+    float a = 0.f, b = 0.f;
+    __device__ void add(const float *p, bool global)
+    {
+        a += global ? __ldcg(p) : p[0];
+        b += global ? __ldcg(p + 1) : p[1];
+    }
+    __device__ void store(float *p) const { p[0] = a; p[1] = b; }
+};
+__device__ __forceinline__ void chan_combine(float &n, float &mean, float &m2, float nb, float mb, float m2b)
+{
+    float tot = n + nb, d = mb - mean, f = nb / tot;
+    mean += d * f;
+    m2 += m2b + d * d * (n * f);
+    n = tot;
+}
+struct ChanAcc {   // count, mean, M2 (batchnorm's statistics), combined with Chan's formula
+    static constexpr int W = 3;
+    float n = 0.f, mean = 0.f, m2 = 0.f;
+    __device__ void add(const float *p, bool global)
+    {
+        float nb = global ? __ldcg(p) : p[0];
+        if (nb > 0.f) chan_combine(n, mean, m2, nb, global ? __ldcg(p + 1) : p[1], global ? __ldcg(p + 2) : p[2]);
+    }
+    __device__ void store(float *p) const { p[0] = n; p[1] = mean; p[2] = m2; }
+};
+
+// For every channel c < M: the items t0 <= t < t1 of src ([M][items][W], written by other
+// blocks of this launch) combined in order, handed to out(c, acc). All threads of the block
+// call it; L = blockDim/M lanes per channel each take every L-th item, then the lanes are
+// combined in lane order. lanes: W * blockDim floats of shared memory.
+template <class Acc, class Out>
+__device__ void combine_items(const float *src, long items, long t0, long t1, int M, float *lanes, Out out)
+{
+    int threads = blockDim.x, tid = threadIdx.x;
+    int L = threads / M > 0 ? threads / M : 1, per_round = threads / L;
+    for (int c0 = 0; c0 < M; c0 += per_round) {
+        int c = c0 + tid / L, l = tid % L;
+        bool on = tid < per_round * L && c < M;
+        Acc a;
+        if (on)
+            for (long t = t0 + l; t < t1; t += L) a.add(src + Acc::W * ((long)c * items + t), true);
+        a.store(lanes + Acc::W * tid);
+        __syncthreads();
+        if (on && l == 0) {
+            Acc s;
+            for (int k = 0; k < L; k++) s.add(lanes + Acc::W * (tid + k), false);
+            out(c, s);
+        }
+        __syncthreads();
+    }
+}
+
+// After each block wrote its tile's partials part[c][blockIdx.x] (W floats each; part has
+// room for [M][groups] more after its [M][tiles]): the two levels; finish(c, acc) runs in the
+// last group's last block for every channel.
+template <class Acc, class Out>
+__device__ void finish_tiles(float *part, int M, float *lanes, Out finish)
+{
+    long tiles = gridDim.x, groups = (tiles + GROUP_TILES - 1) / GROUP_TILES, g = blockIdx.x / GROUP_TILES;
+    long t0 = g * GROUP_TILES, t1 = t0 + GROUP_TILES < tiles ? t0 + GROUP_TILES : tiles;
+    float *gpart = part + Acc::W * (long)M * tiles;
+    if (!igemm_last_of(&igemm_group_ticket[g], (unsigned)((t1 - t0) * gridDim.y))) return;
+    combine_items<Acc>(part, tiles, t0, t1, M, lanes,
+                       [&](int c, const Acc &a) { a.store(gpart + Acc::W * ((long)c * groups + g)); });
+    if (!igemm_last_of(&igemm_ticket, (unsigned)groups)) return;
+    combine_items<Acc>(gpart, groups, 0, groups, M, lanes, finish);
 }
 
 // The epilogue of backward_input when batchnorm+ReLU sits between this conv and its input
 // (BnSums.part set): with din the tile's values (g) and x = batchnorm's input at the same
 // index, per channel c the tile's sums of g [x scale + shift > 0] and of that times
 // xhat = (x - mean) invstd (the sums batchnorm's backward needs, as bn_chunk_grads makes them),
-// written per column tile; the last block adds the column tiles in order (lanes of threads,
-// then the lanes in order) -> dbeta, dgamma, and kk for batchnorm_split_backward_apply.
+// written per column tile, then added in tile order (finish_tiles) -> dbeta, dgamma, and kk
+// for batchnorm_split_backward_apply.
 // red, lanes: the tile loop's shared memory (free by now), 2 BM SEGS and 2 THREADS floats.
 template <int BM, int BN>
 __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo &g, const BnSums &s, int M, long Ncol,
@@ -164,32 +240,13 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
         p[0] = s1;
         p[1] = s2;
     }
-    if (!igemm_last_block()) return;
-    float *lane0 = lanes, *lane1 = lanes + THREADS;
-    int L = THREADS / M > 0 ? THREADS / M : 1, per_round = THREADS / L;   // L lanes per channel
-    for (int c0 = 0; c0 < M; c0 += per_round) {
-        int c = c0 + tid / L, l = tid % L;
-        float s1 = 0.f, s2 = 0.f;
-        if (tid < per_round * L && c < M)
-            for (int t = l; t < tiles; t += L) {
-                const float *p = s.part + 2 * ((long)c * tiles + t);
-                s1 += __ldcg(p);
-                s2 += __ldcg(p + 1);
-            }
-        lane0[tid] = s1;
-        lane1[tid] = s2;
-        __syncthreads();
-        if (tid < per_round * L && c < M && l == 0) {
-            float t1 = 0.f, t2 = 0.f;
-            for (int k = 0; k < L; k++) { t1 += lane0[tid + k]; t2 += lane1[tid + k]; }
-            s.dbeta[c] = t1;
-            s.dgamma[c] = t2;
-            s.kk[c] = s.gamma[c] * s.invstd[c] / (float)s.count;
-            s.kk[M + c] = t1;
-            s.kk[2 * M + c] = t2;
-        }
-        __syncthreads();
-    }
+    finish_tiles<SumAcc>(s.part, M, lanes, [&](int c, const SumAcc &t) {
+        s.dbeta[c] = t.a;
+        s.dgamma[c] = t.b;
+        s.kk[c] = s.gamma[c] * s.invstd[c] / (float)s.count;
+        s.kk[M + c] = t.a;
+        s.kk[2 * M + c] = t.b;
+    });
 }
 
 struct BnStats {   // the forward's statistics epilogue (part == nullptr: none)
@@ -199,18 +256,10 @@ struct BnStats {   // the forward's statistics epilogue (part == nullptr: none)
     long count;    // values per channel (N*P*Q)
 };
 
-__device__ __forceinline__ void chan_combine(float &n, float &mean, float &m2, float nb, float mb, float m2b)
-{
-    float tot = n + nb, d = mb - mean, f = nb / tot;
-    mean += d * f;
-    m2 += m2b + d * d * (n * f);
-    n = tot;
-}
-
 // The forward's epilogue when batchnorms read its output: v = the tile's stored values; per
 // channel the tile's count, mean and M2 (sum of squared deviations from the tile's mean),
-// each a fixed tree over the row's threads; the last block combines the column tiles in
-// order (lanes of threads, then the lanes in order) and finalizes each batchnorm.
+// each a fixed tree over the row's threads; the column tiles combined in order (finish_tiles)
+// and each batchnorm finalized.
 // red, lanes: the tile loop's shared memory, 2 BM SEGS and 3 THREADS floats.
 template <int BM, int BN>
 __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats &s, int M, long Ncol, int m0, long n0,
@@ -250,37 +299,18 @@ __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats 
         p[1] = q0 / cnt;
         p[2] = q1;
     }
-    if (!igemm_last_block()) return;
-    int L = THREADS / M > 0 ? THREADS / M : 1, per_round = THREADS / L;   // L lanes per channel
-    for (int c0 = 0; c0 < M; c0 += per_round) {
-        int c = c0 + tid / L, l = tid % L;
-        float n = 0.f, mu = 0.f, m2 = 0.f;
-        if (tid < per_round * L && c < M)
-            for (int t = l; t < tiles; t += L) {
-                const float *p = s.part + 3 * ((long)c * tiles + t);
-                chan_combine(n, mu, m2, __ldcg(p), __ldcg(p + 1), __ldcg(p + 2));
-            }
-        lanes[tid] = n;
-        lanes[THREADS + tid] = mu;
-        lanes[2 * THREADS + tid] = m2;
-        __syncthreads();
-        if (tid < per_round * L && c < M && l == 0) {
-            float tn = 0.f, tmu = 0.f, tm2 = 0.f;
-            for (int k = 0; k < L; k++)
-                if (lanes[tid + k] > 0.f) chan_combine(tn, tmu, tm2, lanes[tid + k], lanes[THREADS + tid + k], lanes[2 * THREADS + tid + k]);
-            // as batchnorm_split's finalize: biased variance for the normalization, unbiased
-            // for the running statistics (PyTorch)
-            float var = tm2 / (float)s.count, unbiased = s.count > 1 ? var * (float)s.count / (float)(s.count - 1) : var;
-            for (int k = 0; k < s.n; k++) {
-                const BnRefs &t = s.t[k];
-                t.save_mean[c] = tmu;
-                t.save_invstd[c] = rsqrtf(var + t.eps);
-                t.running_mean[c] = (1.f - t.momentum) * t.running_mean[c] + t.momentum * tmu;
-                t.running_var[c] = (1.f - t.momentum) * t.running_var[c] + t.momentum * unbiased;
-            }
+    // as batchnorm_split's finalize: biased variance for the normalization, unbiased for the
+    // running statistics (PyTorch)
+    finish_tiles<ChanAcc>(s.part, M, lanes, [&](int c, const ChanAcc &t) {
+        float var = t.m2 / (float)s.count, unbiased = s.count > 1 ? var * (float)s.count / (float)(s.count - 1) : var;
+        for (int k = 0; k < s.n; k++) {
+            const BnRefs &r = s.t[k];
+            r.save_mean[c] = t.mean;
+            r.save_invstd[c] = rsqrtf(var + r.eps);
+            r.running_mean[c] = (1.f - r.momentum) * r.running_mean[c] + r.momentum * t.mean;
+            r.running_var[c] = (1.f - r.momentum) * r.running_var[c] + r.momentum * unbiased;
         }
-        __syncthreads();
-    }
+    });
 }
 
 // One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
@@ -456,7 +486,9 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
     if (n_next > 2) { fprintf(stderr, "convnet: conv2d_igemm_forward: at most 2 batchnorms read one output\n"); exit(1); }
     if (n_next > 0) {
         long Ncol = (long)N * g.P * g.Q, bn_cols = pick_bn(pick_bm(K), K, Ncol, 1), tiles = (Ncol + bn_cols - 1) / bn_cols;
-        st.part = stats_scratch(3 * (size_t)K * tiles);
+        long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
+        if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
+        st.part = stats_scratch(3 * (size_t)K * (tiles + groups));
         st.n = n_next;
         st.count = Ncol;
         for (int k = 0; k < n_next; k++) st.t[k] = next[k];
@@ -477,8 +509,10 @@ const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long Ncol = (long)N * H * W, tiles = (Ncol + pick_bn(pick_bm(C), C, Ncol, 1) - 1) / pick_bn(pick_bm(C), C, Ncol, 1);
-    float *buf = sums_scratch(2 * (size_t)C * tiles + 3 * (size_t)C);
-    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * tiles, dgamma, dbeta, Ncol};
+    long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
+    if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
+    float *buf = sums_scratch(2 * (size_t)C * (tiles + groups) + 3 * (size_t)C);
+    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * (tiles + groups), dgamma, dbeta, Ncol};
     launch<1>(din, weight, dout, nullptr, BnRelu{}, s, BnStats{}, g, C, Ncol, (long)K * R * S, 0, 1);
     return s.kk;
 }

@@ -266,15 +266,17 @@ END_TEST
  * batchnorm's statistics, then the convolution applying batchnorm+ReLU as it gathers its
  * input (train and eval); the backward recomputing the ReLU's input for the weight gradient
  * and its mask for batchnorm's backward. Against the CPU reference table, which stores a.
- * Shapes: partial tiles, stride 2 with padding, a 1x1 conv into 40 channels; each with the
- * residual adds of both directions. */
+ * Shapes: partial tiles, stride 2 with padding, a 1x1 conv into 40 channels, and one with 50
+ * column tiles (two groups of the epilogues' two-level reduction, the last partial); each
+ * with the residual adds of both directions. */
 START_TEST(fused_bn_relu_conv_kernels)
 {
     emu_set_shuffle(_i);
     const Ops *R = &ops_cpu_ref;
     ck_assert(G->recompute_act && !R->recompute_act);
-    static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {2, 3, 6, 11, 40, 1, 1, 2, 0}};
-    for (int t = 0; t < 3; t++) {
+    static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {2, 3, 6, 11, 40, 1, 1, 2, 0},
+                                    {4, 3, 20, 20, 8, 3, 3, 1, 1}};
+    for (int t = 0; t < 4; t++) {
         const int *sh = shapes[t];
         int N = sh[0], C = sh[1], H = sh[2], W = sh[3], K = sh[4], Rr = sh[5], S = sh[6], st = sh[7], pd = sh[8];
         int P = (H + 2 * pd - Rr) / st + 1, Q = (W + 2 * pd - S) / st + 1;
