@@ -54,24 +54,13 @@ Split split_for(int C, long M)
     return Split{chunks, len};
 }
 
-float *scratch_buf;
-size_t scratch_floats;
-float *scratch(size_t floats)
-{
-    if (floats > scratch_floats) {
-        if (scratch_buf) CUDA_CHECK(cudaFree(scratch_buf));
-        CUDA_CHECK(cudaMalloc(&scratch_buf, sizeof(float) * floats));
-        scratch_floats = floats;
-    }
-    return scratch_buf;
-}
+gpu::Scratch scratch_buf;   // partial sums and per-channel factors (one batchnorm call at a time)
+float *scratch(size_t floats) { return scratch_buf.get(floats); }
 }  // namespace
 
 void batchnorm_split_release()
 {
-    if (scratch_buf) CUDA_CHECK(cudaFree(scratch_buf));
-    scratch_buf = nullptr;
-    scratch_floats = 0;
+    scratch_buf.release();
 }
 
 namespace {

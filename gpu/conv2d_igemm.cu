@@ -389,39 +389,10 @@ __global__ void sum_groups_kernel(float *out, const float *part, long n, int gro
 namespace {
 constexpr long TARGET_BLOCKS = 4 * 132;
 
-float *sums_buf;   // backward_input_bn's per-tile sums and kk (the main stream; partials: the side one)
-size_t sums_have;
-float *sums_scratch(size_t floats)
-{
-    if (floats > sums_have) {
-        if (sums_buf) CUDA_CHECK(cudaFree(sums_buf));
-        CUDA_CHECK(cudaMalloc(&sums_buf, sizeof(float) * floats));
-        sums_have = floats;
-    }
-    return sums_buf;
-}
-float *stats_buf;   // the forward's per-tile statistics (the main stream)
-size_t stats_have;
-float *stats_scratch(size_t floats)
-{
-    if (floats > stats_have) {
-        if (stats_buf) CUDA_CHECK(cudaFree(stats_buf));
-        CUDA_CHECK(cudaMalloc(&stats_buf, sizeof(float) * floats));
-        stats_have = floats;
-    }
-    return stats_buf;
-}
-float *buf;
-size_t have;
-float *partials(size_t floats)   // grown on first use (the model's first step), then reused
-{
-    if (floats > have) {
-        if (buf) CUDA_CHECK(cudaFree(buf));
-        CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * floats));
-        have = floats;
-    }
-    return buf;
-}
+// Scratch: backward_input_bn's per-tile sums and kk, and the forward's per-tile statistics
+// (both used on the main stream only); the weight gradient's per-group partial dW (the side
+// stream only)
+Scratch sums_buf, stats_buf, partials_buf;
 
 int pick_bm(int M) { return M <= 16 ? 16 : M <= 32 ? 32 : 64; }
 // the largest BN whose grid (times z) still has TARGET_BLOCKS blocks, with 32 to 256 threads
@@ -466,15 +437,9 @@ ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad
 
 void conv2d_igemm_release()
 {
-    if (buf) CUDA_CHECK(cudaFree(buf));
-    buf = nullptr;
-    have = 0;
-    if (sums_buf) CUDA_CHECK(cudaFree(sums_buf));
-    sums_buf = nullptr;
-    sums_have = 0;
-    if (stats_buf) CUDA_CHECK(cudaFree(stats_buf));
-    stats_buf = nullptr;
-    stats_have = 0;
+    partials_buf.release();
+    sums_buf.release();
+    stats_buf.release();
 }
 
 void conv2d_igemm_forward(float *out, const float *in, const float *weight, const float *add, int N, int C,
@@ -488,7 +453,7 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
         long Ncol = (long)N * g.P * g.Q, bn_cols = pick_bn(pick_bm(K), K, Ncol, 1), tiles = (Ncol + bn_cols - 1) / bn_cols;
         long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
         if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
-        st.part = stats_scratch(3 * (size_t)K * (tiles + groups));
+        st.part = stats_buf.get(3 * (size_t)K * (tiles + groups));
         st.n = n_next;
         st.count = Ncol;
         for (int k = 0; k < n_next; k++) st.t[k] = next[k];
@@ -511,7 +476,7 @@ const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const
     long Ncol = (long)N * H * W, tiles = (Ncol + pick_bn(pick_bm(C), C, Ncol, 1) - 1) / pick_bn(pick_bm(C), C, Ncol, 1);
     long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
     if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
-    float *buf = sums_scratch(2 * (size_t)C * (tiles + groups) + 3 * (size_t)C);
+    float *buf = sums_buf.get(2 * (size_t)C * (tiles + groups) + 3 * (size_t)C);
     BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * (tiles + groups), dgamma, dbeta, Ncol};
     launch<1>(din, weight, dout, nullptr, BnRelu{}, s, BnStats{}, g, C, Ncol, (long)K * R * S, 0, 1);
     return s.kk;
@@ -541,7 +506,7 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     long per = (pix + groups - 1) / groups;
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
-    float *part = groups > 1 ? partials((size_t)groups * K * crs) : dweight;
+    float *part = groups > 1 ? partials_buf.get((size_t)groups * K * crs) : dweight;
     launch<2>(part, dout, in, nullptr, bn, BnSums{}, BnStats{}, g, K, crs, pix, per, groups);
     if (after_reads) after_reads();
     if (groups > 1) {

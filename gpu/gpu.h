@@ -5,8 +5,32 @@
 #include <stdint.h>
 #include "core/augment.h"   /* AugParams */
 #include "core/ops.h"       /* BnRefs */
+#include "gpu/cuda_compat.h"
 
 namespace gpu {
+// A device buffer grown on first use to the largest size asked, then reused: the operators'
+// scratch. It grows in the model's first step, which is never captured (cudaMalloc is refused
+// inside a capture). release(): freed, as in a new process (tests).
+struct Scratch {
+    float *p = nullptr;
+    size_t n = 0;
+    float *get(size_t floats)
+    {
+        if (floats > n) {
+            release();
+            CUDA_CHECK(cudaMalloc(&p, sizeof(float) * floats));
+            n = floats;
+        }
+        return p;
+    }
+    void release()
+    {
+        if (p) CUDA_CHECK(cudaFree(p));
+        p = nullptr;
+        n = 0;
+    }
+};
+
 // The stream every kernel of gpu/ is launched on (ops_gpu.cu; created on first use). A
 // blocking stream: the runtime's blocking copies (upload/download) stay ordered with it.
 // Training steps are captured on it as one CUDA graph.
