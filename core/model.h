@@ -53,7 +53,8 @@ typedef struct Block {
     Conv conv1, conv2, ds_conv;
     /* stored activations [max_batch, ...]:
      * preact:   a1 = relu(bn1(x)), c1 = conv1(a1), a2 = relu(bn2(c1)), y, ds_a = relu(ds_bn(x))
-     * original: c1 = conv1(x), a1 = relu(bn1(c1)), c2 = conv2(a1), y = relu(bn2(c2) + shortcut) */
+     * original: c1 = conv1(x), a1 = relu(bn1(c1)), c2 = conv2(a1), y = relu(bn2(c2) + shortcut)
+     * (preact's a1, a2, ds_a are NULL on a table with recompute_act: never stored, core/ops.h) */
     float *a1, *c1, *a2, *c2, *y, *ds_a;
 } Block;
 
