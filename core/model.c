@@ -495,8 +495,8 @@ static void preact_forward_chained(Model *m, Block *b, const float *x, int N, in
     const Ops *o = m->ops;
     BatchNorm *after_c1[1] = {&b->bn2}, *after_y[2];
     int n_after_y = next ? block_input_bns(next, after_y) : 0;
-    /* the shortcut conv beside conv1 (a branch) when nothing but x is shared: with x's
-     * statistics ready, neither makes any (block 0 may: they would share scratch buffers) */
+    /* the shortcut conv beside conv1 (a branch) when x's statistics are ready: then neither
+     * runs batchnorm's statistics kernel, whose scratch buffer and ticket counter exist once */
     int branch = b->sub && in_ready && o->branch_begin;
     if (branch) {
         o->branch_begin();
