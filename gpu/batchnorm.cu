@@ -5,32 +5,11 @@
 // same bits every run, which keeps the weights deterministic.
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
+#include "gpu/reduce.cuh"
 
 namespace gpu {
 
 constexpr int BN_THREADS = 256;
-
-// Sum of v over the block; every thread gets the result. sh holds BN_THREADS floats.
-__device__ float block_sum(float v, float *sh)
-{
-    int t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (int s = BN_THREADS / 2; s >= 32; s >>= 1) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    float r = 0.f;
-    if (t < 32) {
-        r = sh[t];
-        for (int off = 16; off > 0; off >>= 1) r += __shfl_down_sync(0xffffffffu, r, off);
-        if (t == 0) sh[0] = r;
-    }
-    __syncthreads();
-    r = sh[0];
-    __syncthreads();   // sh may be reused right after
-    return r;
-}
 
 #define IDX(e) (((long)((e) / HW) * C + c) * HW + (e) % HW)   // e-th value of channel c
 
@@ -43,10 +22,10 @@ __global__ void __launch_bounds__(BN_THREADS) bn_forward_train_kernel(float *out
     long M = (long)N * HW;
     float s = 0.f;
     for (long e = threadIdx.x; e < M; e += BN_THREADS) s += in[IDX(e)];
-    float mean = block_sum(s, sh) / (float)M;
+    float mean = block_sum<BN_THREADS>(s, sh) / (float)M;
     float q = 0.f;
     for (long e = threadIdx.x; e < M; e += BN_THREADS) { float d = in[IDX(e)] - mean; q += d * d; }
-    float var = block_sum(q, sh) / (float)M;
+    float var = block_sum<BN_THREADS>(q, sh) / (float)M;
     float invstd = rsqrtf(var + eps);
     float scale = gamma[c] * invstd, shift = beta[c] - mean * scale;
     for (long e = threadIdx.x; e < M; e += BN_THREADS) out[IDX(e)] = in[IDX(e)] * scale + shift;
@@ -85,8 +64,8 @@ __global__ void __launch_bounds__(BN_THREADS) bn_backward_kernel(float *din, flo
         sdy += dy;
         sdyx += dy * (in[IDX(e)] - mean) * invstd;
     }
-    sdy = block_sum(sdy, sh);
-    sdyx = block_sum(sdyx, sh);
+    sdy = block_sum<BN_THREADS>(sdy, sh);
+    sdyx = block_sum<BN_THREADS>(sdyx, sh);
     float k = gamma[c] * invstd / (float)M;
     for (long e = threadIdx.x; e < M; e += BN_THREADS) {
         float xhat = (in[IDX(e)] - mean) * invstd;

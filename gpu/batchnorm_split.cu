@@ -29,6 +29,7 @@
 // layer needs more (the model's first step); nothing is allocated after that.
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
+#include "gpu/reduce.cuh"
 
 #ifndef GPU_NS
 #define GPU_NS gpu   // tests also build this file as gpu_planted, one barrier removed
@@ -66,49 +67,11 @@ void batchnorm_split_release()
 
 namespace {
 
-// Sum of v over the block; every thread gets the result. sh holds SPLIT_THREADS floats.
-__device__ float split_block_sum(float v, float *sh)
-{
-    int t = threadIdx.x;
-    sh[t] = v;
-#ifndef PLANT_MISSING_BARRIER   // the planted variant must be caught by the emulator's tests
-    __syncthreads();
-#endif
-    for (int s = SPLIT_THREADS / 2; s >= 32; s >>= 1) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    float r = 0.f;
-    if (t < 32) {
-        r = sh[t];
-        for (int off = 16; off > 0; off >>= 1) r += __shfl_down_sync(0xffffffffu, r, off);
-        if (t == 0) sh[0] = r;
-    }
-    __syncthreads();
-    r = sh[0];
-    __syncthreads();
-    return r;
-}
 }  // namespace
 
 // Tickets of the "last block finalizes" kernels: [0] bn_chunk_stats, [1] bn_chunk_grads. Zero
 // at load; each launch's last block sets its counter back to 0.
 __device__ unsigned bn_ticket[2];
-
-// 1 in every thread of the block that took the grid's last ticket, 0 in the others. Call after
-// the block's results are written (by thread 0); they are visible to the last block.
-__device__ int last_block_of_grid(unsigned *ticket)
-{
-    __shared__ int last;
-    if (threadIdx.x == 0) {
-        __threadfence();   // this block's partial results reach global memory before its ticket
-        unsigned total = gridDim.x * gridDim.y * gridDim.z;
-        last = atomicAdd(ticket, 1u) == total - 1;
-        if (last) *ticket = 0;   // ready for the next launch (ordered after this one on the stream)
-    }
-    __syncthreads();
-    return last;
-}
 
 // Which values of the backward's dout count (the ReLU between this batchnorm and its
 // consumer): all (no ReLU), those where the stored ReLU output mask > 0, or those where
@@ -137,37 +100,22 @@ __device__ Relu relu_of(const float *mask, const float *beta, const float *gamma
 // value e (0 <= e < N*HW) of channel c in NCHW
 #define AT(e) (((long)((e) / HW) * C + c) * HW + (e) % HW)
 
-// channel c's statistics from the chunks' (count, mean, M2), combined in chunk order.
-// ss: [C] scale then [C] shift for the apply kernel. part is read with __ldcg (L2, not a
-// possibly stale L1 line): other blocks wrote it during this launch.
-__device__ void bn_finalize_channel(int c, float *ss, float *save_mean, float *save_invstd, float *running_mean,
-        float *running_var, const float *part, const float *gamma, const float *beta, int C,
-        int chunks, long M, float momentum, float eps)
+// channel c's statistics from the chunks' (count, mean, M2), combined in chunk order, then
+// finished (gpu/reduce.cuh) with ss: [C] scale then [C] shift for the apply kernel. part is
+// read with __ldcg (L2, not a possibly stale L1 line): other blocks wrote it during this launch.
+struct BnFinal {   // what the forward's last block writes
+    BnRefs r;
+    float *ss;
+};
+__device__ void bn_finalize_channel(int c, const BnFinal &f, const float *part, int C, int chunks, long M)
 {
     const float *p = part + 3 * (long)c * chunks;
     float n = __ldcg(p), mean = __ldcg(p + 1), m2 = __ldcg(p + 2);
-    for (int j = 1; j < chunks; j++) {
-        float nb = __ldcg(p + 3 * j), mb = __ldcg(p + 3 * j + 1), m2b = __ldcg(p + 3 * j + 2);
-        float tot = n + nb, d = mb - mean;
-        mean += d * (nb / tot);
-        m2 += m2b + d * d * (n * (nb / tot));
-        n = tot;
-    }
-    float var = m2 / (float)M, invstd = rsqrtf(var + eps), scale = gamma[c] * invstd;
-    ss[c] = scale;
-    ss[C + c] = beta[c] - mean * scale;
-    save_mean[c] = mean;
-    save_invstd[c] = invstd;
-    float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
-    running_mean[c] = (1.f - momentum) * running_mean[c] + momentum * mean;
-    running_var[c] = (1.f - momentum) * running_var[c] + momentum * unbiased;
+    for (int j = 1; j < chunks; j++) chan_combine(n, mean, m2, __ldcg(p + 3 * j), __ldcg(p + 3 * j + 1), __ldcg(p + 3 * j + 2));
+    float scale = f.r.gamma[c] * bn_finish_stats(f.r, c, mean, m2, M);
+    f.ss[c] = scale;
+    f.ss[C + c] = f.r.beta[c] - mean * scale;
 }
-
-struct BnFinal {   // what the forward's last block writes (bn_finalize_channel)
-    float *ss, *save_mean, *save_invstd, *running_mean, *running_var;
-    const float *gamma, *beta;
-    float momentum, eps;
-};
 
 __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_stats_kernel(float *part, const float *in,
         int N, int C, int HW, long len, BnFinal f)
@@ -177,18 +125,17 @@ __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_stats_kernel(float *pa
     long M = (long)N * HW, e0 = j * len, e1 = e0 + len < M ? e0 + len : M;
     float s = 0.f;
     for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) s += in[AT(e)];
-    float mean = split_block_sum(s, sh) / (float)(e1 - e0);
+    float mean = block_sum<SPLIT_THREADS>(s, sh) / (float)(e1 - e0);
     float q = 0.f;
     for (long e = e0 + threadIdx.x; e < e1; e += SPLIT_THREADS) { float d = in[AT(e)] - mean; q += d * d; }
-    q = split_block_sum(q, sh);
+    q = block_sum<SPLIT_THREADS>(q, sh);
     if (threadIdx.x == 0) {
         float *p = part + 3 * ((long)c * chunks + j);
         p[0] = (float)(e1 - e0); p[1] = mean; p[2] = q;
     }
-    if (!last_block_of_grid(&bn_ticket[0])) return;
+    if (!last_of(&bn_ticket[0], gridDim.x * gridDim.y)) return;
     for (int ch = threadIdx.x; ch < C; ch += SPLIT_THREADS)
-        bn_finalize_channel(ch, f.ss, f.save_mean, f.save_invstd, f.running_mean, f.running_var, part, f.gamma,
-                            f.beta, C, chunks, M, f.momentum, f.eps);
+        bn_finalize_channel(ch, f, part, C, chunks, M);
 }
 
 __global__ void bn_apply_kernel(float *out, const float *in, const float *ss, int C, int HW, long total,
@@ -201,19 +148,15 @@ __global__ void bn_apply_kernel(float *out, const float *in, const float *ss, in
     }
 }
 
-// kk: [C] gamma invstd / M, then [C] dbeta, [C] dgamma (for the apply kernel); channel c's
-// chunk sums added in chunk order
+// channel c's chunk sums added in chunk order, then finished (gpu/reduce.cuh: dgamma, dbeta
+// and kk for the apply kernel)
 __device__ void bn_grad_finalize_channel(int c, float *kk, float *dgamma, float *dbeta, const float *part,
         const float *gamma, const float *save_invstd, int C, int chunks, long M)
 {
     const float *p = part + 2 * (long)c * chunks;
     float sg = 0.f, sgx = 0.f;
     for (int j = 0; j < chunks; j++) { sg += __ldcg(p + 2 * j); sgx += __ldcg(p + 2 * j + 1); }
-    dbeta[c] = sg;
-    dgamma[c] = sgx;
-    kk[c] = gamma[c] * save_invstd[c] / (float)M;
-    kk[C + c] = sg;
-    kk[2 * C + c] = sgx;
+    bn_finish_grads(kk, dgamma, dbeta, gamma, save_invstd, c, C, sg, sgx, M);
 }
 
 __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_grads_kernel(float *part, const float *dout,
@@ -231,13 +174,13 @@ __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_grads_kernel(float *pa
         sg += g;
         sgx += g * (in[i] - mean) * invstd;
     }
-    sg = split_block_sum(sg, sh);
-    sgx = split_block_sum(sgx, sh);
+    sg = block_sum<SPLIT_THREADS>(sg, sh);
+    sgx = block_sum<SPLIT_THREADS>(sgx, sh);
     if (threadIdx.x == 0) {
         float *p = part + 2 * ((long)c * chunks + j);
         p[0] = sg; p[1] = sgx;
     }
-    if (!last_block_of_grid(&bn_ticket[1])) return;
+    if (!last_of(&bn_ticket[1], gridDim.x * gridDim.y)) return;
     for (int ch = threadIdx.x; ch < C; ch += SPLIT_THREADS)
         bn_grad_finalize_channel(ch, kk, dgamma, dbeta, part, gamma, save_invstd, C, chunks, M);
 }
@@ -266,7 +209,7 @@ static const float *split_stats(float *save_mean, float *save_invstd, float *run
     long M = (long)N * HW;
     Split sp = split_for(C, M);
     float *part = scratch(3 * (size_t)C * sp.chunks + 2 * (size_t)C), *ss = part + 3 * (size_t)C * sp.chunks;
-    BnFinal f = {ss, save_mean, save_invstd, running_mean, running_var, gamma, beta, momentum, eps};
+    BnFinal f = {{save_mean, save_invstd, running_mean, running_var, gamma, beta, momentum, eps}, ss};
     LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, in, N, C, HW, sp.len, f);
     CUDA_CHECK_LAUNCH();
     return ss;

@@ -22,6 +22,7 @@
 // in a fixed order: deterministic, no atomics.
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
+#include "gpu/reduce.cuh"
 
 namespace gpu {
 
@@ -107,21 +108,6 @@ template <int MODE> __device__ __forceinline__ long out_index(const ConvGeo &g, 
 constexpr int GROUP_TILES = 32, MAX_GROUPS = 4096;
 __device__ unsigned igemm_ticket, igemm_group_ticket[MAX_GROUPS];
 
-// 1 in every thread of the block that takes the last of `total` tickets of *counter, after
-// every thread's global writes so far are visible to it (each writer fences first).
-__device__ int igemm_last_of(unsigned *counter, unsigned total)
-{
-    __shared__ int last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        last = atomicAdd(counter, 1u) == total - 1;
-        if (last) *counter = 0;
-    }
-    __syncthreads();
-    return last;
-}
-
 // Accumulators of the two reductions: W floats per channel and item.
 struct SumAcc {   // sums (batchnorm's backward: sum g, sum g xhat)
     static constexpr int W = 2;
@@ -133,13 +119,6 @@ struct SumAcc {   // sums (batchnorm's backward: sum g, sum g xhat)
     }
     __device__ void store(float *p) const { p[0] = a; p[1] = b; }
 };
-__device__ __forceinline__ void chan_combine(float &n, float &mean, float &m2, float nb, float mb, float m2b)
-{
-    float tot = n + nb, d = mb - mean, f = nb / tot;
-    mean += d * f;
-    m2 += m2b + d * d * (n * f);
-    n = tot;
-}
 struct ChanAcc {   // count, mean, M2 (batchnorm's statistics), combined with Chan's formula
     static constexpr int W = 3;
     float n = 0.f, mean = 0.f, m2 = 0.f;
@@ -186,11 +165,32 @@ __device__ void finish_tiles(float *part, int M, float *lanes, Out finish)
     long tiles = gridDim.x, groups = (tiles + GROUP_TILES - 1) / GROUP_TILES, g = blockIdx.x / GROUP_TILES;
     long t0 = g * GROUP_TILES, t1 = t0 + GROUP_TILES < tiles ? t0 + GROUP_TILES : tiles;
     float *gpart = part + Acc::W * (long)M * tiles;
-    if (!igemm_last_of(&igemm_group_ticket[g], (unsigned)((t1 - t0) * gridDim.y))) return;
+    if (!last_of(&igemm_group_ticket[g], (unsigned)((t1 - t0) * gridDim.y))) return;
     combine_items<Acc>(part, tiles, t0, t1, M, lanes,
                        [&](int c, const Acc &a) { a.store(gpart + Acc::W * ((long)c * groups + g)); });
-    if (!igemm_last_of(&igemm_ticket, (unsigned)groups)) return;
+    if (!last_of(&igemm_ticket, (unsigned)groups)) return;
     combine_items<Acc>(gpart, groups, 0, groups, M, lanes, finish);
+}
+
+// Sums over the TX = BN/4 threads of one tile row (the threads with the same ty), in a fixed
+// order: row_put runs a shuffle tree within each warp segment of the row and keeps the
+// segments' sums in red[slot][row][segment]; after a barrier, row_total adds them in order.
+template <int BN> struct TileRow {
+    static constexpr int TX = BN / IG_TN, SEG = TX < 32 ? TX : 32, SEGS = TX / SEG;
+};
+template <int BM, int BN> __device__ void row_put(float q, float *red, int slot, int row)
+{
+    using T = TileRow<BN>;
+    int tx = threadIdx.x % T::TX;
+    for (int off = T::SEG / 2; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off, T::SEG);
+    if (tx % T::SEG == 0) red[(slot * BM + row) * T::SEGS + tx / T::SEG] = q;
+}
+template <int BM, int BN> __device__ float row_total(const float *red, int slot, int row)
+{
+    using T = TileRow<BN>;
+    float q = 0.f;
+    for (int t = 0; t < T::SEGS; t++) q += red[(slot * BM + row) * T::SEGS + t];
+    return q;
 }
 
 // The epilogue of backward_input when batchnorm+ReLU sits between this conv and its input
@@ -205,7 +205,6 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
                                  int m0, long n0, float *red, float *lanes)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
-    constexpr int SEG = TX < 32 ? TX : 32, SEGS = TX / SEG;   // a row's threads: SEGS warp segments
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
     for (int i = 0; i < IG_TM; i++) {
         int c = m0 + ty * IG_TM + i;
@@ -221,31 +220,19 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
                 s2 += gv * (x - mean) * inv;
             }
         }
-        for (int off = SEG / 2; off > 0; off >>= 1) {   // a fixed tree within each segment
-            s1 += __shfl_xor_sync(0xffffffffu, s1, off, SEG);
-            s2 += __shfl_xor_sync(0xffffffffu, s2, off, SEG);
-        }
-        if (tx % SEG == 0) {
-            red[(ty * IG_TM + i) * SEGS + tx / SEG] = s1;
-            red[(BM + ty * IG_TM + i) * SEGS + tx / SEG] = s2;
-        }
+        row_put<BM, BN>(s1, red, 0, ty * IG_TM + i);
+        row_put<BM, BN>(s2, red, 1, ty * IG_TM + i);
     }
     __syncthreads();
     int tiles = gridDim.x;
     for (int r = tid; r < BM; r += THREADS) {
         if (m0 + r >= M) continue;
-        float s1 = 0.f, s2 = 0.f;
-        for (int t = 0; t < SEGS; t++) { s1 += red[r * SEGS + t]; s2 += red[(BM + r) * SEGS + t]; }
         float *p = s.part + 2 * ((long)(m0 + r) * tiles + blockIdx.x);
-        p[0] = s1;
-        p[1] = s2;
+        p[0] = row_total<BM, BN>(red, 0, r);
+        p[1] = row_total<BM, BN>(red, 1, r);
     }
     finish_tiles<SumAcc>(s.part, M, lanes, [&](int c, const SumAcc &t) {
-        s.dbeta[c] = t.a;
-        s.dgamma[c] = t.b;
-        s.kk[c] = s.gamma[c] * s.invstd[c] / (float)s.count;
-        s.kk[M + c] = t.a;
-        s.kk[2 * M + c] = t.b;
+        bn_finish_grads(s.kk, s.dgamma, s.dbeta, s.gamma, s.invstd, c, M, t.a, t.b, s.count);
     });
 }
 
@@ -266,7 +253,6 @@ __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats 
                                   float *red, float *lanes)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
-    constexpr int SEG = TX < 32 ? TX : 32, SEGS = TX / SEG;
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
     float cnt = (float)(Ncol - n0 < BN ? Ncol - n0 : BN);
     float mean[IG_TM];
@@ -278,38 +264,22 @@ __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats 
                 float d = pass ? v[i][j] - mean[i] : v[i][j];
                 q += pass ? d * d : d;
             }
-            for (int off = SEG / 2; off > 0; off >>= 1) q += __shfl_xor_sync(0xffffffffu, q, off, SEG);
-            if (tx % SEG == 0) red[(pass * BM + ty * IG_TM + i) * SEGS + tx / SEG] = q;
+            row_put<BM, BN>(q, red, pass, ty * IG_TM + i);
         }
         __syncthreads();
         if (pass == 0)
-            for (int i = 0; i < IG_TM; i++) {
-                float q = 0.f;
-                for (int t = 0; t < SEGS; t++) q += red[(ty * IG_TM + i) * SEGS + t];
-                mean[i] = q / cnt;
-            }
+            for (int i = 0; i < IG_TM; i++) mean[i] = row_total<BM, BN>(red, 0, ty * IG_TM + i) / cnt;
     }
     int tiles = gridDim.x;
     for (int r = tid; r < BM; r += THREADS) {
         if (m0 + r >= M) continue;
-        float q0 = 0.f, q1 = 0.f;
-        for (int t = 0; t < SEGS; t++) { q0 += red[r * SEGS + t]; q1 += red[(BM + r) * SEGS + t]; }
         float *p = s.part + 3 * ((long)(m0 + r) * tiles + blockIdx.x);
         p[0] = cnt;
-        p[1] = q0 / cnt;
-        p[2] = q1;
+        p[1] = row_total<BM, BN>(red, 0, r) / cnt;
+        p[2] = row_total<BM, BN>(red, 1, r);
     }
-    // as batchnorm_split's finalize: biased variance for the normalization, unbiased for the
-    // running statistics (PyTorch)
     finish_tiles<ChanAcc>(s.part, M, lanes, [&](int c, const ChanAcc &t) {
-        float var = t.m2 / (float)s.count, unbiased = s.count > 1 ? var * (float)s.count / (float)(s.count - 1) : var;
-        for (int k = 0; k < s.n; k++) {
-            const BnRefs &r = s.t[k];
-            r.save_mean[c] = t.mean;
-            r.save_invstd[c] = rsqrtf(var + r.eps);
-            r.running_mean[c] = (1.f - r.momentum) * r.running_mean[c] + r.momentum * t.mean;
-            r.running_var[c] = (1.f - r.momentum) * r.running_var[c] + r.momentum * unbiased;
-        }
+        for (int k = 0; k < s.n; k++) bn_finish_stats(s.t[k], c, t.mean, t.m2, s.count);
     });
 }
 
@@ -404,6 +374,22 @@ int pick_bn(int BM, long M, long Ncol, long z)
         if (mt * ((Ncol + bn - 1) / bn) * z >= TARGET_BLOCKS) return bn;
     return lo;
 }
+// column tiles of a single-z launch (the items an epilogue's reduction combines)
+long col_tiles(int M, long Ncol)
+{
+    long bn = pick_bn(pick_bm(M), M, Ncol, 1);
+    return (Ncol + bn - 1) / bn;
+}
+
+// Room for an epilogue's reduction over M channels x w floats (finish_tiles: [M][tiles], then
+// [M][groups]) plus `extra` floats after it, which start at the returned pointer + *offset.
+float *epilogue_partials(Scratch &buf, int M, long Ncol, int w, size_t extra, size_t *offset)
+{
+    long tiles = col_tiles(M, Ncol), groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
+    if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
+    *offset = (size_t)w * M * (tiles + groups);
+    return buf.get(*offset + extra);
+}
 
 template <int MODE, int BM>
 void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
@@ -449,16 +435,15 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     BnStats st = {};
     if (n_next > 2) { fprintf(stderr, "convnet: conv2d_igemm_forward: at most 2 batchnorms read one output\n"); exit(1); }
+    long Ncol = (long)N * g.P * g.Q;
     if (n_next > 0) {
-        long Ncol = (long)N * g.P * g.Q, bn_cols = pick_bn(pick_bm(K), K, Ncol, 1), tiles = (Ncol + bn_cols - 1) / bn_cols;
-        long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
-        if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
-        st.part = stats_buf.get(3 * (size_t)K * (tiles + groups));
+        size_t end;
+        st.part = epilogue_partials(stats_buf, K, Ncol, ChanAcc::W, 0, &end);
         st.n = n_next;
         st.count = Ncol;
         for (int k = 0; k < n_next; k++) st.t[k] = next[k];
     }
-    launch<0>(out, weight, in, add, bn, BnSums{}, st, g, K, (long)N * g.P * g.Q, (long)C * R * S, 0, 1);
+    launch<0>(out, weight, in, add, bn, BnSums{}, st, g, K, Ncol, (long)C * R * S, 0, 1);
 }
 
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
@@ -473,11 +458,10 @@ const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const
         const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    long Ncol = (long)N * H * W, tiles = (Ncol + pick_bn(pick_bm(C), C, Ncol, 1) - 1) / pick_bn(pick_bm(C), C, Ncol, 1);
-    long groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
-    if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
-    float *buf = sums_buf.get(2 * (size_t)C * (tiles + groups) + 3 * (size_t)C);
-    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + 2 * (size_t)C * (tiles + groups), dgamma, dbeta, Ncol};
+    long Ncol = (long)N * H * W;
+    size_t kk_at;
+    float *buf = epilogue_partials(sums_buf, C, Ncol, SumAcc::W, 3 * (size_t)C, &kk_at);   // then kk
+    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + kk_at, dgamma, dbeta, Ncol};
     launch<1>(din, weight, dout, nullptr, BnRelu{}, s, BnStats{}, g, C, Ncol, (long)K * R * S, 0, 1);
     return s.kk;
 }
@@ -519,11 +503,7 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
 
 // column tiles of an implicit GEMM with M rows and Ncol columns (bench/gpu_plan: the
 // partial sums an epilogue's last block combines)
-extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol)
-{
-    long bn = gpu::pick_bn(gpu::pick_bm(M), M, Ncol, 1);
-    return (Ncol + bn - 1) / bn;
-}
+extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol) { return gpu::col_tiles(M, Ncol); }
 
 extern "C" int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 {

@@ -1,0 +1,91 @@
+// Device helpers shared by the batchnorm and implicit-GEMM kernels: a block-wide sum, the
+// "last block" ticket, and batchnorm's finishing arithmetic. In an anonymous namespace: each
+// translation unit has its own copy (tests build batchnorm_split.cu a second time with one
+// barrier removed, which must not leak into the others).
+#ifndef CONVNET_GPU_REDUCE_CUH
+#define CONVNET_GPU_REDUCE_CUH
+#include "gpu/cuda_compat.h"
+#include "core/ops.h"   // BnRefs
+
+namespace {
+
+// Sum of v over a block of THREADS threads (a power of two, at least 64), the same in every
+// thread: a fixed tree in shared memory, then a warp-shuffle finish. sh: THREADS floats.
+template <int THREADS> __device__ float block_sum(float v, float *sh)
+{
+    int t = threadIdx.x;
+    sh[t] = v;
+#ifndef PLANT_MISSING_BARRIER   // the planted variant must be caught by the emulator's tests
+    __syncthreads();
+#endif
+    for (int s = THREADS / 2; s >= 32; s >>= 1) {
+        if (t < s) sh[t] += sh[t + s];
+        __syncthreads();
+    }
+    float r = 0.f;
+    if (t < 32) {
+        r = sh[t];
+        for (int off = 16; off > 0; off >>= 1) r += __shfl_down_sync(0xffffffffu, r, off);
+        if (t == 0) sh[0] = r;
+    }
+    __syncthreads();
+    r = sh[0];
+    __syncthreads();   // sh may be reused right after
+    return r;
+}
+
+// 1 in every thread of the block that takes the last of `total` tickets of *counter, 0 in the
+// others; every thread's global writes so far are visible to that block (each fences before
+// the ticket is taken). The last block sets the counter back to 0 for the next launch, which
+// must not overlap this one (the callers keep such kernels on one stream).
+__device__ inline int last_of(unsigned *counter, unsigned total)
+{
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(counter, 1u) == total - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    return last;
+}
+
+// Chan's combination of (n, mean, M2) with (nb, mb, m2b): delta = mb - mean,
+// mean += delta nb / n', M2 += m2b + delta^2 n nb / n', n' = n + nb
+__device__ __forceinline__ void chan_combine(float &n, float &mean, float &m2, float nb, float mb, float m2b)
+{
+    float tot = n + nb, d = mb - mean, f = nb / tot;
+    mean += d * f;
+    m2 += m2b + d * d * (n * f);
+    n = tot;
+}
+
+// batchnorm's forward finish for channel c from the batch's mean and M2 over M values:
+// saved mean and invstd (biased variance), running statistics (unbiased, as PyTorch).
+// Returns invstd.
+__device__ inline float bn_finish_stats(const BnRefs &r, int c, float mean, float m2, long M)
+{
+    float var = m2 / (float)M, invstd = rsqrtf(var + r.eps);
+    r.save_mean[c] = mean;
+    r.save_invstd[c] = invstd;
+    float unbiased = M > 1 ? var * (float)M / (float)(M - 1) : var;
+    r.running_mean[c] = (1.f - r.momentum) * r.running_mean[c] + r.momentum * mean;
+    r.running_var[c] = (1.f - r.momentum) * r.running_var[c] + r.momentum * unbiased;
+    return invstd;
+}
+
+// batchnorm's backward finish for channel c of C from sg = sum g and sgx = sum g xhat over M
+// values: dbeta, dgamma, and kk ([C] gamma invstd / M, [C] dbeta, [C] dgamma) for the apply pass
+__device__ inline void bn_finish_grads(float *kk, float *dgamma, float *dbeta, const float *gamma, const float *invstd,
+                                int c, int C, float sg, float sgx, long M)
+{
+    dbeta[c] = sg;
+    dgamma[c] = sgx;
+    kk[c] = gamma[c] * invstd[c] / (float)M;
+    kk[C + c] = sg;
+    kk[2 * C + c] = sgx;
+}
+
+}  // namespace
+#endif
