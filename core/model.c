@@ -487,40 +487,40 @@ static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H
 
 /* ------------------------------------------------------------------ blocks */
 
-/* chained (training on a table that makes batchnorm statistics in the producing conv): the
- * statistics of x were made by the previous block's conv2 (in_ready, not for block 0: x is the
- * stem's output); conv1 makes bn2's, conv2 those of the next block's bn1 and ds_bn */
-static void preact_forward_chained(Model *m, Block *b, const float *x, int N, int in_ready, Block *next)
+/* How a pre-activation block's forward runs: chained (training on a table that makes
+ * batchnorm statistics in the producing conv) or through the plain slot. Chained: the
+ * statistics of the block input were made already when in_ready (by the previous block's
+ * conv2, or the stem); conv1 makes bn2's, conv2 those of next's bn1 and ds_bn. */
+typedef struct { int train, chained, in_ready; Block *next; } PreactPass;
+
+/* one relu(bn(in)) -> conv (+ add) of the block; next[0..n_next): the batchnorms reading out */
+static void preact_conv(Model *m, const PreactPass *pp, BatchNorm *b, const Conv *c, float *out, float *a,
+                        const float *in, const float *add, int N, int in_ready, BatchNorm *const *next, int n_next)
+{
+    if (pp->chained) bn_relu_conv_chained(m, b, c, out, in, add, N, in_ready, next, n_next);
+    else bn_relu_conv_fwd(m, b, c, out, a, in, add, N, pp->train);
+}
+
+static void preact_forward(Model *m, Block *b, const float *x, int N, const PreactPass *pp)
 {
     const Ops *o = m->ops;
     BatchNorm *after_c1[1] = {&b->bn2}, *after_y[2];
-    int n_after_y = next ? block_input_bns(next, after_y) : 0;
-    /* the shortcut conv beside conv1 (a branch) when x's statistics are ready: then neither
-     * runs batchnorm's statistics kernel, whose scratch buffer and ticket counter exist once */
-    int branch = b->sub && in_ready && o->branch_begin;
+    int n_after_y = pp->next ? block_input_bns(pp->next, after_y) : 0, in_ready = pp->in_ready;
+    /* chained, the shortcut conv beside conv1 (a branch) when x's statistics are ready: then
+     * neither runs batchnorm's statistics kernel, whose scratch buffer and ticket exist once */
+    int branch = pp->chained && b->sub && in_ready && o->branch_begin;
     if (branch) {
         o->branch_begin();
-        bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
+        preact_conv(m, pp, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, in_ready, NULL, 0);
         o->branch_end();
     }
-    bn_relu_conv_chained(m, &b->bn1, &b->conv1, b->c1, x, NULL, N, in_ready, after_c1, 1);
+    preact_conv(m, pp, &b->bn1, &b->conv1, b->c1, b->a1, x, NULL, N, in_ready, after_c1, 1);
     if (b->sub) {
         if (branch) o->branch_join();
-        else bn_relu_conv_chained(m, &b->ds_bn, &b->ds_conv, m->t1, x, NULL, N, in_ready, NULL, 0);
-        bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, m->t1, N, 1, after_y, n_after_y);
+        else preact_conv(m, pp, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, in_ready, NULL, 0);
+        preact_conv(m, pp, &b->bn2, &b->conv2, b->y, b->a2, b->c1, m->t1, N, 1, after_y, n_after_y);  /* + shortcut */
     } else {
-        bn_relu_conv_chained(m, &b->bn2, &b->conv2, b->y, b->c1, x, N, 1, after_y, n_after_y);
-    }
-}
-
-static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
-{
-    bn_relu_conv_fwd(m, &b->bn1, &b->conv1, b->c1, b->a1, x, NULL, N, train);
-    if (b->sub) {
-        bn_relu_conv_fwd(m, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, train);
-        bn_relu_conv_fwd(m, &b->bn2, &b->conv2, b->y, b->a2, b->c1, m->t1, N, train);  /* + shortcut */
-    } else {
-        bn_relu_conv_fwd(m, &b->bn2, &b->conv2, b->y, b->a2, b->c1, x, N, train);      /* + x */
+        preact_conv(m, pp, &b->bn2, &b->conv2, b->y, b->a2, b->c1, x, N, 1, after_y, n_after_y);      /* + x */
     }
 }
 
@@ -637,8 +637,8 @@ void model_forward_input(Model *m, int N, int train)
     }
     for (int i = 0; i < m->n_blocks; i++) {
         Block *next = i + 1 < m->n_blocks ? &m->blocks[i + 1] : NULL;
-        if (chained) preact_forward_chained(m, &m->blocks[i], block_input(m, i), N, i > 0 || stem_chained, next);
-        else if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, train);
+        PreactPass pp = {train, chained, i > 0 || stem_chained, next};
+        if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, &pp);
         else original_forward(m, &m->blocks[i], block_input(m, i), N, train);
     }
     const Block *last = &m->blocks[m->n_blocks - 1];
