@@ -201,25 +201,24 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
     op_begin("relu+bn bwd", 11.0 * N * C * HW, (add ? 5 : 4) * x, 7 * x + (add ? x : 0));
     real->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
 }
-/* unavoidable: dout, bn's input (in == NULL: the conv input is computed from it), the stored
- * conv input where there is one, din, weights and dW (+ the residual).
- * now: the weight gradient reads its input (bn_in through batchnorm+ReLU, or in) and dout and
- * writes a partial dW per pixel group; backward-input reads dout, writes g; batchnorm's sums:
- * in == NULL, made in backward-input's epilogue, which reads bn_in; else a pass reading g,
- * bn_in and in (the mask); its apply pass reads g and bn_in (+ in) and writes din */
+/* (the GPU table stores no activation: in == NULL)
+ * unavoidable: dout, bn's input (the conv input is computed from it), din, weights and dW
+ * (+ the residual).
+ * now: the weight gradient reads bn_in (through batchnorm+ReLU) and dout and writes a partial
+ * dW per pixel group; backward-input reads dout, writes g, and its epilogue reads bn_in for
+ * batchnorm's sums; the apply pass reads g and bn_in and writes din */
 static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
         const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
         const float *b, const float *sm, const float *si)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    double x = d.x, stored = in ? x : 0;
-    double min = d.y + 2 * x + stored + 2 * d.w + (add ? x : 0);
-    double sums = in ? 3 * x : x, apply = in ? 4 * x : 3 * x;
+    double x = d.x;
+    double min = d.y + 2 * x + 2 * d.w + (add ? x : 0);
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
-                 sums + apply + (add ? x : 0);
+                 x + 3 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
-    if (!in) op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
+    op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
 }
@@ -229,13 +228,12 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
         float eps, int train)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    double x = d.x, stored = a ? x : 0;
-    /* unavoidable: read in, read weights, write out (+add), write a where it is stored.
-     * now: statistics read in; where a is stored, the apply pass reads in and writes a (eval:
-     * batchnorm, then ReLU in place); the conv reads in (through batchnorm+ReLU) or a */
-    double min = x + stored + d.w + d.y + (add ? d.y : 0);
-    double bn = a ? (train ? 3 * x : 4 * x) : (train ? x : 0);
-    double now = bn + (x + d.w + d.y) + (add ? d.y : 0);
+    double x = d.x;
+    /* (a == NULL: the GPU table stores no activation) unavoidable: read in, read weights,
+     * write out (+add). now: training, a statistics pass reads in; the conv reads in through
+     * batchnorm+ReLU */
+    double min = x + d.w + d.y + (add ? d.y : 0);
+    double now = (train ? x : 0) + (x + d.w + d.y) + (add ? d.y : 0);
     op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);

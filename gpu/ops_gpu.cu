@@ -121,6 +121,13 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
     gpu::batchnorm_split_backward(din, dgamma, dbeta, dout, relu_out, in, add, gamma, nullptr, save_mean,
                                   save_invstd, N, C, HW);
 }
+// This table stores no activation (recompute_act): the fused slots take a = NULL / in = NULL.
+void no_stored_activation(const char *slot)
+{
+    fprintf(stderr, "convnet: the GPU table's %s takes no stored activation (recompute_act)\n", slot);
+    exit(1);
+}
+
 // in == NULL (the model on this table: recompute_act): the weight gradient reads
 // relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
 // The weight gradient runs on the side stream, beside backward-input and batchnorm's sums:
@@ -134,26 +141,19 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
         const float *save_invstd)
 {
     (void)workspace;
+    if (in) no_stored_activation("conv2d_relu_batchnorm_backward");
     gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
     if (dweight) {
         gpu::side_begin();
-        if (in) gpu::conv2d_igemm_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{},
-                                                  gpu::side_mark);
-        else gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn, gpu::side_mark);
+        gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn, gpu::side_mark);
         gpu::side_end();
     }
-    const float *kk;
-    if (in) {
-        gpu::conv2d_igemm_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad);
-        kk = gpu::batchnorm_split_backward_sums(dgamma, dbeta, g, in, bn_in, gamma, nullptr, save_mean, save_invstd,
-                                                N, C, H * W);
-    } else {   // batchnorm's sums in backward-input's epilogue: no pass of their own
-        kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in, gamma,
-                                                 beta, save_mean, save_invstd, dgamma, dbeta);
-    }
+    // batchnorm's sums in backward-input's epilogue: no pass of their own
+    const float *kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in,
+                                                          gamma, beta, save_mean, save_invstd, dgamma, dbeta);
     if (dweight) gpu::side_join();
-    gpu::batchnorm_split_backward_apply(din, g, in, bn_in, add, kk, gamma, in ? nullptr : beta, save_mean,
-                                        save_invstd, N, C, H * W);
+    gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N, C,
+                                        H * W);
 }
 // a == NULL (recompute_act): batchnorm's statistics, then the convolution applies
 // batchnorm+ReLU to `in` as it gathers (no apply pass, a never stored)
@@ -163,23 +163,17 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
         const float *gamma, const float *beta, float momentum, float eps, int train)
 {
     (void)workspace;
-    if (!a) {
-        gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
-        if (train) {
-            gpu::batchnorm_split_stats(save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C,
-                                       H * W, momentum, eps);
-        } else {
-            const float *ms = gpu::batchnorm_eval_stats(running_mean, running_var, C, eps);
-            bn.mean = ms;
-            bn.invstd = ms + C;
-        }
-        gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, bn);
-        return;
+    if (a) no_stored_activation("batchnorm_relu_conv2d_forward");
+    gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
+    if (train) {
+        gpu::batchnorm_split_stats(save_mean, save_invstd, running_mean, running_var, in, gamma, beta, N, C, H * W,
+                                   momentum, eps);
+    } else {
+        const float *ms = gpu::batchnorm_eval_stats(running_mean, running_var, C, eps);
+        bn.mean = ms;
+        bn.invstd = ms + C;
     }
-    if (train) gpu_bn_relu_train(a, save_mean, save_invstd, running_mean, running_var, in, gamma, beta,
-                                 N, C, H * W, momentum, eps);
-    else gpu_bn_relu_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-    gpu::conv2d_igemm_forward(out, a, weight, add, N, C, H, W, K, R, S, stride, pad);
+    gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, bn);
 }
 
 // a = NULL, training mode, statistics made where the tensors are produced (ops.h)
