@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/checkpoint.h"
@@ -32,6 +33,13 @@ void fixture_config(TrainConfig *c, const Dataset *tr, const Dataset *te, const 
     c->test_set = te;
     c->out_dir = out;
     c->quiet = 1;
+}
+
+int fixture_remove(const char *a, const char *b)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", a, b ? b : "");
+    return system(cmd);
 }
 
 int fixture_same_file(const char *a, const char *b)

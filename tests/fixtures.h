@@ -11,5 +11,7 @@ Dataset fixture_set(int n, unsigned seed);
 void fixture_config(TrainConfig *c, const Dataset *tr, const Dataset *te, const char *out, int epochs);
 /* 1 if both files exist and hold the same bytes */
 int fixture_same_file(const char *a, const char *b);
+/* rm -rf a (and b unless NULL): a test's directories; system()'s status (0: removed) */
+int fixture_remove(const char *a, const char *b);
 
 #endif

@@ -9,6 +9,7 @@
 #include "core/augment.h"
 #include "core/cifar.h"
 #include "core/loader.h"
+#include "tests/fixtures.h"
 
 static char tmpdir[64];
 
@@ -20,9 +21,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(tmpdir, NULL), 0);
 }
 
 /* Writes `records` records; record r has label labels[r % nl] and pixel i = (r*7 + i) % 251. */

@@ -10,6 +10,7 @@
 #include "core/plot.h"
 #include "core/loader.h"
 #include "core/train.h"
+#include "tests/fixtures.h"
 
 static Dataset make_set(int n)
 {
@@ -104,9 +105,7 @@ START_TEST(plot_when_gnuplot_exists)
     buf[len] = 0;
     fclose(f);
     ck_assert_msg(strstr(buf, "set arrow from 2.5") && strstr(buf, "lr 0.01"), "lr drop not marked: %s", buf);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(dir, NULL), 0);
 }
 END_TEST
 

@@ -12,6 +12,7 @@
 #include "core/checkpoint.h"
 #include "core/cifar.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fixtures.h"
 
 typedef int (*Target)(const uint8_t *, size_t);
 static const struct { const char *name; Target fn; } targets[] = {
@@ -96,9 +97,7 @@ START_TEST(seeds_parse_and_every_input_replays)
     }
     ck_assert_int_eq(replayed, seeds);
     ck_assert_int_ge(crashes, 1);   /* the saved crash inputs were found (run from the repo root) */
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(root, NULL), 0);
 }
 END_TEST
 

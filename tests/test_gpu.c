@@ -849,9 +849,7 @@ START_TEST(gpu_training_resumes_bit_exact)
         snprintf(q, sizeof q, "%s/%s", dB, files[f]);
         ck_assert_msg(fixture_same_file(p, q), "%s differs after stop + resume on the device", files[f]);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dA, dB);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(dA, dB), 0);
     dataset_free(&tr);
     dataset_free(&te);
 }

@@ -174,9 +174,7 @@ START_TEST(signal_stops_and_resume_is_bit_exact)
     ck_assert_msg(!strcmp(ma, mb), "metrics differ:\n%s\nvs\n%s", ma, mb);
     ck_assert_int_eq(count_temps(dB), 0);
 
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dA, dB);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(dA, dB), 0);
     dataset_free(&tr);
     dataset_free(&te);
 }
@@ -203,9 +201,7 @@ START_TEST(second_interrupt_exits_at_once)
     ck_assert_int_eq(ts.epoch, 1);
     ck_assert_int_eq(ts.step, 0);
     model_free(m);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(d, NULL), 0);
     dataset_free(&tr);
     dataset_free(&te);
 }
@@ -270,9 +266,7 @@ START_TEST(failed_save_keeps_the_previous_file)
     ck_assert_int_eq(checkpoint_save(m, bad, err, sizeof err), -1);
     ck_assert_msg(strstr(err, bad) && strstr(err, strerror(ENOTDIR)), "message: %s", err);
     model_free(m);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(d, NULL), 0);
 }
 END_TEST
 
@@ -312,9 +306,7 @@ START_TEST(output_under_a_file_is_one_line)
     free(msg);
     dataset_free(&tr);
     dataset_free(&te);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(d, NULL), 0);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "core/checkpoint.h"
 #include "core/tblog.h"
+#include "tests/fixtures.h"
 
 static uint64_t varint(const uint8_t *p, size_t *i)
 {
@@ -94,9 +95,7 @@ START_TEST(events_read_back)
     uint32_t c = crc32c(0, "123456789", 9);
     ck_assert_uint_eq(c, 0xe3069283u);
     free(buf);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(dir, NULL), 0);
 }
 END_TEST
 

@@ -70,9 +70,7 @@ START_TEST(resume_is_bit_exact)
     ck_assert_ptr_nonnull(strstr(err, "checksum"));
     model_free(m);
 
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s", dA, dB);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(fixture_remove(dA, dB), 0);
     dataset_free(&tr);
     dataset_free(&te);
 }
@@ -82,9 +80,7 @@ END_TEST
 static char div_dir[] = "/tmp/convnet_div_XXXXXX";
 static void remove_div_dir(void)
 {
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", div_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", div_dir);
+    if (fixture_remove(div_dir, NULL) != 0) fprintf(stderr, "could not remove %s\n", div_dir);
 }
 
 START_TEST(divergence_stops)
