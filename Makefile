@@ -87,21 +87,21 @@ $(BUILD)/f64/%.o: %.c $(wildcard core/*.h cpu/*.h) tests/f64_names.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCONVNET_REAL_DOUBLE -include tests/f64_names.h -c $< -o $@
 
-$(BUILD)/cuda/%.o: %.cu $(wildcard gpu/*.h core/*.h)
+$(BUILD)/cuda/%.o: %.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-$(BUILD)/emu/%.o: %.cu $(wildcard gpu/*.h core/*.h tests/emu/*.h)
+$(BUILD)/emu/%.o: %.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h tests/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -x c++ -c $< -o $@
 
 # The tiled GEMM once more with its second barrier removed: tests show the emulator catches it.
-$(BUILD)/emu/planted_gemm.o: gpu/gemm.cu $(wildcard gpu/*.h tests/emu/*.h)
+$(BUILD)/emu/planted_gemm.o: gpu/gemm.cu $(wildcard gpu/*.h gpu/*.cuh tests/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
 
 # The split batchnorm with the first barrier of its block sum removed, likewise.
-$(BUILD)/emu/planted_bn.o: gpu/batchnorm_split.cu $(wildcard gpu/*.h tests/emu/*.h)
+$(BUILD)/emu/planted_bn.o: gpu/batchnorm_split.cu $(wildcard gpu/*.h gpu/*.cuh tests/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/cli.h"
+#include "core/ops.h"
 #include "core/util.h"
 
 long cli_long(const char *flag, const char *val, long lo, long hi)
@@ -41,6 +42,9 @@ int cli_is_flag(const char *arg, const char *name)
 
 const char cli_train_help[] =
     "  --device cpu|gpu       where to train (default cpu)\n"
+    "  --gpu-math 3xtf32|fp32 the GPU convolutions' products: tensor cores, each product as three\n"
+    "                         tf32 products (fp32's accuracy; default where the card has them),\n"
+    "                         or CUDA cores in fp32\n"
     "  --block preact|original  residual block type (default preact)\n"
     "  --blocks 2,2,3         blocks per stage\n"
     "  --channels 16,24,32    channels per stage\n"
@@ -66,6 +70,11 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
     if (cli_is_flag(a, "--device")) {
         c->device = cli_value(argc, argv, i);
         if (strcmp(c->device, "cpu") && strcmp(c->device, "gpu")) die_code(2, "--device: expected cpu or gpu, got '%s'", c->device);
+    } else if (cli_is_flag(a, "--gpu-math")) {
+        const char *v = cli_value(argc, argv, i);
+        int m = !strcmp(v, "3xtf32") ? GPU_CONV_3XTF32 : !strcmp(v, "fp32") ? GPU_CONV_FP32 : -1;
+        if (m < 0) die_code(2, "--gpu-math: expected 3xtf32 or fp32, got '%s'", v);
+        if (gpu_set_conv_math(m)) die_code(2, "--gpu-math %s: this build's GPU code cannot run it (no CUDA, or CUDA_ARCH below 80)", v);
     } else if (cli_is_flag(a, "--block")) {
         const char *v = cli_value(argc, argv, i);
         if (!strcmp(v, "preact")) c->model.block = BLOCK_PREACT;

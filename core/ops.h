@@ -206,6 +206,14 @@ extern const Ops ops_cpu_ref;
 extern "C" {
 #endif
 const Ops *ops_gpu(const char **why);
+/* The arithmetic of the GPU convolutions' products (gpu/conv2d_igemm.cu, gpu/mma.cuh):
+ * GPU_CONV_3XTF32, tensor cores with each product split in three tf32 products (fp32's
+ * accuracy; the default where the build's card has tensor cores: CUDA_ARCH >= 80), or
+ * GPU_CONV_FP32, CUDA cores. gpu_set_conv_math returns -1 (and changes nothing) for a mode
+ * this build cannot run. */
+enum { GPU_CONV_FP32 = 0, GPU_CONV_3XTF32 = 1 };
+int gpu_set_conv_math(int math);
+int gpu_conv_math(void);
 #ifdef __cplusplus
 }
 #endif

@@ -6,3 +6,6 @@ const Ops *ops_gpu(const char **why)
     if (why) *why = "this build has no CUDA support: nvcc was not found at build time";
     return 0;
 }
+
+int gpu_set_conv_math(int math) { return math == GPU_CONV_FP32 ? 0 : -1; }
+int gpu_conv_math(void) { return GPU_CONV_FP32; }

@@ -22,7 +22,14 @@
 // in a fixed order: deterministic, no atomics.
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
+#include "gpu/mma.cuh"
 #include "gpu/reduce.cuh"
+
+#if defined(CONVNET_EMU) || (defined(CONVNET_CUDA_ARCH) && CONVNET_CUDA_ARCH >= 80)
+#define CONVNET_CONV_TC 1
+#else
+#define CONVNET_CONV_TC 0
+#endif
 
 namespace gpu {
 
@@ -31,6 +38,9 @@ struct ConvGeo {
 };
 
 constexpr int IG_BK = 16, IG_TM = 4, IG_TN = 4;
+// shared tiles' row padding: the tensor-core path's fragment reads (rows t and t+4, columns g)
+// then fall in distinct banks
+constexpr int IG_PAD = 8;
 
 // op(A)[i, kk] and op(B)[kk, j] of each mode (0 when a gathered input is out of range)
 template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, const float *a, int i, long kk)
@@ -283,16 +293,70 @@ __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats 
     });
 }
 
+// The tile loop on tensor cores (TC): the block's warps each own a WM x WN part of the BM x BN
+// tile (WN = min(BN, 32), WM = 512 / WN: 16 or 32 rows), MI x NJ mma tiles of 16 x 8, fed from
+// the same As/Bs tiles two k-steps of 8 at a time (gpu/mma.cuh, 3xTF32). The fragments are
+// then laid out as the CUDA-core loop leaves its acc (thread (ty, tx) holding rows ty*4.. and
+// columns tx*4..) through shared memory, so the store and the epilogues are the same code.
+template <int BM, int BN> struct TcTile {
+    static constexpr int WN = BN < 32 ? BN : 32, WM = 512 / WN, MI = WM / 16, NJ = WN / 8, WARPS_N = BN / WN;
+};
+template <int BM, int BN>
+__device__ __forceinline__ void tc_k_steps(float (&c)[TcTile<BM, BN>::MI][TcTile<BM, BN>::NJ][4],
+                                           const float (*As)[BM + IG_PAD], const float (*Bs)[BN + IG_PAD])
+{
+    using T = TcTile<BM, BN>;
+    static_assert(BM % T::WM == 0 && BN % T::WN == 0, "tile not a whole number of warp tiles");
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int r0 = warp / T::WARPS_N * T::WM, c0 = warp % T::WARPS_N * T::WN;
+#pragma unroll
+    for (int ks = 0; ks < IG_BK; ks += 8) {
+        float a[T::MI][4], b[T::NJ][2];
+#pragma unroll
+        for (int i = 0; i < T::MI; i++) {
+            int r = r0 + 16 * i + g;
+            a[i][0] = As[ks + t][r];
+            a[i][1] = As[ks + t][r + 8];
+            a[i][2] = As[ks + t + 4][r];
+            a[i][3] = As[ks + t + 4][r + 8];
+        }
+#pragma unroll
+        for (int j = 0; j < T::NJ; j++) {
+            b[j][0] = Bs[ks + t][c0 + 8 * j + g];
+            b[j][1] = Bs[ks + t + 4][c0 + 8 * j + g];
+        }
+        mma_3xtf32<T::MI, T::NJ>(c, a, b);
+    }
+}
+template <int BM, int BN>
+__device__ __forceinline__ void tc_to_threads(float (&acc)[IG_TM][IG_TN], const float (&c)[TcTile<BM, BN>::MI][TcTile<BM, BN>::NJ][4],
+                                              float (*Cs)[BN + 1])
+{
+    using T = TcTile<BM, BN>;
+    constexpr int TX = BN / IG_TN;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int r0 = warp / T::WARPS_N * T::WM, c0 = warp % T::WARPS_N * T::WN;
+    for (int i = 0; i < T::MI; i++)
+        for (int j = 0; j < T::NJ; j++)
+            for (int q = 0; q < 4; q++) Cs[r0 + 16 * i + g + 8 * (q >> 1)][c0 + 8 * j + 2 * t + (q & 1)] = c[i][j][q];
+    __syncthreads();
+    int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
+    for (int i = 0; i < IG_TM; i++)
+        for (int j = 0; j < IG_TN; j++) acc[i][j] = Cs[ty * IG_TM + i][tx * IG_TN + j];
+}
+
 // One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
-// group blockIdx.z, written to out + z * M * Ncol).
-template <int MODE, int BM, int BN>
+// group blockIdx.z, written to out + z * M * Ncol). TC: the products on tensor cores (3xTF32),
+// else on CUDA cores in fp32.
+template <int MODE, int BM, int BN, bool TC>
 __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
         const float *b, const float *add, BnRelu bn, BnSums sums, BnStats stats, ConvGeo g, int M, long Ncol,
         long Kdim, long per)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
-    __shared__ __align__(16) float As[IG_BK][BM];
-    __shared__ __align__(16) float Bs[IG_BK][BN];
+    __shared__ __align__(16) float As[IG_BK][BM + IG_PAD];
+    __shared__ __align__(16) float Bs[IG_BK][BN + IG_PAD];
+    __shared__ float Cs[TC ? BM : 1][BN + 1];
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
     int m0 = blockIdx.y * BM;
     long n0 = (long)blockIdx.x * BN;
@@ -300,6 +364,7 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
     float acc[IG_TM][IG_TN];
     for (int i = 0; i < IG_TM; i++)
         for (int j = 0; j < IG_TN; j++) acc[i][j] = 0.f;
+    float c[TcTile<BM, BN>::MI][TcTile<BM, BN>::NJ][4] = {};
     for (long kb = k0; kb < k1; kb += IG_BK) {
         for (int e = tid; e < BM * IG_BK; e += THREADS) {   // consecutive threads: consecutive kk
             int i = e / IG_BK, k = e % IG_BK;
@@ -312,20 +377,25 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
             Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, gk, gj) : 0.f;
         }
         __syncthreads();
+        if constexpr (TC) {
+            tc_k_steps<BM, BN>(c, As, Bs);
+        } else {
 #pragma unroll
-        for (int k = 0; k < IG_BK; k++) {
-            float av[IG_TM], bv[IG_TN];
+            for (int k = 0; k < IG_BK; k++) {
+                float av[IG_TM], bv[IG_TN];
 #pragma unroll
-            for (int i = 0; i < IG_TM; i++) av[i] = As[k][ty * IG_TM + i];
+                for (int i = 0; i < IG_TM; i++) av[i] = As[k][ty * IG_TM + i];
 #pragma unroll
-            for (int j = 0; j < IG_TN; j++) bv[j] = Bs[k][tx * IG_TN + j];
+                for (int j = 0; j < IG_TN; j++) bv[j] = Bs[k][tx * IG_TN + j];
 #pragma unroll
-            for (int i = 0; i < IG_TM; i++)
+                for (int i = 0; i < IG_TM; i++)
 #pragma unroll
-                for (int j = 0; j < IG_TN; j++) acc[i][j] += av[i] * bv[j];
+                    for (int j = 0; j < IG_TN; j++) acc[i][j] += av[i] * bv[j];
+            }
         }
         __syncthreads();
     }
+    if constexpr (TC) tc_to_threads<BM, BN>(acc, c, Cs);
     float *o = MODE == 2 ? out + (long)blockIdx.z * M * Ncol : out;
     for (int i = 0; i < IG_TM; i++) {
         int gi = m0 + ty * IG_TM + i;
@@ -359,6 +429,14 @@ __global__ void sum_groups_kernel(float *out, const float *part, long n, int gro
 namespace {
 constexpr long TARGET_BLOCKS = 4 * 132;
 
+// The products' arithmetic: tensor cores in 3xTF32 where the build's card has them (sm_80 on;
+// the emulator has them), else fp32 on CUDA cores.
+#if CONVNET_CONV_TC
+int conv_math = GPU_CONV_3XTF32;
+#else
+int conv_math = GPU_CONV_FP32;
+#endif
+
 // Scratch: backward_input_bn's per-tile sums and kk, and the forward's per-tile statistics
 // (both used on the main stream only); the weight gradient's per-group partial dW (the side
 // stream only)
@@ -391,6 +469,25 @@ float *epilogue_partials(Scratch &buf, int M, long Ncol, int w, size_t extra, si
     return buf.get(*offset + extra);
 }
 
+// One launch of the tile shape BM x BN (pick_bm/pick_bn keep BM BN within [512, 4096]: 32 to
+// 256 threads; no other shape is built).
+template <int MODE, int BM, int BN>
+void launch_tile(dim3 grid, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
+                 const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per)
+{
+    if constexpr (BM * BN < 512 || BM * BN > 4096) {
+        fprintf(stderr, "convnet: conv2d_igemm: no %d x %d tile\n", BM, BN);
+        exit(1);
+    } else if (conv_math == GPU_CONV_3XTF32) {
+        LAUNCH((conv_igemm_kernel<MODE, BM, BN, true>), grid, BM * BN / 16, 0, gpu::stream())(out, a, b, add, bn,
+                sums, stats, g, M, Ncol, Kdim, per);
+    } else {
+        LAUNCH((conv_igemm_kernel<MODE, BM, BN, false>), grid, BM * BN / 16, 0, gpu::stream())(out, a, b, add, bn,
+                sums, stats, g, M, Ncol, Kdim, per);
+    }
+    CUDA_CHECK_LAUNCH();
+}
+
 template <int MODE, int BM>
 void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
                const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per,
@@ -398,11 +495,10 @@ void launch_bm(int bn_cols, float *out, const float *a, const float *b, const fl
 {
     dim3 grid((unsigned)((Ncol + bn_cols - 1) / bn_cols), (unsigned)((M + BM - 1) / BM), (unsigned)z);
     switch (bn_cols) {
-#define CASE(B) case B: LAUNCH((conv_igemm_kernel<MODE, BM, B>), grid, BM * B / 16, 0, gpu::stream())(out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per); break;
+#define CASE(B) case B: launch_tile<MODE, BM, B>(grid, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }
-    CUDA_CHECK_LAUNCH();
 }
 
 template <int MODE>
@@ -420,6 +516,15 @@ ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad
     return ConvGeo{N, C, H, W, K, R, S, stride, pad, (H + 2 * pad - R) / stride + 1, (W + 2 * pad - S) / stride + 1};
 }
 }  // namespace
+
+int set_conv_math(int math)
+{
+    if (math == GPU_CONV_3XTF32 && !CONVNET_CONV_TC) return -1;
+    if (math != GPU_CONV_FP32 && math != GPU_CONV_3XTF32) return -1;
+    conv_math = math;
+    return 0;
+}
+int get_conv_math() { return conv_math; }
 
 void conv2d_igemm_release()
 {
@@ -503,6 +608,9 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
 
 // column tiles of an implicit GEMM with M rows and Ncol columns (bench/gpu_plan: the
 // partial sums an epilogue's last block combines)
+extern "C" int gpu_set_conv_math(int math) { return gpu::set_conv_math(math); }
+extern "C" int gpu_conv_math(void) { return gpu::get_conv_math(); }
+
 extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol) { return gpu::col_tiles(M, Ncol); }
 
 extern "C" int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)

@@ -49,11 +49,32 @@ void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, in
 
 static const Ops *G;
 
+static const char *math_name = "default math";
+
 static void setup(void)
 {
     const char *why = NULL;
     G = ops_gpu(&why);
     ck_assert_msg(G != NULL, "GPU op table unavailable: %s", why);
+    static int default_math = -1;   /* each test starts from the build's default */
+    if (default_math < 0) default_math = gpu_conv_math();
+    gpu_set_conv_math(default_math);
+    math_name = "default math";
+}
+
+/* The convolution tests run 2 SEEDS times: seed i % SEEDS, the products in fp32 on CUDA
+ * cores (i < SEEDS), then in 3xTF32 on tensor cores. 0: the build cannot run that math
+ * (CUDA_ARCH below 80), and the caller returns. */
+static int use_math(int i)
+{
+    int m = i < SEEDS ? GPU_CONV_FP32 : GPU_CONV_3XTF32;
+    if (gpu_set_conv_math(m)) {
+        printf("(%s: not in this build)\n", m ? "3xTF32" : "fp32");
+        return 0;
+    }
+    math_name = m ? "3xTF32" : "fp32";
+    emu_set_shuffle((unsigned long long)(i % SEEDS));
+    return 1;
 }
 
 static float *rnd(size_t n, unsigned seed) { float *x = malloc(sizeof(float) * (n ? n : 1)); fill_normal_f(x, n, seed); return x; }
@@ -85,7 +106,7 @@ static double max_rel(const float *got, const float *want, size_t n)
     do {                                                                                       \
         float *g_ = down(dev_ptr, n);                                                          \
         double e_ = max_rel(g_, host_ref, n);                                                  \
-        ck_assert_msg(e_ <= GPU_TOL, "%s (seed %d): gpu vs cpu error %g", what, _i, e_);       \
+        ck_assert_msg(e_ <= GPU_TOL, "%s (seed %d, %s): gpu vs cpu error %g", what, _i % SEEDS, math_name, e_); \
         free(g_);                                                                              \
     } while (0)
 
@@ -149,9 +170,49 @@ START_TEST(missing_barrier_is_caught)
 END_TEST
 #endif
 
-START_TEST(conv2d_kernels)
+/* gpu/mma.cuh's fragment layout and its 3xTF32 split (gpu/mma_probe.cu), one warp's 16x8x8
+ * product against a double-precision one, the error measured against sum_k |a_ik b_kj|:
+ * 3xTF32 within 1e-5 (its terms lose under 2^-21 each, plus fp32's rounding of 24 additions);
+ * one tf32 product alone, worse than that (what the split's small terms buy); and the layout
+ * with two A registers swapped, far off. On a real card (bench/gpu_check.sh) this checks
+ * the hardware against the layout the emulator assumes. */
+void gpu_mma_probe(float *d, const float *a, const float *b, int mode);
+START_TEST(mma_fragment_layout)
 {
     emu_set_shuffle(_i);
+    if (gpu_set_conv_math(GPU_CONV_3XTF32)) {
+        printf("(mma_fragment_layout: this build has no tensor-core path)\n");
+        return;
+    }
+    float *a = rnd(128, 11 + _i), *b = rnd(64, 12 + _i), d[128];
+    float *ga = up(a, 128), *gb = up(b, 64), *gd = poisoned(128);
+    double err[3];
+    for (int mode = 0; mode < 3; mode++) {
+        gpu_mma_probe(gd, ga, gb, mode);
+        G->download(d, gd, sizeof d);
+        err[mode] = 0;
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 8; j++) {
+                double s = 0, mag = 0;
+                for (int k = 0; k < 8; k++) {
+                    s += (double)a[i * 8 + k] * b[k * 8 + j];
+                    mag += fabs((double)a[i * 8 + k] * b[k * 8 + j]);
+                }
+                double e = isfinite(d[i * 8 + j]) ? fabs(d[i * 8 + j] - s) / mag : INFINITY;
+                if (e > err[mode]) err[mode] = e;
+            }
+    }
+    ck_assert_msg(err[0] <= 1e-5, "3xTF32 mma: error %g of sum |a b| (seed %d)", err[0], _i);
+    ck_assert_msg(err[1] > 1e-5 && err[1] <= 2e-3, "one tf32 mma: error %g (seed %d)", err[1], _i);
+    ck_assert_msg(err[2] > 1e-2, "a wrong fragment layout went unnoticed: error %g (seed %d)", err[2], _i);
+    G->free(ga); G->free(gb); G->free(gd);
+    free(a); free(b);
+}
+END_TEST
+
+START_TEST(conv2d_kernels)
+{
+    if (!use_math(_i)) return;
     /* the last: 40 output channels (a 64-row tile, partly used), a 2x5 kernel, pad 0 */
     static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {3, 5, 7, 6, 4, 1, 1, 2, 0},
                                     {2, 3, 6, 11, 40, 2, 5, 1, 0}};
@@ -271,7 +332,7 @@ END_TEST
  * with the residual adds of both directions. */
 START_TEST(fused_bn_relu_conv_kernels)
 {
-    emu_set_shuffle(_i);
+    if (!use_math(_i)) return;
     const Ops *R = &ops_cpu_ref;
     ck_assert(G->recompute_act && !R->recompute_act);
     static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {2, 3, 6, 11, 40, 1, 1, 2, 0},
@@ -600,6 +661,7 @@ static float *run_model_step(const Ops *ops, int block, double *loss_out, float 
 
 START_TEST(model_step_matches_cpu)
 {
+    if (!use_math(_i * SEEDS)) return;   /* _i = 0: fp32, 1: 3xTF32 */
     for (int block = 0; block <= 2; block++) {   /* preact, original, MLP */
         double lc, lg, lg2;
         float *gc, *gg, *gg2;
@@ -608,9 +670,9 @@ START_TEST(model_step_matches_cpu)
         emu_set_shuffle(0);
         float *pg = run_model_step(G, block, &lg, &gg, &np2);
         ck_assert_uint_eq(np, np2);
-        ck_assert(fabs(lc - lg) <= GPU_TOL * fabs(lc));
-        ck_assert_msg(max_rel(gg, gc, np) <= GPU_TOL, "block %d gradients: %g", block, max_rel(gg, gc, np));
-        ck_assert_msg(max_rel(pg, pc, np) <= GPU_TOL, "block %d weights after SGD", block);
+        ck_assert_msg(fabs(lc - lg) <= GPU_TOL * fabs(lc), "block %d loss %.9g vs %.9g (%s)", block, lg, lc, math_name);
+        ck_assert_msg(max_rel(gg, gc, np) <= GPU_TOL, "block %d gradients: %g (%s)", block, max_rel(gg, gc, np), math_name);
+        ck_assert_msg(max_rel(pg, pc, np) <= GPU_TOL, "block %d weights after SGD (%s)", block, math_name);
         emu_set_shuffle(12345);
         float *pg2 = run_model_step(G, block, &lg2, &gg2, &np2);
         ck_assert_msg(memcmp(pg, pg2, sizeof(float) * np) == 0 && memcmp(gg, gg2, sizeof(float) * np) == 0,
@@ -882,16 +944,17 @@ Suite *suite_gpu(void)
 #ifndef CONVNET_REAL_GPU
     tcase_add_loop_test(t, missing_barrier_is_caught, 0, SEEDS);
 #endif
-    tcase_add_loop_test(t, conv2d_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, mma_fragment_layout, 0, 2);
+    tcase_add_loop_test(t, conv2d_kernels, 0, 2 * SEEDS);
     tcase_add_loop_test(t, batchnorm_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, fused_bn_relu_conv_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, fused_bn_relu_conv_kernels, 0, 2 * SEEDS);
     tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
     tcase_add_loop_test(t, augment_kernel_matches_cpu, 0, 2);
     tcase_add_test(t, gpu_unusable_reasons);
     tcase_add_test(t, device_data_path_matches_loader);
-    tcase_add_test(t, model_step_matches_cpu);
+    tcase_add_loop_test(t, model_step_matches_cpu, 0, 2);
     tcase_add_test(t, graph_step_matches_op_by_op);
     tcase_add_test(t, resumed_first_step_is_not_captured);
     tcase_add_test(t, gpu_training_resumes_bit_exact);

@@ -37,6 +37,7 @@ ucontext_t sched_ctx;
 std::vector<Fiber> fibers;
 std::vector<char *> stack_pool;
 std::vector<uint64_t> slots;
+std::vector<float> xchg;   // warp_exchange: XCHG_FLOATS per thread of the block
 std::vector<unsigned char> dyn_smem;
 const std::function<void()> *body;
 int cur;
@@ -202,6 +203,7 @@ void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &b)
     block_dim = block;
     grid_dim = grid;
     slots.assign(n, 0);
+    xchg.assign(n * XCHG_FLOATS, 0.f);
     dyn_smem.resize(smem > 0 ? smem : 1);
     // blocks in grid order, or (shuffle on) in a random order: a kernel whose result depends
     // on which block runs first or last shows up as a wrong result
@@ -291,6 +293,15 @@ void syncwarp()
 
 void *dyn_shared() { return dyn_smem.data(); }
 uint64_t *warp_slots() { return slots.data(); }
+const float *warp_exchange(const float *mine, int n)
+{
+    if (n > XCHG_FLOATS) { fprintf(stderr, "emu: warp_exchange of %d floats per lane (at most %d)\n", n, XCHG_FLOATS); abort(); }
+    unsigned me = cur_tid->x + block_dim.x * (cur_tid->y + block_dim.y * cur_tid->z);
+    memcpy(&xchg[(size_t)me * XCHG_FLOATS], mine, sizeof(float) * (size_t)n);
+    syncwarp();
+    return &xchg[(size_t)(me - me % 32) * XCHG_FLOATS];
+}
+void warp_exchange_end() { syncwarp(); }
 unsigned lane_id()
 {
     unsigned linear = cur_tid->x + block_dim.x * (cur_tid->y + block_dim.y * cur_tid->z);
