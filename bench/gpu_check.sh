@@ -3,7 +3,8 @@
 #   bash bench/gpu_check.sh             on the GPU machine (a lent one or your own)
 #   bash bench/gpu_check.sh --dry-run   here, without a GPU: builds the bundle the lent machine
 #                                       needs, checks its size, runs every step that needs no GPU
-# Steps: build for the card; the GPU-vs-CPU kernel tests on the device; compute-sanitizer
+# Steps: build for the card; the GPU-vs-CPU kernel tests on the device (the tensor-core
+# fragment layout among them: mma_fragment_layout); compute-sanitizer
 # memcheck and racecheck over them; GEMM vs cuBLAS; training step vs PyTorch + cuDNN, and
 # one epoch's worth of steps of each; a 2-epoch apps/resnet --device gpu run and the same 2
 # epochs of the notebook's recipe in PyTorch (bench/torch_practical.py). Each step has
@@ -99,11 +100,14 @@ fi
 # ---- 3. benchmarks ------------------------------------------------------------------------
 # the plan's bound (the emulator: no GPU needed) next to the measured step below
 step plan 30 bench/gpu_plan
+step plan_fp32 30 bench/gpu_plan --gpu-math fp32
 if [ $DRY = 1 ]; then
-  for s in gemm train_step_gpu torch_cuda epoch_ours epoch_torch; do skip "$s" "dry run: needs a GPU"; done
+  for s in gemm train_step_gpu train_step_fp32 torch_cuda epoch_ours epoch_torch; do skip "$s" "dry run: needs a GPU"; done
 else
   step gemm 60 bench/gpu_bench --max 4096
   step train_step_gpu 45 bench/train_step --device gpu --steps 30
+  # the same step with the convolutions on CUDA cores (fp32) instead of tensor cores (3xTF32)
+  step train_step_fp32 30 bench/train_step --device gpu --steps 30 --gpu-math fp32
   have_torch=0
   python3 -c 'import torch; assert torch.cuda.is_available()' 2> /dev/null && have_torch=1
   if [ $have_torch = 1 ]; then
@@ -154,7 +158,7 @@ fi
 
 # ---- the details, and a few small logs for $OUT ------------------------------------------
 echo
-for f in gemm train_step_gpu torch_cuda epoch_ours epoch_torch; do
+for f in gemm train_step_gpu train_step_fp32 torch_cuda epoch_ours epoch_torch; do
   [ -s "$WORK/$f.log" ] && { echo "--- $f"; cat "$WORK/$f.log"; }
 done
 grep -h "epoch\|best weights\|test" "$WORK/train_2_epochs.log" 2> /dev/null

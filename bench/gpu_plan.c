@@ -10,8 +10,11 @@
  *              output written once (fp32)
  *   bytes      what the current kernels move: batchnorm's second pass, partial sums, ReLU
  *              in place, and so on (a model of the kernels in gpu/, stated per op below)
- * Then a roofline lower bound for the step on an H100 SXM and an H200 (fp32 CUDA-core peak,
- * HBM bandwidth), per op max(flops/peak, bytes/bandwidth), plus the launch gaps (host-launched:
+ * Then a roofline lower bound for the step on an H100 SXM and an H200, per op
+ * max(time of its arithmetic, bytes/bandwidth), the arithmetic at the fp32 CUDA-core peak
+ * except the convolutions' products under 3xTF32 (the default; --gpu-math fp32 for CUDA
+ * cores): those at a third of the dense TF32 tensor-core peak (three tf32 products each; the
+ * fragments' splitting, a few CUDA-core instructions per operand, is taken to overlap), plus the launch gaps (host-launched:
  * LAUNCH_GAP_US per kernel; inside a CUDA graph: GRAPH_GAP_US per node on the graph's longest
  * chain of dependent nodes, since the nodes of a side branch start while the main chain's
  * run; their work is in the roofline sum all the same), and the 100-epoch time it implies
@@ -22,7 +25,8 @@
  * anyway) and T for the H200.
  * The step is core/gpustep.c's: captured once as a CUDA graph and launched (--no-graph:
  * the same work launched kernel by kernel).
- *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) [--no-graph] */
+ *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) [--no-graph]
+ *                  [--gpu-math 3xtf32|fp32] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +62,17 @@ long gpu_conv2d_igemm_col_tiles(int M, long Ncol);
 #define MAX_OPS 512
 #define MAX_LAUNCHES 2048
 
-typedef struct { const char *name; double peak, bw; } Card;
+/* peak: fp32 FLOP/s on CUDA cores; tf32: dense TF32 tensor-core FLOP/s (3xTF32 runs three
+ * tf32 products per product: a third of it); bw: HBM B/s */
+typedef struct { const char *name; double peak, tf32, bw; } Card;
 static const Card cards[] = {
-    {"H100 SXM", 67e12, 3.35e12},   /* fp32 non-tensor FLOP/s, HBM3 B/s */
-    {"H200", 67e12, 4.8e12},        /* the same GH100 die, HBM3e */
+    {"H100 SXM", 67e12, 494.7e12, 3.35e12},
+    {"H200", 67e12, 494.7e12, 4.8e12},   /* the same GH100 die, HBM3e */
 };
 
-typedef struct { char name[48]; double flops, min_bytes, bytes, tail_bytes; int tails, first, n; } Op;
+/* flops: all of the op's arithmetic; products: the part that is the convolutions' GEMM
+ * products (on tensor cores under --gpu-math 3xtf32) */
+typedef struct { char name[48]; double flops, products, min_bytes, bytes, tail_bytes; int tails, first, n; } Op;
 typedef struct { char kernel[64]; unsigned g[3], b[3]; size_t smem; int op; } Launch;
 
 static Op ops[MAX_OPS];
@@ -97,6 +105,12 @@ static void op_begin(const char *name, double flops, double min_bytes, double by
     o->n = 0;
     o->tail_bytes = 0;
     o->tails = 0;
+    o->products = 0;
+}
+/* of the op's flops, f are convolution products (gpu/conv2d_igemm.cu) */
+static void op_products(double f)
+{
+    if (tracing == 1 && n_ops > 0) ops[n_ops - 1].products = f;
 }
 /* the op's last launch finishes its reduction of `tiles` column tiles of M channels x w
  * floats in two levels (groups of 32 tiles, then the groups) */
@@ -129,6 +143,7 @@ static void w_conv_fwd(float *out, const float *in, const float *w, int N, int C
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     op_begin("conv fwd", d.flops, d.x + d.y + d.w, d.x + d.w + d.y);
+    op_products(d.flops);
     real->conv2d_forward(out, in, w, N, C, H, W, K, R, S, stride, pad, ws);
 }
 static void w_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C, int H, int W,
@@ -136,6 +151,7 @@ static void w_conv_bwd_in(float *din, const float *dout, const float *w, int N, 
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     op_begin("conv bwd-input", d.flops, d.y + d.x + d.w, d.y + d.w + d.x);
+    op_products(d.flops);
     real->conv2d_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad, ws);
 }
 /* the weight gradient: per pixel group a partial dW, written and read back once */
@@ -150,6 +166,7 @@ static void w_conv_bwd_w(float *dw, const float *dout, const float *in, int N, i
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     op_begin("conv bwd-weight", d.flops, d.y + d.x + d.w,
              d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q));
+    op_products(d.flops);
     real->conv2d_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, ws);
 }
 /* batchnorm now (gpu/batchnorm_split.cu): statistics read the input once (each chunk's
@@ -218,6 +235,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
                  x + 3 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
+    op_products((dw ? 2 : 1) * d.flops);
     op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
@@ -235,6 +253,7 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
     double min = x + d.w + d.y + (add ? d.y : 0);
     double now = (train ? x : 0) + (x + d.w + d.y) + (add ? d.y : 0);
     op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
+    op_products(d.flops);
     real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);
 }
@@ -248,6 +267,7 @@ static void w_bn_relu_conv_chained(float *out, const float *in, const float *w, 
     double now = (in_ready || !bn ? 0 : x) + (x + d.w + d.y) + (add ? d.y : 0);
     if (bn) op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     else op_begin("conv fwd (+statistics)", d.flops, min, now);
+    op_products(d.flops);
     if (n_next) op_tail(K, gpu_conv2d_igemm_col_tiles(K, (long)N * d.P * d.Q), 3);   /* count, mean, M2 */
     real->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
                                                 next, n_next);
@@ -375,13 +395,18 @@ static const char *tiny_reason(const char *kernel)
 
 int main(int argc, char **argv)
 {
-    int batch = 128, per_kernel = 0, use_graph = 1;
+    int batch = 128, per_kernel = 0, use_graph = 1, tc;
     for (int i = 1; i < argc; i++) {
         if (cli_is_flag(argv[i], "--batch-size")) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--kernels")) per_kernel = 1;
         else if (!strcmp(argv[i], "--no-graph")) use_graph = 0;
-        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph])", argv[i]);
+        else if (cli_is_flag(argv[i], "--gpu-math")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (strcmp(v, "fp32") && strcmp(v, "3xtf32")) die_code(2, "--gpu-math: expected 3xtf32 or fp32, got '%s'", v);
+            gpu_set_conv_math(strcmp(v, "fp32") ? GPU_CONV_3XTF32 : GPU_CONV_FP32);
+        } else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph] [--gpu-math 3xtf32|fp32])", argv[i]);
     }
+    tc = gpu_conv_math() == GPU_CONV_3XTF32;
     const char *why = NULL;
     real = ops_gpu(&why);
     if (!real) die("the emulated GPU table is missing: %s", why ? why : "?");
@@ -433,7 +458,8 @@ int main(int argc, char **argv)
         if (!tiny && mb >= 0 && (min_blocks < 0 || mb < min_blocks)) min_blocks = mb;
         double us[2];
         for (int c = 0; c < 2; c++) {
-            double a = o->flops / cards[c].peak, b = o->bytes / cards[c].bw;
+            double prod_rate = tc ? cards[c].tf32 / 3 : cards[c].peak;
+            double a = o->products / prod_rate + (o->flops - o->products) / cards[c].peak, b = o->bytes / cards[c].bw;
             us[c] = 1e6 * (a > b ? a : b);
             t_op[c] += us[c];
         }
@@ -462,9 +488,10 @@ int main(int argc, char **argv)
     double bound[2];
     for (int c = 0; c < 2; c++) {
         bound[c] = (t_op[c] + gap_us + tail_us) / 1e3;
-        printf("%-8s (%.0f TFLOP/s fp32, %.2f TB/s): roofline %.3f ms + launch gaps %.3f ms + last-block tails "
-               "%.3f ms = %.3f ms/step; 100 epochs x 351 steps >= %.1f s\n", cards[c].name, cards[c].peak / 1e12,
-               cards[c].bw / 1e12, t_op[c] / 1e3, gap_us / 1e3, tail_us / 1e3, bound[c], bound[c] * 351 * 100 / 1e3);
+        if (tc) printf("%-8s (conv products on tensor cores, 3xTF32: %.0f / 3 TFLOP/s; the rest fp32 %.0f TFLOP/s; %.2f TB/s):\n    roofline", cards[c].name, cards[c].tf32 / 1e12, cards[c].peak / 1e12, cards[c].bw / 1e12);
+        else printf("%-8s (%.0f TFLOP/s fp32, %.2f TB/s): roofline", cards[c].name, cards[c].peak / 1e12, cards[c].bw / 1e12);
+        printf(" %.3f ms + launch gaps %.3f ms + last-block tails "
+               "%.3f ms = %.3f ms/step; 100 epochs x 351 steps >= %.1f s\n", t_op[c] / 1e3, gap_us / 1e3, tail_us / 1e3, bound[c], bound[c] * 351 * 100 / 1e3);
     }
     for (size_t i = 0; i < sizeof tiny_kernels / sizeof tiny_kernels[0]; i++)
         printf("not in min blocks: %s (%s)\n", tiny_kernels[i][0], tiny_kernels[i][1]);

@@ -1,7 +1,7 @@
 /* End-to-end training throughput: forward + backward + SGD of the practical's ResNet at
  * batch 128 on random data. Last line: "train_step img/s: <number>".
  *   bench/train_step [--device cpu|gpu] [--steps 20] [--threads N] [--batch-size 128]
- *                    [--eval] (inference only, eval-mode BN) */
+ *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,11 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--threads", 9)) threads = (int)cli_long("--threads", cli_value(argc, argv, &i), 1, 1024);
         else if (!strncmp(argv[i], "--batch-size", 12)) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--eval")) eval = 1;
-        else die_code(2, "unknown flag '%s'", argv[i]);
+        else if (cli_is_flag(argv[i], "--gpu-math")) {
+            const char *v = cli_value(argc, argv, &i);
+            int m = !strcmp(v, "3xtf32") ? GPU_CONV_3XTF32 : !strcmp(v, "fp32") ? GPU_CONV_FP32 : -1;
+            if (m < 0 || gpu_set_conv_math(m)) die_code(2, "--gpu-math %s: expected 3xtf32 or fp32 that this build can run", v);
+        } else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(device);
