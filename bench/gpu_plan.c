@@ -13,8 +13,8 @@
  * Then a roofline lower bound for the step on an H100 SXM and an H200, per op
  * max(time of its arithmetic, bytes/bandwidth), the arithmetic at the fp32 CUDA-core peak
  * except the convolutions' products under 3xTF32 (the default; --gpu-math fp32 for CUDA
- * cores): those at a third of the dense TF32 tensor-core peak (three tf32 products each; the
- * fragments' splitting, a few CUDA-core instructions per operand, is taken to overlap), plus the launch gaps (host-launched:
+ * cores): those at a third of the dense TF32 tensor-core peak (three tf32 products each) times
+ * the share the instruction issue leaves them (TC_ISSUE_SHARE below), plus the launch gaps (host-launched:
  * LAUNCH_GAP_US per kernel; inside a CUDA graph: GRAPH_GAP_US per node on the graph's longest
  * chain of dependent nodes, since the nodes of a side branch start while the main chain's
  * run; their work is in the roofline sum all the same), and the 100-epoch time it implies
@@ -62,6 +62,13 @@ long gpu_conv2d_igemm_col_tiles(int M, long Ncol);
 #define MAX_OPS 512
 #define MAX_LAUNCHES 2048
 
+/* 3xTF32 (gpu/mma.cuh) per k-step of 8 and warp: the warp tiles of gpu/conv2d_igemm.cu hold 4
+ * mma tiles of 16x8 (1x4 or 2x2) fed by 12 fragment values per lane, so 12 mma (3 per tile)
+ * against, on the CUDA cores, 12 shared-memory loads and 36 instructions splitting the values
+ * (2 cvt + 1 sub each, taken as full-rate): 60 warp instructions, and an SM quarter issues one
+ * per clock. Its tensor core needs 12 x 2048 FLOP / 512 FLOP per clock = 48 clocks for them:
+ * issue, not the tensor cores, sets the pace, at 48/60 of the 3xTF32 rate. */
+#define TC_ISSUE_SHARE (48.0 / 60.0)
 /* peak: fp32 FLOP/s on CUDA cores; tf32: dense TF32 tensor-core FLOP/s (3xTF32 runs three
  * tf32 products per product: a third of it); bw: HBM B/s */
 typedef struct { const char *name; double peak, tf32, bw; } Card;
@@ -458,7 +465,7 @@ int main(int argc, char **argv)
         if (!tiny && mb >= 0 && (min_blocks < 0 || mb < min_blocks)) min_blocks = mb;
         double us[2];
         for (int c = 0; c < 2; c++) {
-            double prod_rate = tc ? cards[c].tf32 / 3 : cards[c].peak;
+            double prod_rate = tc ? cards[c].tf32 / 3 * TC_ISSUE_SHARE : cards[c].peak;
             double a = o->products / prod_rate + (o->flops - o->products) / cards[c].peak, b = o->bytes / cards[c].bw;
             us[c] = 1e6 * (a > b ? a : b);
             t_op[c] += us[c];
@@ -488,7 +495,7 @@ int main(int argc, char **argv)
     double bound[2];
     for (int c = 0; c < 2; c++) {
         bound[c] = (t_op[c] + gap_us + tail_us) / 1e3;
-        if (tc) printf("%-8s (conv products on tensor cores, 3xTF32: %.0f / 3 TFLOP/s; the rest fp32 %.0f TFLOP/s; %.2f TB/s):\n    roofline", cards[c].name, cards[c].tf32 / 1e12, cards[c].peak / 1e12, cards[c].bw / 1e12);
+        if (tc) printf("%-8s (conv products on tensor cores, 3xTF32: %.0f TFLOP/s tf32 / 3 x %.2f issue share = %.0f; the rest fp32 %.0f TFLOP/s; %.2f TB/s):\n    roofline", cards[c].name, cards[c].tf32 / 1e12, TC_ISSUE_SHARE, cards[c].tf32 / 3 * TC_ISSUE_SHARE / 1e12, cards[c].peak / 1e12, cards[c].bw / 1e12);
         else printf("%-8s (%.0f TFLOP/s fp32, %.2f TB/s): roofline", cards[c].name, cards[c].peak / 1e12, cards[c].bw / 1e12);
         printf(" %.3f ms + launch gaps %.3f ms + last-block tails "
                "%.3f ms = %.3f ms/step; 100 epochs x 351 steps >= %.1f s\n", t_op[c] / 1e3, gap_us / 1e3, tail_us / 1e3, bound[c], bound[c] * 351 * 100 / 1e3);
