@@ -210,7 +210,8 @@ const Ops *ops_gpu(const char **why);
  * GPU_CONV_3XTF32, tensor cores with each product split in three tf32 products (fp32's
  * accuracy; the default where the build's card has tensor cores: CUDA_ARCH >= 80), or
  * GPU_CONV_FP32, CUDA cores. gpu_set_conv_math returns -1 (and changes nothing) for a mode
- * this build cannot run. */
+ * this build cannot run. Set it before the first training step: a step captured as a graph
+ * keeps the kernels it was captured with. */
 enum { GPU_CONV_FP32 = 0, GPU_CONV_3XTF32 = 1 };
 int gpu_set_conv_math(int math);
 int gpu_conv_math(void);

@@ -7,6 +7,14 @@
 //   one float4 each from shared memory. Two barriers per slice: after the loads (tile ready)
 //   and after the math (tile may be overwritten). Global loads are mapped so that
 //   consecutive threads touch consecutive addresses for each transpose case.
+// gemm_big_kernel: for large aligned problems (M, N multiples of 128, K of 16, leading
+//   dimensions and strides multiples of 4 floats, 16-byte aligned pointers) and enough tiles
+//   to fill the card: 128x128 C tile per 256-thread block, 8x8 outputs per thread (as 2x2
+//   blocks of 4x4, rows ty*4 and 64 + ty*4, columns tx*4 and 64 + tx*4, so that each k reads
+//   four float4s from shared memory and a warp's reads fall in distinct banks); global loads
+//   as float4, the next k-slice loaded into registers while the current one is multiplied,
+//   and two shared-memory buffers, so one barrier per slice. 128 registers a thread (no
+//   spills on sm_90): two blocks per SM.
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
 
@@ -91,11 +99,128 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(int transA, int transB,
     }
 }
 
+constexpr int GB = 128, GK = 16;   // gemm_big_kernel: 256 threads, 16 x 16, 8x8 each
+
+// slice t of the flattened (batch, k-slice) sequence into registers: 2 float4 of op(A)'s
+// 128x16 block and 2 of op(B)'s 16x128 block per thread, in the layout st_slice stores
+__device__ __forceinline__ void ld_slice(float4 (&ra)[2], float4 (&rb)[2], int transA, int transB, const float *A,
+                                         int lda, long strideA, const float *B, int ldb, long strideB, int b,
+                                         int k0, int m0, int n0, int tid)
+{
+    for (int r = 0; r < 2; r++) {
+        int f = tid + 256 * r;
+        // op(A)[i][k]: A[i][k] (k contiguous: row f/4, k 4(f%4)..) or A[k][i] (row k = f/32, i 4(f%32)..)
+        const float *pa = transA ? A + b * strideA + (long)(k0 + f / 32) * lda + m0 + 4 * (f % 32)
+                                 : A + b * strideA + (long)(m0 + f / 4) * lda + k0 + 4 * (f % 4);
+        const float *pb = transB ? B + b * strideB + (long)(n0 + f / 4) * ldb + k0 + 4 * (f % 4)
+                                 : B + b * strideB + (long)(k0 + f / 32) * ldb + n0 + 4 * (f % 32);
+        ra[r] = *reinterpret_cast<const float4 *>(pa);
+        rb[r] = *reinterpret_cast<const float4 *>(pb);
+    }
+}
+__device__ __forceinline__ void st_slice(float (*As)[GB], float (*Bs)[GB], const float4 (&ra)[2], const float4 (&rb)[2],
+                                         int transA, int transB, int tid)
+{
+    for (int r = 0; r < 2; r++) {
+        int f = tid + 256 * r;
+        if (transA) {
+            *reinterpret_cast<float4 *>(&As[f / 32][4 * (f % 32)]) = ra[r];
+        } else {
+            int i = f / 4, k = 4 * (f % 4);
+            As[k][i] = ra[r].x; As[k + 1][i] = ra[r].y; As[k + 2][i] = ra[r].z; As[k + 3][i] = ra[r].w;
+        }
+        if (transB) {
+            int j = f / 4, k = 4 * (f % 4);
+            Bs[k][j] = rb[r].x; Bs[k + 1][j] = rb[r].y; Bs[k + 2][j] = rb[r].z; Bs[k + 3][j] = rb[r].w;
+        } else {
+            *reinterpret_cast<float4 *>(&Bs[f / 32][4 * (f % 32)]) = rb[r];
+        }
+    }
+}
+
+__global__ void __launch_bounds__(256, 2) gemm_big_kernel(int transA, int transB, int K, const float *A, int lda,
+                                  long strideA, const float *B, int ldb, long strideB, float beta, float *C,
+                                  int ldc, long strideC, int batch, int reduce)
+{
+    __shared__ __align__(16) float As[2][GK][GB];   // As[buf][k][i] = op(A)[m0 + i, k0 + k]
+    __shared__ __align__(16) float Bs[2][GK][GB];   // Bs[buf][k][j] = op(B)[k0 + k, n0 + j]
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    int m0 = blockIdx.y * GB, n0 = blockIdx.x * GB;
+    long zb = reduce ? 0 : blockIdx.z;
+    int b0 = reduce ? 0 : (int)zb, nb = reduce ? batch : 1, kt = K / GK, slices = nb * kt;
+    float acc[8][8];
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
+    float4 ra[2], rb[2];
+    ld_slice(ra, rb, transA, transB, A, lda, strideA, B, ldb, strideB, b0, 0, m0, n0, tid);
+    st_slice(As[0], Bs[0], ra, rb, transA, transB, tid);
+    __syncthreads();
+    for (int t = 0; t < slices; t++) {
+        int cur = t & 1;
+        if (t + 1 < slices)   // the next slice's loads in flight during this slice's products
+            ld_slice(ra, rb, transA, transB, A, lda, strideA, B, ldb, strideB, b0 + (t + 1) / kt, (t + 1) % kt * GK,
+                     m0, n0, tid);
+#pragma unroll
+        for (int k = 0; k < GK; k++) {
+            float4 a0 = *reinterpret_cast<const float4 *>(&As[cur][k][ty * 4]);
+            float4 a1 = *reinterpret_cast<const float4 *>(&As[cur][k][64 + ty * 4]);
+            float4 v0 = *reinterpret_cast<const float4 *>(&Bs[cur][k][tx * 4]);
+            float4 v1 = *reinterpret_cast<const float4 *>(&Bs[cur][k][64 + tx * 4]);
+            float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            float bv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+        }
+        // the other buffer was last read in slice t - 1, before the barrier that ended it
+        if (t + 1 < slices) st_slice(As[cur ^ 1], Bs[cur ^ 1], ra, rb, transA, transB, tid);
+        __syncthreads();
+    }
+    for (int i = 0; i < 8; i++) {
+        int gi = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+        for (int h = 0; h < 2; h++) {
+            float4 *c = reinterpret_cast<float4 *>(C + zb * strideC + (long)gi * ldc + n0 + 64 * h + tx * 4);
+            float4 v = make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
+            if (beta != 0.f) {
+                float4 o = *c;
+                v = make_float4(v.x + beta * o.x, v.y + beta * o.y, v.z + beta * o.z, v.w + beta * o.w);
+            }
+            *c = v;
+        }
+    }
+}
+
+namespace {
+bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+// gemm_big_kernel's conditions (see the top of this file)
+bool big_fits(int M, int N, int K, const float *A, int lda, long strideA, const float *B, int ldb, long strideB,
+              const float *C, int ldc, long strideC)
+{
+    return M % GB == 0 && N % GB == 0 && K % GK == 0 && K > 0 && lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0 &&
+           strideA % 4 == 0 && strideB % 4 == 0 && strideC % 4 == 0 && aligned16(A) && aligned16(B) && aligned16(C);
+}
+void launch_big(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA, const float *B,
+                int ldb, long strideB, float beta, float *C, int ldc, long strideC, int batch, int reduce)
+{
+    dim3 grid(N / GB, M / GB, reduce ? 1 : batch);
+    LAUNCH(gemm_big_kernel, grid, 256, 0, gpu::stream())(transA, transB, K, A, lda, strideA, B, ldb, strideB, beta,
+                                                        C, ldc, strideC, batch, reduce);
+    CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
 void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, int lda, long strideA,
                   const float *B, int ldb, long strideB, float beta, float *C, int ldc, long strideC,
                   int batch, int reduce)
 {
     if (M <= 0 || N <= 0 || batch <= 0) return;
+    // the big tiles where they fit and still give 2 blocks per SM of a 132-SM card
+    if (big_fits(M, N, K, A, lda, strideA, B, ldb, strideB, C, ldc, strideC) &&
+        (long)(M / GB) * (N / GB) * (reduce ? 1 : batch) >= 264) {
+        launch_big(transA, transB, M, N, K, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch, reduce);
+        return;
+    }
     dim3 grid(div_up(N, BN), div_up(M, BM), reduce ? 1 : batch);
     LAUNCH(gemm_tiled_kernel, grid, 256, 0, gpu::stream())(transA, transB, M, N, K, A, lda, strideA, B, ldb,
                                                strideB, beta, C, ldc, strideC, batch, reduce);
@@ -126,6 +251,15 @@ extern "C" void CAT(GPU_NS, _gemm_tiled)(int ta, int tb, int M, int N, int K, co
                                          const float *B, int ldb, float beta, float *C, int ldc)
 {
     GPU_NS::gemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+// the 128x128-tile kernel directly, whatever the grid (tests); -1 when its conditions fail
+extern "C" int CAT(GPU_NS, _gemm_big)(int ta, int tb, int M, int N, int K, const float *A, int lda, long strideA,
+                                      const float *B, int ldb, long strideB, float beta, float *C, int ldc,
+                                      long strideC, int batch, int reduce)
+{
+    if (!GPU_NS::big_fits(M, N, K, A, lda, strideA, B, ldb, strideB, C, ldc, strideC)) return -1;
+    GPU_NS::launch_big(ta, tb, M, N, K, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch, reduce);
+    return 0;
 }
 extern "C" void CAT(GPU_NS, _gemm_naive)(int ta, int tb, int M, int N, int K, const float *A, int lda,
                                          const float *B, int ldb, float beta, float *C, int ldc)

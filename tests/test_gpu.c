@@ -134,6 +134,42 @@ START_TEST(gemm_kernels)
 }
 END_TEST
 
+/* The 128x128-tile SGEMM (gpu_batched picks it for large aligned problems that still fill
+ * the card, e.g. 4096^3), called directly at sizes the emulator runs: two tiles, three
+ * k-slices (so both shared buffers and the register prefetch are used), every transpose,
+ * beta 0 and 0.5; then two batches, separate and summed (reduce). */
+int gpu_gemm_big(int ta, int tb, int M, int N, int K, const float *A, int lda, long strideA, const float *B, int ldb,
+                 long strideB, float beta, float *C, int ldc, long strideC, int batch, int reduce);
+START_TEST(gemm_big_kernel)
+{
+    emu_set_shuffle(_i);
+    int M = 256, N = 128, K = 48, batch = 2;
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    float *A = rnd(batch * na, 1), *B = rnd(batch * nb, 2), *C0 = rnd(batch * nc, 3), *ref = malloc(sizeof(float) * batch * nc);
+    float *dA = up(A, batch * na), *dB = up(B, batch * nb);
+    for (int ta = 0; ta <= 1; ta++)
+        for (int tb = 0; tb <= 1; tb++)
+            for (int mode = 0; mode < 4; mode++) {   /* beta 0, beta 0.5, 2 batches, 2 batches summed */
+                int lda = ta ? M : K, ldb = tb ? K : N, nbat = mode >= 2 ? batch : 1, reduce = mode == 3;
+                float beta = mode == 1 || mode == 3 ? 0.5f : 0.f;
+                memcpy(ref, C0, sizeof(float) * batch * nc);
+                for (int b = 0; b < nbat; b++)
+                    gemm_ref(ta, tb, M, N, K, A + b * na, lda, B + b * nb, ldb, reduce && b ? 1.f : beta,
+                             ref + (reduce ? 0 : b * nc), N);
+                size_t nout = reduce ? nc : nbat * nc;
+                float *dC = beta != 0.f ? up(C0, nout) : poisoned(nout);
+                ck_assert_int_eq(gpu_gemm_big(ta, tb, M, N, K, dA, lda, (long)na, dB, ldb, (long)nb, beta, dC, N,
+                                              (long)nc, nbat, reduce), 0);
+                EXPECT_CLOSE(dC, ref, nout, "gemm 128x128 tiles");
+                G->free(dC);
+            }
+    float *dC = poisoned(nc);   /* a leading dimension that is not a multiple of 4: refused */
+    ck_assert_int_eq(gpu_gemm_big(0, 0, M, N, K, dA, K + 2, 0, dB, N, 0, 0.f, dC, N, 0, 1, 0), -1);
+    G->free(dC); G->free(dA); G->free(dB);
+    free(A); free(B); free(C0); free(ref);
+}
+END_TEST
+
 #ifndef CONVNET_REAL_GPU
 /* The planted kernel (second __syncthreads removed) must give wrong results under every
  * seed; the intact kernel passes the same problem above. */
@@ -941,6 +977,7 @@ Suite *suite_gpu(void)
     tcase_add_checked_fixture(t, setup, NULL);
     tcase_set_timeout(t, 300);
     tcase_add_loop_test(t, gemm_kernels, 0, SEEDS);
+    tcase_add_loop_test(t, gemm_big_kernel, 0, SEEDS);
 #ifndef CONVNET_REAL_GPU
     tcase_add_loop_test(t, missing_barrier_is_caught, 0, SEEDS);
 #endif
