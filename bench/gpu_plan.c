@@ -407,11 +407,8 @@ int main(int argc, char **argv)
         if (cli_is_flag(argv[i], "--batch-size")) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--kernels")) per_kernel = 1;
         else if (!strcmp(argv[i], "--no-graph")) use_graph = 0;
-        else if (cli_is_flag(argv[i], "--gpu-math")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (strcmp(v, "fp32") && strcmp(v, "3xtf32")) die_code(2, "--gpu-math: expected 3xtf32 or fp32, got '%s'", v);
-            gpu_set_conv_math(strcmp(v, "fp32") ? GPU_CONV_3XTF32 : GPU_CONV_FP32);
-        } else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph] [--gpu-math 3xtf32|fp32])", argv[i]);
+        else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
+        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph] [--gpu-math 3xtf32|fp32])", argv[i]);
     }
     tc = gpu_conv_math() == GPU_CONV_3XTF32;
     const char *why = NULL;

@@ -23,11 +23,8 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--threads", 9)) threads = (int)cli_long("--threads", cli_value(argc, argv, &i), 1, 1024);
         else if (!strncmp(argv[i], "--batch-size", 12)) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--eval")) eval = 1;
-        else if (cli_is_flag(argv[i], "--gpu-math")) {
-            const char *v = cli_value(argc, argv, &i);
-            int m = !strcmp(v, "3xtf32") ? GPU_CONV_3XTF32 : !strcmp(v, "fp32") ? GPU_CONV_FP32 : -1;
-            if (m < 0 || gpu_set_conv_math(m)) die_code(2, "--gpu-math %s: expected 3xtf32 or fp32 that this build can run", v);
-        } else die_code(2, "unknown flag '%s'", argv[i]);
+        else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
+        else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(device);

@@ -71,10 +71,7 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
         c->device = cli_value(argc, argv, i);
         if (strcmp(c->device, "cpu") && strcmp(c->device, "gpu")) die_code(2, "--device: expected cpu or gpu, got '%s'", c->device);
     } else if (cli_is_flag(a, "--gpu-math")) {
-        const char *v = cli_value(argc, argv, i);
-        int m = !strcmp(v, "3xtf32") ? GPU_CONV_3XTF32 : !strcmp(v, "fp32") ? GPU_CONV_FP32 : -1;
-        if (m < 0) die_code(2, "--gpu-math: expected 3xtf32 or fp32, got '%s'", v);
-        if (gpu_set_conv_math(m)) die_code(2, "--gpu-math %s: this build's GPU code cannot run it (no CUDA, or CUDA_ARCH below 80)", v);
+        cli_gpu_math(cli_value(argc, argv, i));
     } else if (cli_is_flag(a, "--block")) {
         const char *v = cli_value(argc, argv, i);
         if (!strcmp(v, "preact")) c->model.block = BLOCK_PREACT;
@@ -108,6 +105,13 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
     else if (!strcmp(a, "--resume")) c->resume = 1;
     else return 0;
     return 1;
+}
+
+void cli_gpu_math(const char *v)
+{
+    int m = !strcmp(v, "3xtf32") ? GPU_CONV_3XTF32 : !strcmp(v, "fp32") ? GPU_CONV_FP32 : -1;
+    if (m < 0) die_code(2, "--gpu-math: expected 3xtf32 or fp32, got '%s'", v);
+    if (gpu_set_conv_math(m)) die_code(2, "--gpu-math %s: this build's GPU code cannot run it (no CUDA, or CUDA_ARCH below 80)", v);
 }
 
 void cli_apply_threads(int threads)

@@ -14,5 +14,8 @@ const char *cli_value(int argc, char **argv, int *i);
 int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads);
 extern const char cli_train_help[];
 void cli_apply_threads(int threads);
+/* --gpu-math VALUE: "3xtf32" or "fp32" set as the GPU convolutions' arithmetic
+ * (gpu_set_conv_math); anything else, or a mode this build cannot run, exits 2 */
+void cli_gpu_math(const char *value);
 
 #endif
