@@ -247,6 +247,30 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
 }
+/* both layers of a block's main path in one call (no shortcut conv):
+ * unavoidable: dout, each layer's bn input (conv1's output c1, and x), din (+ the residual),
+ * weights and dW; d(c1) is not among them (this op shows it need not be stored).
+ * now: layer 2 as above without its apply pass; layer 1 as above, its weight gradient and
+ * backward-input reading d(c1) as bn2's backward of g2 (two tensors, g2 and c1, for one) */
+static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
+                                    const ConvBnLayer *l1, const float *add, int N)
+{
+    ConvDims d2 = conv_dims(N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
+    ConvDims d1 = conv_dims(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
+    double x2 = d2.x, x1 = d1.x, y1 = d1.y;   /* y1: c1 and d(c1), the size of x2 */
+    double min = d2.y + x2 + x1 + x1 + 2 * (d2.w + d1.w) + (add ? x1 : 0);
+    double now2 = d2.x + d2.y + d2.w + wgrad_partials(N, l2->K, l2->C, l2->R, l2->S, d2.P, d2.Q) +
+                  (d2.y + d2.w + x2) + x2;
+    double now1 = 2 * y1 + d1.x + d1.w + wgrad_partials(N, l1->K, l1->C, l1->R, l1->S, d1.P, d1.Q) +
+                  (2 * y1 + d1.w + x1) + x1 + 3 * x1 + (add ? x1 : 0);
+    double el2 = 10.0 * N * l2->C * l2->H * l2->W;   /* bn2's sums and apply, now in conv1's reads (twice) */
+    op_begin("block bwd (2 layers)", 2 * (d2.flops + d1.flops) + 2 * el2 + 11.0 * N * l1->C * l1->H * l1->W, min,
+             now2 + now1);
+    op_products(2 * (d2.flops + d1.flops));
+    op_tail(l2->C, gpu_conv2d_igemm_col_tiles(l2->C, (long)N * l2->H * l2->W), 2);
+    op_tail(l1->C, gpu_conv2d_igemm_col_tiles(l1->C, (long)N * l1->H * l1->W), 2);
+    real->conv2d_relu_batchnorm_backward_pair(din, g1, g2, dout, l2, l1, add, N);
+}
 static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *ws,
         float *sm, float *si, float *rm, float *rv, const float *g, const float *b, float mom,
@@ -370,6 +394,7 @@ static Ops wrapped(const Ops *r)
     t.batchnorm_relu_forward_train = w_bn_relu_train; t.batchnorm_relu_forward_eval = w_bn_relu_eval;
     t.relu_batchnorm_backward = w_relu_bn_bwd;
     t.conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
+    t.conv2d_relu_batchnorm_backward_pair = r->conv2d_relu_batchnorm_backward_pair ? w_conv_relu_bn_bwd_pair : NULL;
     t.batchnorm_relu_conv2d_forward = w_bn_relu_conv;
     t.batchnorm_relu_conv2d_forward_chained = r->batchnorm_relu_conv2d_forward_chained ? w_bn_relu_conv_chained : NULL;
     t.relu_forward = w_relu_fwd; t.relu_backward = w_relu_bwd;

@@ -525,9 +525,25 @@ static void preact_forward(Model *m, Block *b, const float *x, int N, const Prea
 }
 
 /* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
+/* the layer a conv and the batchnorm before it make, for conv2d_relu_batchnorm_backward_pair */
+static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, const float *bn_in)
+{
+    if (c->has_bias) die("model: conv_bn_layer on a conv with bias");
+    ConvBnLayer l = {m->params + c->w, bn_in, m->params + b->gamma, m->params + b->beta, b->mean, b->invstd,
+                     m->grads + c->w, m->grads + b->gamma, m->grads + b->beta,
+                     c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad};
+    return l;
+}
+
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
     float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
+    if (!b->sub && m->ops->recompute_act && m->ops->conv2d_relu_batchnorm_backward_pair) {
+        /* both layers in one call: d c1 need not be stored (t1, t2: the two g) */
+        ConvBnLayer l2 = conv_bn_layer(m, &b->conv2, &b->bn2, b->c1), l1 = conv_bn_layer(m, &b->conv1, &b->bn1, x);
+        m->ops->conv2d_relu_batchnorm_backward_pair(dx, t2, t1, dy, &l2, &l1, dy, N);
+        return;
+    }
     conv_relu_bn_bwd(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);
     if (b->sub) {
         conv_relu_bn_bwd(m, &b->conv1, &b->bn1, t2, t1, t2, b->a1, x, NULL, N);

@@ -21,6 +21,15 @@ typedef struct BnRefs {
     float momentum, eps;
 } BnRefs;
 
+/* One layer of a pre-activation block's backward as conv2d_relu_batchnorm_backward takes it
+ * (conv2d_relu_batchnorm_backward_pair): a bias-free conv whose input is relu(bn(bn_in)). */
+typedef struct ConvBnLayer {
+    const float *weight, *bn_in;                            /* [K,C,R,S], [N,C,H,W] */
+    const float *gamma, *beta, *save_mean, *save_invstd;    /* bn's, [C] */
+    float *dweight, *dgamma, *dbeta;                        /* written */
+    int C, H, W, K, R, S, stride, pad;
+} ConvBnLayer;
+
 typedef struct Ops {
     const char *name;
     int host;   /* 1: tensors live in host memory (the CPU tables) */
@@ -96,6 +105,16 @@ typedef struct Ops {
             int stride, int pad, float *workspace, float *dgamma, float *dbeta,
             const float *bn_in, const float *add, const float *gamma, const float *beta,
             const float *save_mean, const float *save_invstd);
+    /* (NULL on tables without it; the model then makes the two calls above) on a table with
+     * recompute_act: the backward of a pre-activation block's main path without a shortcut
+     * conv, out = conv2(relu(bn2(conv1(relu(bn1(x)))))), as conv2d_relu_batchnorm_backward
+     * for l2 (conv2, bn2; bn_in = conv1's output) and then for l1 (conv1, bn1; bn_in = x):
+     * din = d x (+ add; din may alias dout or add), every weight and batchnorm gradient, the
+     * same values as the two calls. g2 [N, l2->C, l2->H, l2->W] and g1 [N, l1->C, l1->H, l1->W]:
+     * scratch. The table need not store d(conv1's output): conv1's backward may compute each
+     * value it reads from bn2's backward (the GPU: bn2's apply pass is not run). */
+    void (*conv2d_relu_batchnorm_backward_pair)(float *din, float *g1, float *g2, const float *dout,
+            const ConvBnLayer *l2, const ConvBnLayer *l1, const float *add, int N);
     /* a conv whose input is relu(batchnorm(in)): a = relu(batchnorm(in)) ([N,C,H,W], train:
      * batch statistics and running update as batchnorm_forward_train, else running
      * statistics), out = conv2d_forward(a) (+ add when add != NULL).

@@ -15,6 +15,9 @@
 // each gathered in-image value v becomes max(0, v scale_c + shift_c), so the activation
 // a = relu(batchnorm(x)) of a pre-activation block is never stored (padding stays 0: it is
 // padding of a, not of x).
+// backward_input and backward_weight can read dout unapplied (BnGrad, gpu.h): each value they
+// gather computed from batchnorm's backward of the gradient after it, so that a block's
+// d(conv1's output) is never stored either (ops_gpu.cu: the two-layer backward).
 // Tiles: BM x BN outputs per block, each thread TM x TN = 4 x 4 of them, BK = 16 reduction
 // steps through shared memory. BM (16, 32 or 64) is the smallest that covers the 16/24/32
 // channels of the practical's layers; BN (256 down to 16, blockDim = BM*BN/16) the largest
@@ -42,8 +45,21 @@ constexpr int IG_BK = 16, IG_TM = 4, IG_TN = 4;
 // then fall in distinct banks
 constexpr int IG_PAD = 8;
 
+// dout[e] of channel k, or (d.g set) computed from batchnorm's unapplied backward (BnGrad,
+// gpu.h) with the operations of batchnorm_split's apply kernel
+__device__ __forceinline__ float dout_at(const float *dout, const BnGrad &d, long e, int k, int K)
+{
+    if (!d.g) return dout[e];
+    float mean = d.mean[k], invstd = d.invstd[k], scale = d.gamma[k] * invstd, shift = d.beta[k] - mean * scale;
+    float x = d.x[e];
+    float gv = x * scale + shift > 0.f ? d.g[e] : 0.f;
+    float xhat = (x - mean) * invstd;
+    return d.kk[k] * ((float)d.M * gv - d.kk[K + k] - xhat * d.kk[2 * K + k]);
+}
+
 // op(A)[i, kk] and op(B)[kk, j] of each mode (0 when a gathered input is out of range)
-template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, const float *a, int i, long kk)
+template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, const float *a, const BnGrad &dg, int i,
+                                                          long kk)
 {
     if (MODE == 0) return a[(long)i * g.C * g.R * g.S + kk];                    // w[k][crs]
     if (MODE == 1) {                                                              // w[k][c][r][s], i = c
@@ -51,7 +67,7 @@ template <int MODE> __device__ __forceinline__ float load_a(const ConvGeo &g, co
         return a[((long)k * g.C + i) * RS + rs];
     }
     long PQ = (long)g.P * g.Q, n = kk / PQ, pq = kk % PQ;                        // dout[n][k][p][q], i = k
-    return a[(n * g.K + i) * PQ + pq];
+    return dout_at(a, dg, (n * g.K + i) * PQ + pq, i, g.K);
 }
 
 // the input pixel a (c,r,s) tap reads for output pixel (n,p,q); 0 outside the image.
@@ -73,7 +89,7 @@ __device__ __forceinline__ float gather_in(const ConvGeo &g, const float *in, co
 }
 
 template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, const float *b, const BnRelu &bn,
-                                                          long kk, long j)
+                                                          const BnGrad &dg, long kk, long j)
 {
     if (MODE == 0) {   // kk = (c,r,s), j = (n,p,q)
         long PQ = (long)g.P * g.Q, n = j / PQ;
@@ -88,7 +104,7 @@ template <int MODE> __device__ __forceinline__ float load_b(const ConvGeo &g, co
         if (hh < 0 || ww < 0 || hh % g.stride || ww % g.stride) return 0.f;
         int p = hh / g.stride, q = ww / g.stride;
         if (p >= g.P || q >= g.Q) return 0.f;
-        return b[((n * g.K + k) * g.P + p) * g.Q + q];
+        return dout_at(b, dg, ((n * g.K + k) * g.P + p) * g.Q + q, k, g.K);
     }
     long PQ = (long)g.P * g.Q, n = kk / PQ;   // MODE 2: kk = (n,p,q), j = (c,r,s)
     int pq = (int)(kk % PQ);
@@ -350,8 +366,8 @@ __device__ __forceinline__ void tc_to_threads(float (&acc)[IG_TM][IG_TN], const 
 // else on CUDA cores in fp32.
 template <int MODE, int BM, int BN, bool TC>
 __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
-        const float *b, const float *add, BnRelu bn, BnSums sums, BnStats stats, ConvGeo g, int M, long Ncol,
-        long Kdim, long per)
+        const float *b, const float *add, BnRelu bn, BnGrad dg, BnSums sums, BnStats stats, ConvGeo g, int M,
+        long Ncol, long Kdim, long per)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     __shared__ __align__(16) float As[IG_BK][BM + IG_PAD];
@@ -369,12 +385,12 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
         for (int e = tid; e < BM * IG_BK; e += THREADS) {   // consecutive threads: consecutive kk
             int i = e / IG_BK, k = e % IG_BK;
             long gk = kb + k;
-            As[k][i] = m0 + i < M && gk < k1 ? load_a<MODE>(g, a, m0 + i, gk) : 0.f;
+            As[k][i] = m0 + i < M && gk < k1 ? load_a<MODE>(g, a, dg, m0 + i, gk) : 0.f;
         }
         for (int e = tid; e < BN * IG_BK; e += THREADS) {   // consecutive threads: consecutive j
             int j = e % BN, k = e / BN;
             long gk = kb + k, gj = n0 + j;
-            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, gk, gj) : 0.f;
+            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, dg, gk, gj) : 0.f;
         }
         __syncthreads();
         if constexpr (TC) {
@@ -440,7 +456,7 @@ int conv_math = GPU_CONV_FP32;
 // Scratch: backward_input_bn's per-tile sums and kk, and the forward's per-tile statistics
 // (both used on the main stream only); the weight gradient's per-group partial dW (the side
 // stream only)
-Scratch sums_buf, stats_buf, partials_buf;
+Scratch sums_buf, stats_buf, partials_buf[2];
 
 int pick_bm(int M) { return M <= 16 ? 16 : M <= 32 ? 32 : 64; }
 // the largest BN whose grid (times z) still has TARGET_BLOCKS blocks, with 32 to 256 threads
@@ -473,42 +489,42 @@ float *epilogue_partials(Scratch &buf, int M, long Ncol, int w, size_t extra, si
 // 256 threads; no other shape is built).
 template <int MODE, int BM, int BN>
 void launch_tile(dim3 grid, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
-                 const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per)
+                 const BnGrad &dg, const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per)
 {
     if constexpr (BM * BN < 512 || BM * BN > 4096) {
         fprintf(stderr, "convnet: conv2d_igemm: no %d x %d tile\n", BM, BN);
         exit(1);
     } else if (conv_math == GPU_CONV_3XTF32) {
         LAUNCH((conv_igemm_kernel<MODE, BM, BN, true>), grid, BM * BN / 16, 0, gpu::stream())(out, a, b, add, bn,
-                sums, stats, g, M, Ncol, Kdim, per);
+                dg, sums, stats, g, M, Ncol, Kdim, per);
     } else {
         LAUNCH((conv_igemm_kernel<MODE, BM, BN, false>), grid, BM * BN / 16, 0, gpu::stream())(out, a, b, add, bn,
-                sums, stats, g, M, Ncol, Kdim, per);
+                dg, sums, stats, g, M, Ncol, Kdim, per);
     }
     CUDA_CHECK_LAUNCH();
 }
 
 template <int MODE, int BM>
 void launch_bm(int bn_cols, float *out, const float *a, const float *b, const float *add, const BnRelu &bn,
-               const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per,
+               const BnGrad &dg, const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per,
                int z)
 {
     dim3 grid((unsigned)((Ncol + bn_cols - 1) / bn_cols), (unsigned)((M + BM - 1) / BM), (unsigned)z);
     switch (bn_cols) {
-#define CASE(B) case B: launch_tile<MODE, BM, B>(grid, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per); break;
+#define CASE(B) case B: launch_tile<MODE, BM, B>(grid, out, a, b, add, bn, dg, sums, stats, g, M, Ncol, Kdim, per); break;
         CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
 #undef CASE
     }
 }
 
 template <int MODE>
-void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const BnSums &sums,
-            const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
+void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const BnGrad &dg,
+            const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
     int bm = pick_bm(M), bn_cols = pick_bn(bm, M, Ncol, z);
-    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
-    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
-    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, sums, stats, g, M, Ncol, Kdim, per, z);
+    if (bm == 16) launch_bm<MODE, 16>(bn_cols, out, a, b, add, bn, dg, sums, stats, g, M, Ncol, Kdim, per, z);
+    else if (bm == 32) launch_bm<MODE, 32>(bn_cols, out, a, b, add, bn, dg, sums, stats, g, M, Ncol, Kdim, per, z);
+    else launch_bm<MODE, 64>(bn_cols, out, a, b, add, bn, dg, sums, stats, g, M, Ncol, Kdim, per, z);
 }
 
 ConvGeo geo(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
@@ -528,7 +544,8 @@ int get_conv_math() { return conv_math; }
 
 void conv2d_igemm_release()
 {
-    partials_buf.release();
+    partials_buf[0].release();
+    partials_buf[1].release();
     sums_buf.release();
     stats_buf.release();
 }
@@ -548,26 +565,29 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
         st.count = Ncol;
         for (int k = 0; k < n_next; k++) st.t[k] = next[k];
     }
-    launch<0>(out, weight, in, add, bn, BnSums{}, st, g, K, Ncol, (long)C * R * S, 0, 1);
+    launch<0>(out, weight, in, add, bn, BnGrad{}, BnSums{}, st, g, K, Ncol, (long)C * R * S, 0, 1);
 }
 
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
-    launch<1>(din, weight, dout, nullptr, BnRelu{}, BnSums{}, BnStats{}, g, C, (long)N * H * W, (long)K * R * S, 0, 1);
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, BnGrad{}, BnSums{}, BnStats{}, g, C, (long)N * H * W, (long)K * R * S,
+              0, 1);
 }
 
 const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
         int H, int W, int K, int R, int S, int stride, int pad, const float *x, const float *gamma,
-        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta)
+        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta, float *kk_out,
+        const BnGrad *dout_bn)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long Ncol = (long)N * H * W;
     size_t kk_at;
     float *buf = epilogue_partials(sums_buf, C, Ncol, SumAcc::W, 3 * (size_t)C, &kk_at);   // then kk
-    BnSums s = {x, gamma, beta, mean, invstd, buf, buf + kk_at, dgamma, dbeta, Ncol};
-    launch<1>(din, weight, dout, nullptr, BnRelu{}, s, BnStats{}, g, C, Ncol, (long)K * R * S, 0, 1);
+    BnSums s = {x, gamma, beta, mean, invstd, buf, kk_out ? kk_out : buf + kk_at, dgamma, dbeta, Ncol};
+    launch<1>(din, weight, dout, nullptr, BnRelu{}, dout_bn ? *dout_bn : BnGrad{}, s, BnStats{}, g, C, Ncol,
+              (long)K * R * S, 0, 1);
     return s.kk;
 }
 
@@ -586,8 +606,9 @@ int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
     return (int)((pix + per - 1) / per);
 }
 
-void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn, void (*after_reads)())
+WgradSum conv2d_igemm_backward_weight_reads(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                            int W, int K, int R, int S, int stride, int pad, BnRelu bn,
+                                            const BnGrad *dout_bn, int slot)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long crs = (long)C * R * S, pix = (long)N * g.P * g.Q;
@@ -595,14 +616,27 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     long per = (pix + groups - 1) / groups;
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
-    float *part = groups > 1 ? partials_buf.get((size_t)groups * K * crs) : dweight;
-    launch<2>(part, dout, in, nullptr, bn, BnSums{}, BnStats{}, g, K, crs, pix, per, groups);
+    float *part = groups > 1 ? partials_buf[slot].get((size_t)groups * K * crs) : dweight;
+    launch<2>(part, dout, in, nullptr, bn, dout_bn ? *dout_bn : BnGrad{}, BnSums{}, BnStats{}, g, K, crs, pix, per,
+              groups);
+    return WgradSum{dweight, part, (long)K * crs, groups};
+}
+
+void conv2d_igemm_weight_sum(const WgradSum &s)
+{
+    if (s.groups <= 1) return;   // the one group wrote dweight itself
+    LAUNCH(sum_groups_kernel, grid_for((size_t)s.n, 256), 256, 0, gpu::stream())(s.dweight, s.part, s.n, s.groups);
+    CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn, void (*after_reads)(),
+                                  const BnGrad *dout_bn)
+{
+    WgradSum sum = conv2d_igemm_backward_weight_reads(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, bn,
+                                                      dout_bn, 0);
     if (after_reads) after_reads();
-    if (groups > 1) {
-        long n = (long)K * crs;
-        LAUNCH(sum_groups_kernel, grid_for((size_t)n, 256), 256, 0, gpu::stream())(dweight, part, n, groups);
-        CUDA_CHECK_LAUNCH();
-    }
+    conv2d_igemm_weight_sum(sum);
 }
 }  // namespace gpu
 

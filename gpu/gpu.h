@@ -129,9 +129,22 @@ struct BnSums {
     float *part, *kk, *dgamma, *dbeta;   // part: nullptr = no epilogue
     long count;                          // values per channel (N*H*W)
 };
+// A convolution's output gradient given unapplied (BnGrad.g set): dout = batchnorm's backward
+// of g, the gradient at the ReLU after batchnorm, whose input x (the convolution's output) is
+// not stored applied: per channel k, at each value read,
+//   dout = kk[k] (M [x scale + shift > 0] g - kk[K + k] - xhat kk[2K + k]),  xhat = (x - mean) invstd
+// with kk as backward_input_bn returns it (batchnorm_split_backward_apply's arithmetic, so the
+// same bits as the applied tensor). g, x: [N,K,P,Q]; gamma, beta, mean, invstd: [K].
+struct BnGrad {
+    const float *g, *x, *kk, *gamma, *beta, *mean, *invstd;   // g == nullptr: dout as stored
+    long M;                                                    // values per channel (N*P*Q)
+};
+// kk_out: where kk goes (3C floats; nullptr: scratch valid until the next call);
+// dout_bn: dout given unapplied (then dout is not read)
 const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const float *weight, int N, int C,
         int H, int W, int K, int R, int S, int stride, int pad, const float *x, const float *gamma,
-        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta);
+        const float *beta, const float *mean, const float *invstd, float *dgamma, float *dbeta,
+        float *kk_out = nullptr, const BnGrad *dout_bn = nullptr);
 // next[0..n_next) (at most 2): the batchnorms that read out; their batch statistics of out
 // (after the add) are made in the store (per column tile: count, mean, M2 by two passes over
 // the tile's values; the grid's last block combines the tiles in order with Chan's formula)
@@ -143,9 +156,24 @@ void conv2d_igemm_backward_input(float *din, const float *dout, const float *wei
                                  int W, int K, int R, int S, int stride, int pad);
 // after_reads (optional) is called between the launch that reads dout and in and the groups'
 // sum (which reads only the partial sums): the point after which dout and in may change.
+// dout_bn: dout given unapplied (BnGrad above).
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
                                   int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
-                                  void (*after_reads)() = nullptr);
+                                  void (*after_reads)() = nullptr, const BnGrad *dout_bn = nullptr);
+// The same in its two launches, for callers that order other work between them: _reads (the
+// launch that reads dout and in; partial dW per pixel group into partial-sum buffer `slot`,
+// 0 or 1, so that two weight gradients can be read before either is summed) and
+// weight_sum (the groups added in order into dweight; nothing when one group wrote it).
+struct WgradSum {
+    float *dweight;
+    const float *part;
+    long n;
+    int groups;
+};
+WgradSum conv2d_igemm_backward_weight_reads(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                            int W, int K, int R, int S, int stride, int pad, BnRelu bn,
+                                            const BnGrad *dout_bn, int slot);
+void conv2d_igemm_weight_sum(const WgradSum &s);
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 // free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
 // the next step then allocates them again, as the first step of a new process does)

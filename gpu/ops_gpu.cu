@@ -155,6 +155,45 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N, C,
                                         H * W);
 }
+// Both layers of a block's main path (ops.h): as two calls of the op above, except that
+// bn2's apply pass is not run: conv1's weight gradient and backward-input read d(conv1's
+// output) as bn2's backward of g2 (gpu::BnGrad), its per-channel factors kk2 kept apart from
+// the scratch the next backward-input reuses. One launch less on the main chain per block,
+// and a pass over three tensors (read g2 and bn2's input, write the gradient) traded for
+// conv1's two kernels reading two tensors instead of one.
+gpu::Scratch pair_kk;
+void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
+                                    const ConvBnLayer *l1, const float *add, int N)
+{
+    gpu::BnRelu bn2 = {l2->gamma, l2->beta, l2->save_mean, l2->save_invstd};
+    gpu::side_begin();
+    gpu::WgradSum s2 = gpu::conv2d_igemm_backward_weight_reads(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W,
+            l2->K, l2->R, l2->S, l2->stride, l2->pad, bn2, nullptr, 0);
+    gpu::side_end();
+    float *kk2 = pair_kk.get(3 * (size_t)l2->C);
+    gpu::conv2d_igemm_backward_input_bn(g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride,
+                                        l2->pad, l2->bn_in, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
+                                        l2->dgamma, l2->dbeta, kk2);
+    gpu::BnGrad d = {g2, l2->bn_in, kk2, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
+                     (long)N * l2->H * l2->W};
+    gpu::BnRelu bn1 = {l1->gamma, l1->beta, l1->save_mean, l1->save_invstd};
+    // after backward-input 2 (g2 and kk2 ready); both reads before either groups' sum, so
+    // that the side stream's chain is no longer than the main one's
+    gpu::side_begin();
+    gpu::WgradSum s1 = gpu::conv2d_igemm_backward_weight_reads(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H,
+            l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad, bn1, &d, 1);
+    gpu::side_mark();
+    gpu::conv2d_igemm_weight_sum(s2);
+    gpu::conv2d_igemm_weight_sum(s1);
+    gpu::side_end();
+    const float *kk1 = gpu::conv2d_igemm_backward_input_bn(g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W, l1->K,
+            l1->R, l1->S, l1->stride, l1->pad, l1->bn_in, l1->gamma, l1->beta, l1->save_mean, l1->save_invstd,
+            l1->dgamma, l1->dbeta, nullptr, &d);
+    gpu::side_join();   // both weight gradients have read dout, g2 and kk2: din may be written
+    gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
+                                        l1->save_invstd, N, l1->C, l1->H * l1->W);
+}
+
 // a == NULL (recompute_act): batchnorm's statistics, then the convolution applies
 // batchnorm+ReLU to `in` as it gathers (no apply pass, a never stored)
 void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight, const float *add,
@@ -215,6 +254,7 @@ Ops make_table()
     t.relu_batchnorm_backward = gpu_relu_bn_backward;
     t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
     t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
+    t.conv2d_relu_batchnorm_backward_pair = gpu_conv_relu_bn_backward_pair;
     t.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
     t.branch_begin = gpu::side_begin;
     t.branch_end = gpu::side_end;
@@ -243,6 +283,7 @@ extern "C" void gpu_release_scratch(void)
 {
     gpu::batchnorm_split_release();
     gpu::conv2d_igemm_release();
+    pair_kk.release();
 }
 
 #ifndef CONVNET_CUDA_ARCH

@@ -446,6 +446,112 @@ START_TEST(fused_bn_relu_conv_kernels)
 }
 END_TEST
 
+/* The GPU table's backward of a block's two layers in one call (conv2d_relu_batchnorm_backward_
+ * pair: bn2's apply pass not run, conv1's kernels reading d(conv1's output) as bn2's backward
+ * of g2), against the same table's two calls (on the emulator: the same bits) and the CPU
+ * reference table's two calls (which store the activations); with and without the residual,
+ * in both maths. Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
+ * (50 column tiles: the epilogues' two groups). */
+static void bn_stats_of(float *mean, float *inv, const float *x, int N, int C, int HW)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0, q = 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < HW; i++) s += x[((size_t)n * C + c) * HW + i];
+        double mu = s / ((double)N * HW);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < HW; i++) q += pow(x[((size_t)n * C + c) * HW + i] - mu, 2);
+        mean[c] = (float)mu;
+        inv[c] = (float)(1 / sqrt(q / ((double)N * HW) + 1e-5));
+    }
+}
+START_TEST(block_backward_pair)
+{
+    if (!use_math(_i)) return;
+    const Ops *R = &ops_cpu_ref;
+    ck_assert(G->conv2d_relu_batchnorm_backward_pair != NULL);
+    static const int shapes[][5] = {{3, 4, 9, 6, 4}, {2, 8, 20, 8, 8}};   /* N, C, H=W, K1, K2 */
+    for (int t = 0; t < 2; t++)
+        for (int with_add = 0; with_add <= 1; with_add++) {
+            int N = shapes[t][0], C = shapes[t][1], H = shapes[t][2], W = H, K1 = shapes[t][3], K2 = shapes[t][4];
+            size_t nx = (size_t)N * C * H * W, nc1 = (size_t)N * K1 * H * W, ny = (size_t)N * K2 * H * W;
+            size_t nw1 = (size_t)K1 * C * 9, nw2 = (size_t)K2 * K1 * 9;
+            float *x = rnd(nx, 21), *c1 = rnd(nc1, 22), *dy = rnd(ny, 23), *add = with_add ? rnd(nx, 24) : NULL;
+            float *w1 = rnd(nw1, 25), *w2 = rnd(nw2, 26), *g1 = rnd(C, 27), *b1 = rnd(C, 28), *g2 = rnd(K1, 29),
+                  *b2 = rnd(K1, 30);
+            float m1[8], i1[8], m2[8], i2[8];
+            bn_stats_of(m1, i1, x, N, C, H * W);
+            bn_stats_of(m2, i2, c1, N, K1, H * W);
+            /* the CPU reference: stored activations a = relu(bn(.)), two calls */
+            float *a1 = malloc(sizeof(float) * nx), *a2 = malloc(sizeof(float) * nc1);
+            for (size_t e = 0; e < nx; e++) {
+                int c = (int)(e / (H * W) % C);
+                float v = (x[e] - m1[c]) * i1[c] * g1[c] + b1[c];
+                a1[e] = v > 0 ? v : 0;
+            }
+            for (size_t e = 0; e < nc1; e++) {
+                int c = (int)(e / (H * W) % K1);
+                float v = (c1[e] - m2[c]) * i2[c] * g2[c] + b2[c];
+                a2[e] = v > 0 ? v : 0;
+            }
+            size_t nws = conv2d_workspace_floats(N, K1, H, W, K2, 3, 3, 1, 1) > conv2d_workspace_floats(N, C, H, W, K1, 3, 3, 1, 1)
+                             ? conv2d_workspace_floats(N, K1, H, W, K2, 3, 3, 1, 1) : conv2d_workspace_floats(N, C, H, W, K1, 3, 3, 1, 1);
+            float *ws = malloc(sizeof(float) * nws), *rdc1 = malloc(sizeof(float) * nc1), *rdx = malloc(sizeof(float) * nx);
+            float *rg = malloc(sizeof(float) * (nc1 > nx ? nc1 : nx)), *rdw1 = malloc(sizeof(float) * nw1),
+                  *rdw2 = malloc(sizeof(float) * nw2), rdg1[8], rdb1[8], rdg2[8], rdb2[8];
+            R->conv2d_relu_batchnorm_backward(rdw2, rdc1, rg, dy, a2, w2, N, K1, H, W, K2, 3, 3, 1, 1, ws, rdg2, rdb2, c1,
+                                              NULL, g2, b2, m2, i2);
+            R->conv2d_relu_batchnorm_backward(rdw1, rdx, rg, rdc1, a1, w1, N, C, H, W, K1, 3, 3, 1, 1, ws, rdg1, rdb1, x,
+                                              add, g1, b1, m1, i1);
+            /* the GPU: the pair, then the two calls */
+            float *gx = up(x, nx), *gc1 = up(c1, nc1), *gdy = up(dy, ny), *gadd = add ? up(add, nx) : NULL;
+            float *gw1 = up(w1, nw1), *gw2 = up(w2, nw2), *gg1 = up(g1, C), *gb1 = up(b1, C), *gg2 = up(g2, K1),
+                  *gb2 = up(b2, K1), *gm1 = up(m1, C), *gi1 = up(i1, C), *gm2 = up(m2, K1), *gi2 = up(i2, K1);
+            float *out[2][7];   /* dx, dw1, dw2, dg1, db1, dg2, db2 */
+            size_t sz[7] = {nx, nw1, nw2, C, C, K1, K1};
+            float *s1 = poisoned(nx > nc1 ? nx : nc1), *s2 = poisoned(nc1), *gws = poisoned(nws);
+            for (int way = 0; way < 2; way++) {
+                float *o[7];
+                for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
+                if (way == 0) {
+                    ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
+                    ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
+                    G->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
+                } else {
+                    float *gdc1 = poisoned(nc1);
+                    G->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
+                                                      o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
+                    G->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
+                                                      o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
+                    G->free(gdc1);
+                }
+                for (int k = 0; k < 7; k++) {
+                    out[way][k] = down(o[k], sz[k]);
+                    G->free(o[k]);
+                }
+            }
+            const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
+            static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
+            for (int k = 0; k < 7; k++) {
+                double e = max_rel(out[0][k], want[k], sz[k]);
+                ck_assert_msg(e <= GPU_TOL, "pair %s (shape %d, add %d, seed %d, %s): vs cpu %g", what[k], t, with_add,
+                              _i % SEEDS, math_name, e);
+#ifndef CONVNET_REAL_GPU
+                ck_assert_msg(memcmp(out[0][k], out[1][k], sizeof(float) * sz[k]) == 0,
+                              "pair %s (shape %d, add %d, %s): not the two calls' bits", what[k], t, with_add, math_name);
+#endif
+                free(out[0][k]);
+                free(out[1][k]);
+            }
+            float *bufs[] = {gx, gc1, gdy, gw1, gw2, gg1, gb1, gg2, gb2, gm1, gi1, gm2, gi2, s1, s2, gws};
+            for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) G->free(bufs[k]);
+            if (gadd) G->free(gadd);
+            free(x); free(c1); free(dy); free(add); free(w1); free(w2); free(g1); free(b1); free(g2); free(b2);
+            free(a1); free(a2); free(ws); free(rdc1); free(rdx); free(rg); free(rdw1); free(rdw2);
+        }
+}
+END_TEST
+
 START_TEST(elementwise_kernels)
 {
     emu_set_shuffle(_i);
@@ -985,6 +1091,7 @@ Suite *suite_gpu(void)
     tcase_add_loop_test(t, conv2d_kernels, 0, 2 * SEEDS);
     tcase_add_loop_test(t, batchnorm_kernels, 0, SEEDS);
     tcase_add_loop_test(t, fused_bn_relu_conv_kernels, 0, 2 * SEEDS);
+    tcase_add_loop_test(t, block_backward_pair, 0, 2 * SEEDS);
     tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
     tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
     tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
