@@ -20,9 +20,8 @@
  * run; their work is in the roofline sum all the same), and the 100-epoch time it implies
  * (351 steps per epoch). The last line is
  *   gpu_plan: launches/step L, graph launches/step G, syncs/step S, min blocks B, bound_ms T
- * with B over the kernels that are not tiny (whole op under TINY_BYTES and TINY_FLOPS, or a
- * kernel listed in tiny_kernels: it cannot fill the card and is over in about a launch gap
- * anyway) and T for the H200.
+ * with B over the kernels of ops that are not tiny (whole op under TINY_BYTES and TINY_FLOPS:
+ * it cannot fill the card and is over in about a launch gap anyway) and T for the H200.
  * The step is core/gpustep.c's: captured once as a CUDA graph and launched (--no-graph:
  * the same work launched kernel by kernel).
  *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) [--no-graph]
@@ -411,19 +410,6 @@ static Ops wrapped(const Ops *r)
 
 static long blocks_of(const Launch *l) { return (long)l->g[0] * l->g[1] * l->g[2]; }
 
-/* Kernels that are small by design whatever the op around them: they combine a layer's
- * partial sums, so they cannot fill the card and take about a launch gap. Left out of "min
- * blocks" (and named in the output). (Batchnorm's per-channel combines are no launches of
- * their own: the last block of the statistics kernel does them.) */
-static const char *const tiny_kernels[][2] = {
-    {"sum_groups_kernel", "K*C*R*S threads: the image groups' weight gradients added (at most 4.7 MB read)"},
-};
-static const char *tiny_reason(const char *kernel)
-{
-    for (size_t i = 0; i < sizeof tiny_kernels / sizeof tiny_kernels[0]; i++)
-        if (strstr(kernel, tiny_kernels[i][0])) return tiny_kernels[i][1];
-    return NULL;
-}
 
 int main(int argc, char **argv)
 {
@@ -482,7 +468,7 @@ int main(int argc, char **argv)
         Op *o = &ops[i];
         long mb = -1;
         for (int k = o->first; k < o->first + o->n; k++)
-            if (!tiny_reason(launches[k].kernel) && (mb < 0 || blocks_of(&launches[k]) < mb)) mb = blocks_of(&launches[k]);
+            if (mb < 0 || blocks_of(&launches[k]) < mb) mb = blocks_of(&launches[k]);
         int tiny = o->bytes < TINY_BYTES && o->flops < TINY_FLOPS;
         if (!tiny && mb >= 0 && (min_blocks < 0 || mb < min_blocks)) min_blocks = mb;
         double us[2];
@@ -522,8 +508,6 @@ int main(int argc, char **argv)
         printf(" %.3f ms + launch gaps %.3f ms + last-block tails "
                "%.3f ms = %.3f ms/step; 100 epochs x 351 steps >= %.1f s\n", t_op[c] / 1e3, gap_us / 1e3, tail_us / 1e3, bound[c], bound[c] * 351 * 100 / 1e3);
     }
-    for (size_t i = 0; i < sizeof tiny_kernels / sizeof tiny_kernels[0]; i++)
-        printf("not in min blocks: %s (%s)\n", tiny_kernels[i][0], tiny_kernels[i][1]);
     printf("(launch gap %.0f us per host-launched kernel, %.0f us per graph node on the longest chain; tiny: an op under %d KB and %.0f MFLOP)\n",
            LAUNCH_GAP_US, GRAPH_GAP_US, TINY_BYTES / 1024, TINY_FLOPS / 1e6);
     printf("(last-block tails: %d levels of reductions, each %d trips to L2 of %.1f us plus its partial sums at %.0f GB/s)\n",

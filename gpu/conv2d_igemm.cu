@@ -10,7 +10,8 @@
 //                    M = C, columns = N*H*W, reduction = K*R*S
 //   backward_weight  dW_z[k, (c,r,s)] = sum_{(n,p,q) in pixel group z} dout[n,k,p,q] in[n, c, ...]
 //                    M = K, columns = C*R*S, reduction = the group's output pixels; the groups'
-//                    partial dW added in group order by sum_groups_kernel
+//                    partial dW added in group order by sum_groups_kernel, one launch for every
+//                    weight gradient of the step (conv2d_igemm_weight_sums, before SGD)
 // forward and backward_weight can read their input through batchnorm+ReLU (BnRelu, gpu.h):
 // each gathered in-image value v becomes max(0, v scale_c + shift_c), so the activation
 // a = relu(batchnorm(x)) of a pre-activation block is never stored (padding stays 0: it is
@@ -23,6 +24,7 @@
 // channels of the practical's layers; BN (256 down to 16, blockDim = BM*BN/16) the largest
 // that still gives about 4 blocks per SM of a 132-SM card. Every output is one thread's sum
 // in a fixed order: deterministic, no atomics.
+#include <vector>
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
 #include "gpu/mma.cuh"
@@ -432,13 +434,27 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
     if (MODE == 0 && stats.part) bn_stats_epilogue<BM, BN>(acc, stats, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
 }
 
-// dW[i] = sum over groups z (in order) of part[z][i], i < n
-__global__ void sum_groups_kernel(float *out, const float *part, long n, int groups)
+// The pending weight gradients' group sums, all in one launch: job j (start[j] <= e <
+// start[j + 1]) is dW_j[i] = sum over groups z (in order) of part_j[z][i], i = e - start[j]
+constexpr int MAX_SUM_JOBS = 48;
+struct SumJobs {
+    float *dw[MAX_SUM_JOBS];
+    const float *part[MAX_SUM_JOBS];
+    long start[MAX_SUM_JOBS + 1];
+    int groups[MAX_SUM_JOBS];
+    int n;
+};
+__global__ void sum_groups_kernel(SumJobs jobs)
 {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    long total = jobs.start[jobs.n];
+    for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+        int j = 0;
+        while (e >= jobs.start[j + 1]) j++;
+        long n = jobs.start[j + 1] - jobs.start[j], i = e - jobs.start[j];
+        const float *p = jobs.part[j];
         float s = 0.f;
-        for (int z = 0; z < groups; z++) s += part[z * n + i];
-        out[i] = s;
+        for (int z = 0; z < jobs.groups[j]; z++) s += p[z * n + i];
+        jobs.dw[j][i] = s;
     }
 }
 
@@ -456,7 +472,11 @@ int conv_math = GPU_CONV_FP32;
 // Scratch: backward_input_bn's per-tile sums and kk, and the forward's per-tile statistics
 // (both used on the main stream only); the weight gradient's per-group partial dW (the side
 // stream only)
-Scratch sums_buf, stats_buf, partials_buf[2];
+Scratch sums_buf, stats_buf;
+// The weight gradients' partial sums, one buffer per weight gradient since the last
+// conv2d_igemm_weight_sums (the side stream only), and their pending sums
+std::vector<Scratch> partials_bufs;
+SumJobs pending;
 
 int pick_bm(int M) { return M <= 16 ? 16 : M <= 32 ? 32 : 64; }
 // the largest BN whose grid (times z) still has TARGET_BLOCKS blocks, with 32 to 256 threads
@@ -544,8 +564,8 @@ int get_conv_math() { return conv_math; }
 
 void conv2d_igemm_release()
 {
-    partials_buf[0].release();
-    partials_buf[1].release();
+    for (Scratch &b : partials_bufs) b.release();
+    pending.n = 0;
     sums_buf.release();
     stats_buf.release();
 }
@@ -606,9 +626,8 @@ int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
     return (int)((pix + per - 1) / per);
 }
 
-WgradSum conv2d_igemm_backward_weight_reads(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                            int W, int K, int R, int S, int stride, int pad, BnRelu bn,
-                                            const BnGrad *dout_bn, int slot)
+void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
+                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn, const BnGrad *dout_bn)
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     long crs = (long)C * R * S, pix = (long)N * g.P * g.Q;
@@ -616,27 +635,28 @@ WgradSum conv2d_igemm_backward_weight_reads(float *dweight, const float *dout, c
     long per = (pix + groups - 1) / groups;
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
-    float *part = groups > 1 ? partials_buf[slot].get((size_t)groups * K * crs) : dweight;
+    float *part = dweight;   // one group writes dweight itself
+    if (groups > 1) {
+        if (pending.n == MAX_SUM_JOBS) conv2d_igemm_weight_sums();   // (more layers than the practical's)
+        int j = pending.n;
+        if ((int)partials_bufs.size() <= j) partials_bufs.resize(j + 1);
+        part = partials_bufs[j].get((size_t)groups * K * crs);
+        pending.dw[j] = dweight;
+        pending.part[j] = part;
+        pending.groups[j] = groups;
+        pending.start[j + 1] = pending.start[j] + (long)K * crs;
+        pending.n = j + 1;
+    }
     launch<2>(part, dout, in, nullptr, bn, dout_bn ? *dout_bn : BnGrad{}, BnSums{}, BnStats{}, g, K, crs, pix, per,
               groups);
-    return WgradSum{dweight, part, (long)K * crs, groups};
 }
 
-void conv2d_igemm_weight_sum(const WgradSum &s)
+void conv2d_igemm_weight_sums()
 {
-    if (s.groups <= 1) return;   // the one group wrote dweight itself
-    LAUNCH(sum_groups_kernel, grid_for((size_t)s.n, 256), 256, 0, gpu::stream())(s.dweight, s.part, s.n, s.groups);
+    if (pending.n == 0) return;
+    LAUNCH(sum_groups_kernel, grid_for((size_t)pending.start[pending.n], 256), 256, 0, gpu::stream())(pending);
     CUDA_CHECK_LAUNCH();
-}
-
-void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                  int W, int K, int R, int S, int stride, int pad, BnRelu bn, void (*after_reads)(),
-                                  const BnGrad *dout_bn)
-{
-    WgradSum sum = conv2d_igemm_backward_weight_reads(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, bn,
-                                                      dout_bn, 0);
-    if (after_reads) after_reads();
-    conv2d_igemm_weight_sum(sum);
+    pending.n = 0;
 }
 }  // namespace gpu
 

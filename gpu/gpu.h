@@ -154,26 +154,15 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
                           const BnRefs *next = nullptr, int n_next = 0);
 void conv2d_igemm_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H,
                                  int W, int K, int R, int S, int stride, int pad);
-// after_reads (optional) is called between the launch that reads dout and in and the groups'
-// sum (which reads only the partial sums): the point after which dout and in may change.
-// dout_bn: dout given unapplied (BnGrad above).
+// The launch that reads dout and in (dout_bn: dout given unapplied, BnGrad above) and writes a
+// partial dW per pixel group; the groups' sum is pending until conv2d_igemm_weight_sums, which
+// adds every pending weight gradient's groups in one launch (sgd_step and download call it:
+// the table's dW are complete whenever anything reads them). So a weight gradient's only
+// launch is its reads, and the side stream's chain is as long as the main one's at most.
 void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float *in, int N, int C, int H,
                                   int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
-                                  void (*after_reads)() = nullptr, const BnGrad *dout_bn = nullptr);
-// The same in its two launches, for callers that order other work between them: _reads (the
-// launch that reads dout and in; partial dW per pixel group into partial-sum buffer `slot`,
-// 0 or 1, so that two weight gradients can be read before either is summed) and
-// weight_sum (the groups added in order into dweight; nothing when one group wrote it).
-struct WgradSum {
-    float *dweight;
-    const float *part;
-    long n;
-    int groups;
-};
-WgradSum conv2d_igemm_backward_weight_reads(float *dweight, const float *dout, const float *in, int N, int C, int H,
-                                            int W, int K, int R, int S, int stride, int pad, BnRelu bn,
-                                            const BnGrad *dout_bn, int slot);
-void conv2d_igemm_weight_sum(const WgradSum &s);
+                                  const BnGrad *dout_bn = nullptr);
+void conv2d_igemm_weight_sums();
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 // free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
 // the next step then allocates them again, as the first step of a new process does)

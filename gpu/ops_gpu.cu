@@ -58,7 +58,13 @@ void *dev_alloc(size_t bytes)
 }
 void dev_free(void *p) { CUDA_CHECK(cudaFree(p)); }
 void dev_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice)); }
-void dev_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
+// anything read back sees complete weight gradients: their pending group sums first
+void dev_download(void *dst, const void *src, size_t n)
+{
+    gpu::side_join_all();
+    gpu::conv2d_igemm_weight_sums();
+    CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+}
 void dev_sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 // Convolution: implicit GEMM (gpu/conv2d_igemm.cu); the workspace is not needed.
@@ -72,14 +78,15 @@ void gpu_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C
 {
     gpu::conv2d_igemm_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad);
 }
-// Every weight gradient runs on the side stream (they share one buffer of partial sums, so
-// they must not overlap each other); here the main stream waits for the launch that reads
-// dout and in at once (the caller may overwrite them next); the groups' sum stays on the side.
+// Every weight gradient runs on the side stream (in order there); here the main stream waits
+// for its launch at once (the caller may overwrite dout and in next). Its groups' sum is
+// pending until sgd_step (or a download): gpu::conv2d_igemm_weight_sums.
 void gpu_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W, int K, int R,
                     int S, int stride, int pad, float *)
 {
     gpu::side_begin();
-    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{}, gpu::side_mark);
+    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad);
+    gpu::side_mark();
     gpu::side_end();
     gpu::side_join();
 }
@@ -132,8 +139,8 @@ void no_stored_activation(const char *slot)
 // relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
 // The weight gradient runs on the side stream, beside backward-input and batchnorm's sums:
 // the two depend on nothing the other writes; batchnorm's apply pass waits for its launch
-// that reads dout (din may be dout); the groups' sum after it stays on the side stream,
-// waited for by sgd_step (side_join_all).
+// that reads dout (din may be dout); its groups' sum is pending until sgd_step (one launch
+// for every layer, after side_join_all).
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
@@ -145,7 +152,8 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
     if (dweight) {
         gpu::side_begin();
-        gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn, gpu::side_mark);
+        gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
+        gpu::side_mark();
         gpu::side_end();
     }
     // batchnorm's sums in backward-input's epilogue: no pass of their own
@@ -160,15 +168,16 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
 // output) as bn2's backward of g2 (gpu::BnGrad), its per-channel factors kk2 kept apart from
 // the scratch the next backward-input reuses. One launch less on the main chain per block,
 // and a pass over three tensors (read g2 and bn2's input, write the gradient) traded for
-// conv1's two kernels reading two tensors instead of one.
+// conv1's two kernels reading two tensors instead of one. Both weight gradients on the side
+// stream; the apply pass waits for the second's reads (which follow the first's there).
 gpu::Scratch pair_kk;
 void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
 {
     gpu::BnRelu bn2 = {l2->gamma, l2->beta, l2->save_mean, l2->save_invstd};
     gpu::side_begin();
-    gpu::WgradSum s2 = gpu::conv2d_igemm_backward_weight_reads(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W,
-            l2->K, l2->R, l2->S, l2->stride, l2->pad, bn2, nullptr, 0);
+    gpu::conv2d_igemm_backward_weight(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
+                                      l2->stride, l2->pad, bn2);
     gpu::side_end();
     float *kk2 = pair_kk.get(3 * (size_t)l2->C);
     gpu::conv2d_igemm_backward_input_bn(g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride,
@@ -177,14 +186,10 @@ void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const floa
     gpu::BnGrad d = {g2, l2->bn_in, kk2, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
                      (long)N * l2->H * l2->W};
     gpu::BnRelu bn1 = {l1->gamma, l1->beta, l1->save_mean, l1->save_invstd};
-    // after backward-input 2 (g2 and kk2 ready); both reads before either groups' sum, so
-    // that the side stream's chain is no longer than the main one's
-    gpu::side_begin();
-    gpu::WgradSum s1 = gpu::conv2d_igemm_backward_weight_reads(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H,
-            l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad, bn1, &d, 1);
+    gpu::side_begin();   // after backward-input 2: g2 and kk2 are ready
+    gpu::conv2d_igemm_backward_weight(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
+                                      l1->stride, l1->pad, bn1, &d);
     gpu::side_mark();
-    gpu::conv2d_igemm_weight_sum(s2);
-    gpu::conv2d_igemm_weight_sum(s1);
     gpu::side_end();
     const float *kk1 = gpu::conv2d_igemm_backward_input_bn(g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W, l1->K,
             l1->R, l1->S, l1->stride, l1->pad, l1->bn_in, l1->gamma, l1->beta, l1->save_mean, l1->save_invstd,
@@ -232,6 +237,7 @@ void gpu_bn_relu_conv_chained(float *out, const float *in, const float *weight, 
 void gpu_sgd(float *w, const float *g, float *buf, size_t n, float lr, float momentum, float wd, int first)
 {
     gpu::side_join_all();
+    gpu::conv2d_igemm_weight_sums();   // every weight gradient's group sums, one launch
     gpu::sgd_step(w, g, buf, n, lr, momentum, wd, first);
 }
 
