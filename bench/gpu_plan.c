@@ -246,7 +246,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
 }
-/* both layers of a block's main path in one call (no shortcut conv):
+/* both layers of a block's main path in one call:
  * unavoidable: dout, each layer's bn input (conv1's output c1, and x), din (+ the residual),
  * weights and dW; d(c1) is not among them (this op shows it need not be stored).
  * now: layer 2 as above without its apply pass; layer 1 as above, its weight gradient and

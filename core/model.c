@@ -538,10 +538,17 @@ static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, co
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
     float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
-    if (!b->sub && m->ops->recompute_act && m->ops->conv2d_relu_batchnorm_backward_pair) {
-        /* both layers in one call: d c1 need not be stored (t1, t2: the two g) */
+    if (m->ops->recompute_act && m->ops->conv2d_relu_batchnorm_backward_pair) {
+        /* both layers in one call: d c1 need not be stored. Without a shortcut conv: dx = d x
+         * (main) + dy, g in t1 and t2; with one: d x (main) into t2 (g1 in dx, free until the
+         * shortcut's call writes it), then the shortcut adds it */
         ConvBnLayer l2 = conv_bn_layer(m, &b->conv2, &b->bn2, b->c1), l1 = conv_bn_layer(m, &b->conv1, &b->bn1, x);
-        m->ops->conv2d_relu_batchnorm_backward_pair(dx, t2, t1, dy, &l2, &l1, dy, N);
+        if (!b->sub) {
+            m->ops->conv2d_relu_batchnorm_backward_pair(dx, t2, t1, dy, &l2, &l1, dy, N);
+        } else {
+            m->ops->conv2d_relu_batchnorm_backward_pair(t2, dx, t1, dy, &l2, &l1, NULL, N);
+            conv_relu_bn_bwd(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);   /* + main */
+        }
         return;
     }
     conv_relu_bn_bwd(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);

@@ -106,8 +106,8 @@ typedef struct Ops {
             const float *bn_in, const float *add, const float *gamma, const float *beta,
             const float *save_mean, const float *save_invstd);
     /* (NULL on tables without it; the model then makes the two calls above) on a table with
-     * recompute_act: the backward of a pre-activation block's main path without a shortcut
-     * conv, out = conv2(relu(bn2(conv1(relu(bn1(x)))))), as conv2d_relu_batchnorm_backward
+     * recompute_act: the backward of a pre-activation block's main path,
+     * out = conv2(relu(bn2(conv1(relu(bn1(x)))))), as conv2d_relu_batchnorm_backward
      * for l2 (conv2, bn2; bn_in = conv1's output) and then for l1 (conv1, bn1; bn_in = x):
      * din = d x (+ add; din may alias dout or add), every weight and batchnorm gradient, the
      * same values as the two calls. g2 [N, l2->C, l2->H, l2->W] and g1 [N, l1->C, l1->H, l1->W]:
