@@ -299,7 +299,19 @@ const float *warp_exchange(const float *mine, int n)
     unsigned me = cur_tid->x + block_dim.x * (cur_tid->y + block_dim.y * cur_tid->z);
     memcpy(&xchg[(size_t)me * XCHG_FLOATS], mine, sizeof(float) * (size_t)n);
     syncwarp();
-    return &xchg[(size_t)(me - me % 32) * XCHG_FLOATS];
+    // a warp-wide instruction (.aligned: mma.sync) needs all 32 lanes; one that has returned
+    // or a warp cut short by the block size would leave stale fragments, so stop here
+    size_t lo = me - me % 32, hi = lo + 32;
+    if (hi > fibers.size()) {
+        fprintf(stderr, "emu: warp_exchange in a warp of %zu threads (a warp-wide instruction needs 32)\n", fibers.size() - lo);
+        abort();
+    }
+    for (size_t i = lo; i < hi; i++)
+        if (fibers[i].state == DONE) {
+            fprintf(stderr, "emu: warp_exchange with lane %zu of the warp already returned (a warp-wide instruction needs all 32)\n", i - lo);
+            abort();
+        }
+    return &xchg[lo * XCHG_FLOATS];
 }
 void warp_exchange_end() { syncwarp(); }
 unsigned lane_id()

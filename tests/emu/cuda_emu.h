@@ -77,6 +77,8 @@ uint64_t *warp_slots();   // one slot per thread of the block
 // A warp-wide exchange of up to XCHG_FLOATS floats per lane (gpu/mma.cuh's emulated mma):
 // every lane of the warp stores n floats, warp barrier, and gets the warp's 32 x XCHG_FLOATS
 // block (lane l's floats at l * XCHG_FLOATS); warp_exchange_end() is the barrier after the reads.
+// As mma.sync's .aligned demands, all 32 lanes must take part: a lane that has returned (or a
+// block whose last warp is short) stops the program with a message.
 constexpr int XCHG_FLOATS = 64;
 const float *warp_exchange(const float *mine, int n);
 void warp_exchange_end();
