@@ -524,7 +524,6 @@ static void preact_forward(Model *m, Block *b, const float *x, int N, const Prea
     }
 }
 
-/* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
 /* the layer a conv and the batchnorm before it make, for conv2d_relu_batchnorm_backward_pair */
 static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, const float *bn_in)
 {
@@ -535,6 +534,7 @@ static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, co
     return l;
 }
 
+/* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
     float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */

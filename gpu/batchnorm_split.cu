@@ -194,7 +194,7 @@ __global__ void bn_grad_apply_kernel(float *din, const float *dout, const float 
         Relu relu = relu_of(mask, beta, gamma, c, save_mean[c], save_invstd[c]);
         float g = relu.passes(e, in[e]) ? dout[e] : 0.f;
         float xhat = (in[e] - save_mean[c]) * save_invstd[c];
-        float v = kk[c] * ((float)M * g - kk[C + c] - xhat * kk[2 * C + c]);
+        float v = bn_grad_value(kk, c, C, M, g, xhat);
         din[e] = add ? v + add[e] : v;
     }
 }

@@ -48,7 +48,7 @@ constexpr int IG_BK = 16, IG_TM = 4, IG_TN = 4;
 constexpr int IG_PAD = 8;
 
 // dout[e] of channel k, or (d.g set) computed from batchnorm's unapplied backward (BnGrad,
-// gpu.h) with the operations of batchnorm_split's apply kernel
+// gpu.h) with the operations of batchnorm_split's apply kernel (reduce.cuh: bn_grad_value)
 __device__ __forceinline__ float dout_at(const float *dout, const BnGrad &d, long e, int k, int K)
 {
     if (!d.g) return dout[e];
@@ -56,7 +56,7 @@ __device__ __forceinline__ float dout_at(const float *dout, const BnGrad &d, lon
     float x = d.x[e];
     float gv = x * scale + shift > 0.f ? d.g[e] : 0.f;
     float xhat = (x - mean) * invstd;
-    return d.kk[k] * ((float)d.M * gv - d.kk[K + k] - xhat * d.kk[2 * K + k]);
+    return bn_grad_value(d.kk, k, K, d.M, gv, xhat);
 }
 
 // op(A)[i, kk] and op(B)[kk, j] of each mode (0 when a gathered input is out of range)

@@ -15,10 +15,10 @@ __global__ void mma_probe_kernel(float *d, const float *a, const float *b, int m
     int lane = threadIdx.x, g = lane / 4, t = lane % 4;
     float af[1][4] = {{a[g * 8 + t], a[(g + 8) * 8 + t], a[g * 8 + t + 4], a[(g + 8) * 8 + t + 4]}};
     float bf[1][2] = {{b[t * 8 + g], b[(t + 4) * 8 + g]}};
-    if (mode == 1)
+    if (mode == 1) {
         for (int r = 0; r < 4; r++) af[0][r] = to_tf32(af[0][r]);
-    if (mode == 1)
         for (int r = 0; r < 2; r++) bf[0][r] = to_tf32(bf[0][r]);
+    }
     if (mode == 2) {
         float x = af[0][1];
         af[0][1] = af[0][2];

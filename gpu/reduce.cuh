@@ -87,5 +87,13 @@ __device__ inline void bn_finish_grads(float *kk, float *dgamma, float *dbeta, c
     kk[2 * C + c] = sgx;
 }
 
+// batchnorm's backward at one value from those factors: din = gamma invstd / M (M g - dbeta -
+// xhat dgamma), g the gradient after the ReLU's mask (the apply pass, and a consumer that reads
+// din unapplied, gpu::BnGrad: one expression, so both give the same bits)
+__device__ inline float bn_grad_value(const float *kk, int c, int C, long M, float g, float xhat)
+{
+    return kk[c] * ((float)M * g - kk[C + c] - xhat * kk[2 * C + c]);
+}
+
 }  // namespace
 #endif
