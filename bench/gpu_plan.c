@@ -25,7 +25,8 @@
  * The step is core/gpustep.c's: captured once as a CUDA graph and launched (--no-graph:
  * the same work launched kernel by kernel).
  *   bench/gpu_plan [--batch-size 128] [--kernels] (one line per launch) [--no-graph]
- *                  [--gpu-math 3xtf32|fp32] */
+ *                  [--gpu-math 3xtf32|fp32] [--no-fused-backward] (each convolution's backward as
+ *                  two launches, as before the fused kernel) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,8 @@ unsigned long long emu_host_syncs(void);
 unsigned long long emu_graph_launches(void);
 unsigned long long emu_last_graph_depth(void);
 int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);   /* gpu/conv2d_igemm.cu */
+int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad);
+void gpu_set_conv_fusion(int per);
 long gpu_conv2d_igemm_col_tiles(int M, long Ncol);
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */
@@ -166,6 +169,16 @@ static double wgrad_partials(int N, int K, int C, int R, int S, int P, int Q)
     int g = gpu_conv2d_igemm_weight_groups(N, K, C, R, S, P, Q);
     return g > 1 ? 2 * F4 * g * (double)K * C * R * S : 0;
 }
+/* the fused backward (gpu/conv2d_igemm.cu, conv_bwd_fused_kernel): a partial dW per block,
+ * written and read back once; 0 blocks: the convolution takes the two launches */
+static int fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    return gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, R, S, stride, pad);
+}
+static double fused_partials(int blocks, int K, int C, int R, int S)
+{
+    return blocks > 1 ? 2 * F4 * blocks * (double)K * C * R * S : 0;
+}
 static void w_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W,
                          int K, int R, int S, int stride, int pad, float *ws)
 {
@@ -229,7 +242,9 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
  * (+ the residual).
  * now: the weight gradient reads bn_in (through batchnorm+ReLU) and dout and writes a partial
  * dW per pixel group; backward-input reads dout, writes g, and its epilogue reads bn_in for
- * batchnorm's sums; the apply pass reads g and bn_in and writes din */
+ * batchnorm's sums; the apply pass reads g and bn_in and writes din. Fused: one kernel reads
+ * dout and bn_in once for backward-input, the sums and the weight gradient (a partial dW per
+ * block). dW: written by the sums of the partials. */
 static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
         const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
@@ -238,8 +253,10 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     double x = d.x;
     double min = d.y + 2 * x + 2 * d.w + (add ? x : 0);
+    int fb = dw ? fused_blocks(N, C, H, W, K, R, S, stride, pad) : 0;
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
                  x + 3 * x + (add ? x : 0);
+    if (fb) now = d.y + x + 2 * d.w + fused_partials(fb, K, C, R, S) + x + 3 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     op_products((dw ? 2 : 1) * d.flops);
     op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
@@ -250,7 +267,8 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
  * unavoidable: dout, each layer's bn input (conv1's output c1, and x), din (+ the residual),
  * weights and dW; d(c1) is not among them (this op shows it need not be stored).
  * now: layer 2 as above without its apply pass; layer 1 as above, its weight gradient and
- * backward-input reading d(c1) as bn2's backward of g2 (two tensors, g2 and c1, for one) */
+ * backward-input reading d(c1) as bn2's backward of g2 (two tensors, g2 and c1, for one);
+ * either layer fused (as above) where it takes it */
 static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
 {
@@ -262,6 +280,10 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
                   (d2.y + d2.w + x2) + x2;
     double now1 = 2 * y1 + d1.x + d1.w + wgrad_partials(N, l1->K, l1->C, l1->R, l1->S, d1.P, d1.Q) +
                   (2 * y1 + d1.w + x1) + x1 + 3 * x1 + (add ? x1 : 0);
+    int fb2 = fused_blocks(N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
+    int fb1 = fused_blocks(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
+    if (fb2) now2 = d2.y + x2 + 2 * d2.w + fused_partials(fb2, l2->K, l2->C, l2->R, l2->S) + x2;
+    if (fb1) now1 = 2 * y1 + x1 + 2 * d1.w + fused_partials(fb1, l1->K, l1->C, l1->R, l1->S) + x1 + 3 * x1 + (add ? x1 : 0);
     double el2 = 10.0 * N * l2->C * l2->H * l2->W;   /* bn2's sums and apply, now in conv1's reads (twice) */
     op_begin("block bwd (2 layers)", 2 * (d2.flops + d1.flops) + 2 * el2 + 11.0 * N * l1->C * l1->H * l1->W, min,
              now2 + now1);
@@ -418,8 +440,9 @@ int main(int argc, char **argv)
         if (cli_is_flag(argv[i], "--batch-size")) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--kernels")) per_kernel = 1;
         else if (!strcmp(argv[i], "--no-graph")) use_graph = 0;
+        else if (!strcmp(argv[i], "--no-fused-backward")) gpu_set_conv_fusion(-1);
         else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
-        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph] [--gpu-math 3xtf32|fp32])", argv[i]);
+        else die_code(2, "unknown flag '%s' (bench/gpu_plan [--batch-size N] [--kernels] [--no-graph] [--gpu-math 3xtf32|fp32] [--no-fused-backward])", argv[i]);
     }
     tc = gpu_conv_math() == GPU_CONV_3XTF32;
     const char *why = NULL;

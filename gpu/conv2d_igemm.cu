@@ -184,17 +184,24 @@ __device__ void combine_items(const float *src, long items, long t0, long t1, in
     }
 }
 
-// After each block wrote its tile's partials part[c][blockIdx.x] (W floats each; part has
-// room for [M][groups] more after its [M][tiles]): the two levels; finish(c, acc) runs in the
+// Which column tile an epilogue finishes: tile of tiles, each split in rows row tiles (the
+// plain kernel: blockIdx.x of gridDim.x, gridDim.y; the fused backward: one block takes several)
+struct TileId {
+    long tile, tiles;
+    unsigned rows;
+};
+
+// After each block wrote its tile's partials part[c][t.tile] (W floats each; part has room
+// for [M][groups] more after its [M][tiles]): the two levels; finish(c, acc) runs in the
 // last group's last block for every channel.
 template <class Acc, class Out>
-__device__ void finish_tiles(float *part, int M, float *lanes, Out finish)
+__device__ void finish_tiles(float *part, int M, float *lanes, const TileId &t, Out finish)
 {
-    long tiles = gridDim.x, groups = (tiles + GROUP_TILES - 1) / GROUP_TILES, g = blockIdx.x / GROUP_TILES;
-    long t0 = g * GROUP_TILES, t1 = t0 + GROUP_TILES < tiles ? t0 + GROUP_TILES : tiles;
-    float *gpart = part + Acc::W * (long)M * tiles;
-    if (!last_of(&igemm_group_ticket[g], (unsigned)((t1 - t0) * gridDim.y))) return;
-    combine_items<Acc>(part, tiles, t0, t1, M, lanes,
+    long groups = (t.tiles + GROUP_TILES - 1) / GROUP_TILES, g = t.tile / GROUP_TILES;
+    long t0 = g * GROUP_TILES, t1 = t0 + GROUP_TILES < t.tiles ? t0 + GROUP_TILES : t.tiles;
+    float *gpart = part + Acc::W * (long)M * t.tiles;
+    if (!last_of(&igemm_group_ticket[g], (unsigned)((t1 - t0) * t.rows))) return;
+    combine_items<Acc>(part, t.tiles, t0, t1, M, lanes,
                        [&](int c, const Acc &a) { a.store(gpart + Acc::W * ((long)c * groups + g)); });
     if (!last_of(&igemm_ticket, (unsigned)groups)) return;
     combine_items<Acc>(gpart, groups, 0, groups, M, lanes, finish);
@@ -230,7 +237,7 @@ template <int BM, int BN> __device__ float row_total(const float *red, int slot,
 // red, lanes: the tile loop's shared memory (free by now), 2 BM SEGS and 2 THREADS floats.
 template <int BM, int BN>
 __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo &g, const BnSums &s, int M, long Ncol,
-                                 int m0, long n0, float *red, float *lanes)
+                                 int m0, long n0, const TileId &id, float *red, float *lanes)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
@@ -252,14 +259,13 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
         row_put<BM, BN>(s2, red, 1, ty * IG_TM + i);
     }
     __syncthreads();
-    int tiles = gridDim.x;
     for (int r = tid; r < BM; r += THREADS) {
         if (m0 + r >= M) continue;
-        float *p = s.part + 2 * ((long)(m0 + r) * tiles + blockIdx.x);
+        float *p = s.part + 2 * ((long)(m0 + r) * id.tiles + id.tile);
         p[0] = row_total<BM, BN>(red, 0, r);
         p[1] = row_total<BM, BN>(red, 1, r);
     }
-    finish_tiles<SumAcc>(s.part, M, lanes, [&](int c, const SumAcc &t) {
+    finish_tiles<SumAcc>(s.part, M, lanes, id, [&](int c, const SumAcc &t) {
         bn_finish_grads(s.kk, s.dgamma, s.dbeta, s.gamma, s.invstd, c, M, t.a, t.b, s.count);
     });
 }
@@ -278,7 +284,7 @@ struct BnStats {   // the forward's statistics epilogue (part == nullptr: none)
 // red, lanes: the tile loop's shared memory, 2 BM SEGS and 3 THREADS floats.
 template <int BM, int BN>
 __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats &s, int M, long Ncol, int m0, long n0,
-                                  float *red, float *lanes)
+                                  const TileId &id, float *red, float *lanes)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
@@ -298,15 +304,14 @@ __device__ void bn_stats_epilogue(const float (&v)[IG_TM][IG_TN], const BnStats 
         if (pass == 0)
             for (int i = 0; i < IG_TM; i++) mean[i] = row_total<BM, BN>(red, 0, ty * IG_TM + i) / cnt;
     }
-    int tiles = gridDim.x;
     for (int r = tid; r < BM; r += THREADS) {
         if (m0 + r >= M) continue;
-        float *p = s.part + 3 * ((long)(m0 + r) * tiles + blockIdx.x);
+        float *p = s.part + 3 * ((long)(m0 + r) * id.tiles + id.tile);
         p[0] = cnt;
         p[1] = row_total<BM, BN>(red, 0, r) / cnt;
         p[2] = row_total<BM, BN>(red, 1, r);
     }
-    finish_tiles<ChanAcc>(s.part, M, lanes, [&](int c, const ChanAcc &t) {
+    finish_tiles<ChanAcc>(s.part, M, lanes, id, [&](int c, const ChanAcc &t) {
         for (int k = 0; k < s.n; k++) bn_finish_stats(s.t[k], c, t.mean, t.m2, s.count);
     });
 }
@@ -363,48 +368,52 @@ __device__ __forceinline__ void tc_to_threads(float (&acc)[IG_TM][IG_TN], const 
         for (int j = 0; j < IG_TN; j++) acc[i][j] = Cs[ty * IG_TM + i][tx * IG_TN + j];
 }
 
-// One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
-// group blockIdx.z, written to out + z * M * Ncol). TC: the products on tensor cores (3xTF32),
-// else on CUDA cores in fp32.
+// The shared tiles of one block
+template <int BM, int BN, bool TC> struct IgemmShared {
+    __align__(16) float As[IG_BK][BM + IG_PAD];
+    __align__(16) float Bs[IG_BK][BN + IG_PAD];
+    float Cs[TC ? BM : 1][BN + 1];
+};
+
+// One BM x BN tile of op(A) op(B), rows m0.., columns n0.., over reduction steps [k0, k1), into
+// acc in the CUDA-core thread layout (thread (ty, tx): rows ty*4.., columns tx*4..). TC: the
+// products on tensor cores (3xTF32), else on CUDA cores in fp32. A warp (TC) or thread whose
+// columns are all past Ncol skips the products (a partial last tile; they would be zeros).
+// All threads of the block call it; it ends after a barrier that follows its last read of the
+// tiles' As and Bs.
 template <int MODE, int BM, int BN, bool TC>
-__global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
-        const float *b, const float *add, BnRelu bn, BnGrad dg, BnSums sums, BnStats stats, ConvGeo g, int M,
-        long Ncol, long Kdim, long per)
+__device__ void igemm_tile(float (&acc)[IG_TM][IG_TN], IgemmShared<BM, BN, TC> &sh, const float *a, const float *b,
+                           const BnRelu &bn, const BnGrad &dg, const ConvGeo &g, int M, long Ncol, int m0, long n0,
+                           long k0, long k1)
 {
     constexpr int THREADS = BM * BN / (IG_TM * IG_TN), TX = BN / IG_TN;
-    __shared__ __align__(16) float As[IG_BK][BM + IG_PAD];
-    __shared__ __align__(16) float Bs[IG_BK][BN + IG_PAD];
-    __shared__ float Cs[TC ? BM : 1][BN + 1];
     int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
-    int m0 = blockIdx.y * BM;
-    long n0 = (long)blockIdx.x * BN;
-    long k0 = MODE == 2 ? blockIdx.z * per : 0, k1 = MODE == 2 ? (k0 + per < Kdim ? k0 + per : Kdim) : Kdim;
-    float acc[IG_TM][IG_TN];
     for (int i = 0; i < IG_TM; i++)
         for (int j = 0; j < IG_TN; j++) acc[i][j] = 0.f;
     float c[TcTile<BM, BN>::MI][TcTile<BM, BN>::NJ][4] = {};
+    bool live = TC ? n0 + tid / 32 % TcTile<BM, BN>::WARPS_N * TcTile<BM, BN>::WN < Ncol : n0 + tx * IG_TN < Ncol;
     for (long kb = k0; kb < k1; kb += IG_BK) {
         for (int e = tid; e < BM * IG_BK; e += THREADS) {   // consecutive threads: consecutive kk
             int i = e / IG_BK, k = e % IG_BK;
             long gk = kb + k;
-            As[k][i] = m0 + i < M && gk < k1 ? load_a<MODE>(g, a, dg, m0 + i, gk) : 0.f;
+            sh.As[k][i] = m0 + i < M && gk < k1 ? load_a<MODE>(g, a, dg, m0 + i, gk) : 0.f;
         }
         for (int e = tid; e < BN * IG_BK; e += THREADS) {   // consecutive threads: consecutive j
             int j = e % BN, k = e / BN;
             long gk = kb + k, gj = n0 + j;
-            Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, dg, gk, gj) : 0.f;
+            sh.Bs[k][j] = gj < Ncol && gk < k1 ? load_b<MODE>(g, b, bn, dg, gk, gj) : 0.f;
         }
         __syncthreads();
         if constexpr (TC) {
-            tc_k_steps<BM, BN>(c, As, Bs);
-        } else {
+            if (live) tc_k_steps<BM, BN>(c, sh.As, sh.Bs);
+        } else if (live) {
 #pragma unroll
             for (int k = 0; k < IG_BK; k++) {
                 float av[IG_TM], bv[IG_TN];
 #pragma unroll
-                for (int i = 0; i < IG_TM; i++) av[i] = As[k][ty * IG_TM + i];
+                for (int i = 0; i < IG_TM; i++) av[i] = sh.As[k][ty * IG_TM + i];
 #pragma unroll
-                for (int j = 0; j < IG_TN; j++) bv[j] = Bs[k][tx * IG_TN + j];
+                for (int j = 0; j < IG_TN; j++) bv[j] = sh.Bs[k][tx * IG_TN + j];
 #pragma unroll
                 for (int i = 0; i < IG_TM; i++)
 #pragma unroll
@@ -413,8 +422,17 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
         }
         __syncthreads();
     }
-    if constexpr (TC) tc_to_threads<BM, BN>(acc, c, Cs);
-    float *o = MODE == 2 ? out + (long)blockIdx.z * M * Ncol : out;
+    if constexpr (TC) tc_to_threads<BM, BN>(acc, c, sh.Cs);
+}
+
+// acc's values at rows m0.., columns n0.. of out (+ add[same index]: a residual added in the
+// store; acc then holds the sums)
+template <int MODE, int BM, int BN>
+__device__ void igemm_store(float (&acc)[IG_TM][IG_TN], float *o, const float *add, const ConvGeo &g, int M,
+                            long Ncol, int m0, long n0)
+{
+    constexpr int TX = BN / IG_TN;
+    int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
     for (int i = 0; i < IG_TM; i++) {
         int gi = m0 + ty * IG_TM + i;
         if (gi >= M) continue;
@@ -422,16 +440,69 @@ __global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(f
             long gj = n0 + tx * IG_TN + j;
             if (gj >= Ncol) continue;
             long at = out_index<MODE>(g, gi, gj);
-            if (add) acc[i][j] += add[at];   // the residual add in the store
+            if (add) acc[i][j] += add[at];
             o[at] = acc[i][j];
         }
     }
-    // the epilogue's scratch: As for its row sums (2 BM SEGS <= 16 BM floats), Bs for its lanes
-    // (2 THREADS = BM BN / 8 <= 16 BN floats, as BM <= 64)
-    static_assert(BM <= 128, "epilogue scratch in Bs");
-    if (MODE == 1 && sums.part) bn_sums_epilogue<BM, BN>(acc, g, sums, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
-    static_assert(3 * BM <= 16 * IG_BK, "statistics epilogue's lanes in Bs");
-    if (MODE == 0 && stats.part) bn_stats_epilogue<BM, BN>(acc, stats, M, Ncol, m0, n0, &As[0][0], &Bs[0][0]);
+}
+
+// One BM x BN tile of out = op(A) op(B) over reduction steps [k0, k1) (MODE 2: the pixel
+// group blockIdx.z, written to out + z * M * Ncol), then the mode's epilogue if asked for.
+template <int MODE, int BM, int BN, bool TC>
+__global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_igemm_kernel(float *out, const float *a,
+        const float *b, const float *add, BnRelu bn, BnGrad dg, BnSums sums, BnStats stats, ConvGeo g, int M,
+        long Ncol, long Kdim, long per)
+{
+    // the epilogues' scratch: As for their row sums (2 BM SEGS <= 16 BM floats), Bs for their
+    // lanes (2 or 3 THREADS = BM BN / 8 or 3 BM BN / 16 floats, within Bs's 16 BN)
+    static_assert(3 * BM <= 16 * IG_BK, "epilogue scratch in Bs");
+    __shared__ IgemmShared<BM, BN, TC> sh;
+    int m0 = blockIdx.y * BM;
+    long n0 = (long)blockIdx.x * BN;
+    long k0 = MODE == 2 ? blockIdx.z * per : 0, k1 = MODE == 2 ? (k0 + per < Kdim ? k0 + per : Kdim) : Kdim;
+    float acc[IG_TM][IG_TN];
+    igemm_tile<MODE, BM, BN, TC>(acc, sh, a, b, bn, dg, g, M, Ncol, m0, n0, k0, k1);
+    igemm_store<MODE, BM, BN>(acc, MODE == 2 ? out + (long)blockIdx.z * M * Ncol : out, add, g, M, Ncol, m0, n0);
+    TileId id = {blockIdx.x, gridDim.x, gridDim.y};
+    if (MODE == 1 && sums.part) bn_sums_epilogue<BM, BN>(acc, g, sums, M, Ncol, m0, n0, id, &sh.As[0][0], &sh.Bs[0][0]);
+    if (MODE == 0 && stats.part) bn_stats_epilogue<BM, BN>(acc, stats, M, Ncol, m0, n0, id, &sh.As[0][0], &sh.Bs[0][0]);
+}
+
+// A convolution's backward (stride 1, output the input's size: the column (n,h,w) of
+// backward-input is also the output pixel (n,p,q) the weight gradient sums over) in one
+// kernel, each block for a run of `per` column tiles:
+//   1. backward-input with batchnorm's sums (as conv_igemm_kernel<1> with BnSums) for each of
+//      its column tiles in turn;
+//   2. its share of the weight gradient: the partial dW over the run's pixels (as
+//      conv_igemm_kernel<2> with those pixels for its group), K x CRS in BM x BN tiles, into
+//      part + blockIdx.x * K * CRS (summed in block order with the other pending ones).
+// dout (or BnGrad's g and x) and batchnorm's input x are read from DRAM once for both: step
+// 2 reads what step 1 read moments before on the same SM (dout at the run's pixels, x at
+// them and their 1-pixel halo). Worth it where the partial dW is small against the tensors
+// (conv2d_igemm_fused_blocks).
+template <int BM, int BN, bool TC>
+__global__ void __launch_bounds__(BM * BN / (IG_TM * IG_TN)) conv_bwd_fused_kernel(float *din, float *part,
+        const float *w, const float *dout, BnRelu bn, BnGrad dg, BnSums sums, ConvGeo g, long tiles, int per)
+{
+    static_assert(3 * BM <= 16 * IG_BK, "epilogue scratch in Bs");
+    __shared__ IgemmShared<BM, BN, TC> sh;
+    long Ncol = (long)g.N * g.H * g.W, crs = (long)g.C * g.R * g.S;
+    long t0 = (long)blockIdx.x * per, t1 = t0 + per < tiles ? t0 + per : tiles;
+    float acc[IG_TM][IG_TN];
+    for (long t = t0; t < t1; t++) {
+        igemm_tile<1, BM, BN, TC>(acc, sh, w, dout, BnRelu{}, dg, g, g.C, Ncol, 0, t * BN, 0, (long)g.K * g.R * g.S);
+        igemm_store<1, BM, BN>(acc, din, nullptr, g, g.C, Ncol, 0, t * BN);
+        bn_sums_epilogue<BM, BN>(acc, g, sums, g.C, Ncol, 0, t * BN, TileId{t, tiles, 1}, &sh.As[0][0], &sh.Bs[0][0]);
+        __syncthreads();   // the epilogue's scratch is the next tile's As and Bs (it ends on a barrier after
+                           // its last reads already; this one keeps the loop safe without that)
+    }
+    long p0 = t0 * BN, p1 = t1 * BN < Ncol ? t1 * BN : Ncol;   // the run's pixels
+    float *o = part + (long)blockIdx.x * g.K * crs;
+    for (int m0 = 0; m0 < g.K; m0 += BM)
+        for (long n0 = 0; n0 < crs; n0 += BN) {
+            igemm_tile<2, BM, BN, TC>(acc, sh, dout, sums.x, bn, dg, g, g.K, crs, m0, n0, p0, p1);
+            igemm_store<2, BM, BN>(acc, o, nullptr, g, g.K, crs, m0, n0);
+        }
 }
 
 // The pending weight gradients' group sums, all in one launch: job j (start[j] <= e <
@@ -611,6 +682,23 @@ const float *conv2d_igemm_backward_input_bn(float *din, const float *dout, const
     return s.kk;
 }
 
+// Where `groups` partial sums of a weight gradient of n floats go: dweight itself for one group,
+// else a buffer of its own, summed into dweight by the next conv2d_igemm_weight_sums
+float *pending_partials(float *dweight, int groups, long n)
+{
+    if (groups == 1) return dweight;
+    if (pending.n == MAX_SUM_JOBS) conv2d_igemm_weight_sums();   // (more layers than the practical's)
+    int j = pending.n;
+    if ((int)partials_bufs.size() <= j) partials_bufs.resize(j + 1);
+    float *part = partials_bufs[j].get((size_t)groups * n);
+    pending.dw[j] = dweight;
+    pending.part[j] = part;
+    pending.groups[j] = groups;
+    pending.start[j + 1] = pending.start[j] + n;
+    pending.n = j + 1;
+    return part;
+}
+
 // Pixel groups of the weight gradient: enough for WGRAD_BLOCKS tiles of BN = 64 (2 per SM; the
 // launch may still narrow its tiles for more blocks). Not more: each group writes and the sum
 // reads back a whole partial dW, and the weight gradient runs beside backward-input on the
@@ -635,20 +723,81 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
     long per = (pix + groups - 1) / groups;
     per = (per + IG_BK - 1) / IG_BK * IG_BK;
     groups = (int)((pix + per - 1) / per);
-    float *part = dweight;   // one group writes dweight itself
-    if (groups > 1) {
-        if (pending.n == MAX_SUM_JOBS) conv2d_igemm_weight_sums();   // (more layers than the practical's)
-        int j = pending.n;
-        if ((int)partials_bufs.size() <= j) partials_bufs.resize(j + 1);
-        part = partials_bufs[j].get((size_t)groups * K * crs);
-        pending.dw[j] = dweight;
-        pending.part[j] = part;
-        pending.groups[j] = groups;
-        pending.start[j + 1] = pending.start[j] + (long)K * crs;
-        pending.n = j + 1;
-    }
+    float *part = pending_partials(dweight, groups, (long)K * crs);
     launch<2>(part, dout, in, nullptr, bn, dout_bn ? *dout_bn : BnGrad{}, BnSums{}, BnStats{}, g, K, crs, pix, per,
               groups);
+}
+
+// The fused backward (conv_bwd_fused_kernel) of a convolution: its tiles are backward-input's
+// (pick_bm, pick_bn: the same column tiles, so the same bits of din and of batchnorm's sums),
+// `per` of them a block. fuse_per: -1 never; 0 (the default) where it pays: the blocks' partial
+// dW, written and read back, cost at most one of the two tensor reads the fusion saves (dout
+// and batchnorm's input; or g and x of a BnGrad dout, and the input: three), with per as small
+// as keeps WGRAD_BLOCKS blocks (more blocks, more partials); n > 0: wherever the geometry
+// allows, n tiles a block (tests).
+struct FusedPlan {
+    int bm = 0, bn = 0, per = 0, blocks = 0;
+    long tiles = 0;
+};
+int fuse_per = 0;
+FusedPlan fused_plan(const ConvGeo &g)
+{
+    FusedPlan f;
+    if (fuse_per < 0 || g.stride != 1 || g.P != g.H || g.Q != g.W || pick_bm(g.C) < g.C) return f;
+    long Ncol = (long)g.N * g.H * g.W, crs = (long)g.C * g.R * g.S;
+    f.bm = pick_bm(g.C);
+    f.bn = pick_bn(f.bm, g.C, Ncol, 1);
+    f.tiles = (Ncol + f.bn - 1) / f.bn;
+    f.per = fuse_per > 0 ? fuse_per : (int)(f.tiles / WGRAD_BLOCKS > 1 ? f.tiles / WGRAD_BLOCKS : 1);
+    f.blocks = (int)((f.tiles + f.per - 1) / f.per);
+    if (fuse_per == 0 && 2.0 * f.blocks * g.K * crs > (double)Ncol * g.C) f.blocks = 0;
+    return f;
+}
+
+template <int BM, int BN>
+void launch_fused_tile(const FusedPlan &f, float *din, float *part, const float *w, const float *dout,
+                       const BnRelu &bn, const BnGrad &dg, const BnSums &sums, const ConvGeo &g)
+{
+    if constexpr (BM * BN < 512 || BM * BN > 4096) {
+        fprintf(stderr, "convnet: conv2d_igemm: no %d x %d tile\n", BM, BN);
+        exit(1);
+    } else if (conv_math == GPU_CONV_3XTF32) {
+        LAUNCH((conv_bwd_fused_kernel<BM, BN, true>), dim3((unsigned)f.blocks), BM * BN / 16, 0, gpu::stream())(din,
+                part, w, dout, bn, dg, sums, g, f.tiles, f.per);
+    } else {
+        LAUNCH((conv_bwd_fused_kernel<BM, BN, false>), dim3((unsigned)f.blocks), BM * BN / 16, 0, gpu::stream())(din,
+                part, w, dout, bn, dg, sums, g, f.tiles, f.per);
+    }
+    CUDA_CHECK_LAUNCH();
+}
+template <int BM>
+void launch_fused_bm(const FusedPlan &f, float *din, float *part, const float *w, const float *dout, const BnRelu &bn,
+                     const BnGrad &dg, const BnSums &sums, const ConvGeo &g)
+{
+    switch (f.bn) {
+#define CASE(B) case B: launch_fused_tile<BM, B>(f, din, part, w, dout, bn, dg, sums, g); break;
+        CASE(256) CASE(128) CASE(64) CASE(32) CASE(16)
+#undef CASE
+    }
+}
+
+const float *conv2d_igemm_backward_fused(float *dweight, float *din, const float *dout, const float *weight, int N,
+        int C, int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn, const float *x, float *dgamma,
+        float *dbeta, float *kk_out, const BnGrad *dout_bn)
+{
+    ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
+    FusedPlan f = fused_plan(g);
+    if (!f.blocks) return nullptr;
+    long Ncol = (long)N * H * W;
+    size_t kk_at;
+    float *buf = epilogue_partials(sums_buf, C, Ncol, SumAcc::W, 3 * (size_t)C, &kk_at);   // then kk
+    BnSums s = {x, bn.gamma, bn.beta, bn.mean, bn.invstd, buf, kk_out ? kk_out : buf + kk_at, dgamma, dbeta, Ncol};
+    float *part = pending_partials(dweight, f.blocks, (long)K * C * R * S);
+    BnGrad dg = dout_bn ? *dout_bn : BnGrad{};
+    if (f.bm == 16) launch_fused_bm<16>(f, din, part, weight, dout, bn, dg, s, g);
+    else if (f.bm == 32) launch_fused_bm<32>(f, din, part, weight, dout, bn, dg, s, g);
+    else launch_fused_bm<64>(f, din, part, weight, dout, bn, dg, s, g);
+    return s.kk;
 }
 
 void conv2d_igemm_weight_sums()
@@ -666,6 +815,14 @@ extern "C" int gpu_set_conv_math(int math) { return gpu::set_conv_math(math); }
 extern "C" int gpu_conv_math(void) { return gpu::get_conv_math(); }
 
 extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol) { return gpu::col_tiles(M, Ncol); }
+
+// blocks of the fused backward for this convolution (0: it takes the two launches), and the
+// tests' switch (gpu::fuse_per above)
+extern "C" int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    return gpu::fused_plan(gpu::geo(N, C, H, W, K, R, S, stride, pad)).blocks;
+}
+extern "C" void gpu_set_conv_fusion(int per) { gpu::fuse_per = per; }
 
 extern "C" int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 {

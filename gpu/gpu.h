@@ -163,6 +163,14 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
                                   int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
                                   const BnGrad *dout_bn = nullptr);
 void conv2d_igemm_weight_sums();
+// backward-input with batchnorm's sums (as backward_input_bn; dout_bn: dout unapplied) and the
+// weight gradient (as backward_weight with bn, its input read as relu(batchnorm(x))) in one
+// kernel that reads dout and x once for both, where the convolution takes it (stride 1, the
+// output the input's size, and the partial dW small against the tensors: conv2d_igemm.cu's
+// fused_plan). Returns kk, or nullptr when it does not take it: then nothing was launched.
+const float *conv2d_igemm_backward_fused(float *dweight, float *din, const float *dout, const float *weight, int N,
+        int C, int H, int W, int K, int R, int S, int stride, int pad, BnRelu bn, const float *x, float *dgamma,
+        float *dbeta, float *kk_out = nullptr, const BnGrad *dout_bn = nullptr);
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);
 // free the scratch buffers the split batchnorm and the implicit GEMM grow on first use (tests:
 // the next step then allocates them again, as the first step of a new process does)

@@ -137,10 +137,12 @@ void no_stored_activation(const char *slot)
 
 // in == NULL (the model on this table: recompute_act): the weight gradient reads
 // relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
-// The weight gradient runs on the side stream, beside backward-input and batchnorm's sums:
-// the two depend on nothing the other writes; batchnorm's apply pass waits for its launch
-// that reads dout (din may be dout); its groups' sum is pending until sgd_step (one launch
-// for every layer, after side_join_all).
+// Where the convolution takes the fused backward (gpu::conv2d_igemm_backward_fused), one
+// kernel does backward-input, batchnorm's sums and the weight gradient's reads; else the
+// weight gradient runs on the side stream, beside backward-input and batchnorm's sums: the
+// two depend on nothing the other writes; batchnorm's apply pass waits for its launch that
+// reads dout (din may be dout). Either way its groups' sum is pending until sgd_step (one
+// launch for every layer, after side_join_all).
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
@@ -150,6 +152,14 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     (void)workspace;
     if (in) no_stored_activation("conv2d_relu_batchnorm_backward");
     gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
+    const float *kk = dweight ? gpu::conv2d_igemm_backward_fused(dweight, g, dout, weight, N, C, H, W, K, R, S, stride,
+                                                                 pad, bn, bn_in, dgamma, dbeta)
+                              : nullptr;
+    if (kk) {
+        gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N,
+                                            C, H * W);
+        return;
+    }
     if (dweight) {
         gpu::side_begin();
         gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
@@ -157,7 +167,7 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
         gpu::side_end();
     }
     // batchnorm's sums in backward-input's epilogue: no pass of their own
-    const float *kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in,
+    kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in,
                                                           gamma, beta, save_mean, save_invstd, dgamma, dbeta);
     if (dweight) gpu::side_join();
     gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N, C,
@@ -168,33 +178,46 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
 // output) as bn2's backward of g2 (gpu::BnGrad), its per-channel factors kk2 kept apart from
 // the scratch the next backward-input reuses. One launch less on the main chain per block,
 // and a pass over three tensors (read g2 and bn2's input, write the gradient) traded for
-// conv1's two kernels reading two tensors instead of one. Both weight gradients on the side
-// stream; the apply pass waits for the second's reads (which follow the first's there).
+// conv1's two kernels reading two tensors instead of one. Each layer as one fused kernel where
+// it takes it (as above), else its weight gradient on the side stream; the apply pass waits
+// for the side stream's reads, if any.
 gpu::Scratch pair_kk;
 void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
 {
+    bool side = false;
     gpu::BnRelu bn2 = {l2->gamma, l2->beta, l2->save_mean, l2->save_invstd};
-    gpu::side_begin();
-    gpu::conv2d_igemm_backward_weight(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
-                                      l2->stride, l2->pad, bn2);
-    gpu::side_end();
     float *kk2 = pair_kk.get(3 * (size_t)l2->C);
-    gpu::conv2d_igemm_backward_input_bn(g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride,
-                                        l2->pad, l2->bn_in, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
-                                        l2->dgamma, l2->dbeta, kk2);
+    if (!gpu::conv2d_igemm_backward_fused(l2->dweight, g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R,
+                                          l2->S, l2->stride, l2->pad, bn2, l2->bn_in, l2->dgamma, l2->dbeta, kk2)) {
+        gpu::side_begin();
+        gpu::conv2d_igemm_backward_weight(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
+                                          l2->stride, l2->pad, bn2);
+        gpu::side_mark();
+        gpu::side_end();
+        side = true;
+        gpu::conv2d_igemm_backward_input_bn(g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
+                                            l2->stride, l2->pad, l2->bn_in, l2->gamma, l2->beta, l2->save_mean,
+                                            l2->save_invstd, l2->dgamma, l2->dbeta, kk2);
+    }
     gpu::BnGrad d = {g2, l2->bn_in, kk2, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
                      (long)N * l2->H * l2->W};
     gpu::BnRelu bn1 = {l1->gamma, l1->beta, l1->save_mean, l1->save_invstd};
-    gpu::side_begin();   // after backward-input 2: g2 and kk2 are ready
-    gpu::conv2d_igemm_backward_weight(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
-                                      l1->stride, l1->pad, bn1, &d);
-    gpu::side_mark();
-    gpu::side_end();
-    const float *kk1 = gpu::conv2d_igemm_backward_input_bn(g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W, l1->K,
-            l1->R, l1->S, l1->stride, l1->pad, l1->bn_in, l1->gamma, l1->beta, l1->save_mean, l1->save_invstd,
-            l1->dgamma, l1->dbeta, nullptr, &d);
-    gpu::side_join();   // both weight gradients have read dout, g2 and kk2: din may be written
+    const float *kk1 = gpu::conv2d_igemm_backward_fused(l1->dweight, g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W,
+                                                        l1->K, l1->R, l1->S, l1->stride, l1->pad, bn1, l1->bn_in,
+                                                        l1->dgamma, l1->dbeta, nullptr, &d);
+    if (!kk1) {
+        gpu::side_begin();   // after backward-input 2: g2 and kk2 are ready
+        gpu::conv2d_igemm_backward_weight(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
+                                          l1->stride, l1->pad, bn1, &d);
+        gpu::side_mark();
+        gpu::side_end();
+        side = true;
+        kk1 = gpu::conv2d_igemm_backward_input_bn(g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
+                                                  l1->stride, l1->pad, l1->bn_in, l1->gamma, l1->beta, l1->save_mean,
+                                                  l1->save_invstd, l1->dgamma, l1->dbeta, nullptr, &d);
+    }
+    if (side) gpu::side_join();   // the weight gradients there have read dout, g2 and kk2: din may be written
     gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
                                         l1->save_invstd, N, l1->C, l1->H * l1->W);
 }

@@ -49,6 +49,13 @@ void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, in
 
 static const Ops *G;
 
+/* gpu/conv2d_igemm.cu: the fused convolution backward (one kernel for backward-input,
+ * batchnorm's sums and the weight gradient's reads): -1 never, 0 where it pays (the default;
+ * at the tests' small sizes: nowhere), n > 0 wherever the geometry allows, n column tiles a
+ * block; and its blocks for a convolution (0: not taken) */
+void gpu_set_conv_fusion(int per);
+int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad);
+
 static const char *math_name = "default math";
 
 static void setup(void)
@@ -60,6 +67,7 @@ static void setup(void)
     if (default_math < 0) default_math = gpu_conv_math();
     gpu_set_conv_math(default_math);
     math_name = "default math";
+    gpu_set_conv_fusion(0);
 }
 
 /* The convolution tests run 2 SEEDS times: seed i % SEEDS, the products in fp32 on CUDA
@@ -406,6 +414,19 @@ START_TEST(fused_bn_relu_conv_kernels)
         EXPECT_CLOSE(gdin, din, nx, "conv+relu+bn backward d/dx (+add), mask recomputed");
         EXPECT_CLOSE(gdga, dga, C, "conv+relu+bn backward d/dgamma");
         EXPECT_CLOSE(gdbe, dbe, C, "conv+relu+bn backward d/dbeta");
+        if (st == 1 && P == H && Q == W) {   /* the fused backward, 1 to 3 column tiles a block */
+            gpu_set_conv_fusion(1 + _i % 3);
+            ck_assert_int_gt(gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, Rr, S, st, pd), 0);
+            float *fdw = poisoned(nw), *fdin = poisoned(nx), *fg = poisoned(nx), *fdga = poisoned(C), *fdbe = poisoned(C);
+            G->conv2d_relu_batchnorm_backward(fdw, fdin, fg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, fdga,
+                                              fdbe, gx, gdadd, ggam, gbet, gm, gi);
+            gpu_set_conv_fusion(0);
+            EXPECT_CLOSE(fdw, dw, nw, "fused conv+relu+bn backward d/dweight");
+            EXPECT_CLOSE(fdin, din, nx, "fused conv+relu+bn backward d/dx (+add)");
+            EXPECT_CLOSE(fdga, dga, C, "fused conv+relu+bn backward d/dgamma");
+            EXPECT_CLOSE(fdbe, dbe, C, "fused conv+relu+bn backward d/dbeta");
+            G->free(fdw); G->free(fdin); G->free(fg); G->free(fdga); G->free(fdbe);
+        }
         /* chained: the statistics of `in` ready (those above), and those of `out` (after the
          * add) made in the conv's store for two batchnorms that read it */
         {
@@ -450,7 +471,8 @@ END_TEST
  * pair: bn2's apply pass not run, conv1's kernels reading d(conv1's output) as bn2's backward
  * of g2), against the same table's two calls (on the emulator: the same bits) and the CPU
  * reference table's two calls (which store the activations); with and without the residual,
- * in both maths. Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
+ * in both maths, each layer as two launches and as the fused backward (2 column tiles a
+ * block). Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
  * (50 column tiles: the epilogues' two groups). */
 static void bn_stats_of(float *mean, float *inv, const float *x, int N, int C, int HW)
 {
@@ -510,38 +532,45 @@ START_TEST(block_backward_pair)
             float *out[2][7];   /* dx, dw1, dw2, dg1, db1, dg2, db2 */
             size_t sz[7] = {nx, nw1, nw2, C, C, K1, K1};
             float *s1 = poisoned(nx > nc1 ? nx : nc1), *s2 = poisoned(nc1), *gws = poisoned(nws);
-            for (int way = 0; way < 2; way++) {
-                float *o[7];
-                for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
-                if (way == 0) {
-                    ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
-                    ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
-                    G->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
-                } else {
-                    float *gdc1 = poisoned(nc1);
-                    G->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
-                                                      o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
-                    G->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
-                                                      o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
-                    G->free(gdc1);
+            for (int fuse = 0; fuse < 2; fuse++) {   /* the layers' two launches, then the fused backward */
+                const char *fname = fuse ? "fused" : "not fused";
+                gpu_set_conv_fusion(fuse ? 2 : -1);
+                if (fuse) ck_assert_int_gt(gpu_conv2d_igemm_fused_blocks(N, K1, H, W, K2, 3, 3, 1, 1), 0);
+                for (int way = 0; way < 2; way++) {
+                    float *o[7];
+                    for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
+                    if (way == 0) {
+                        ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
+                        ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
+                        G->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
+                    } else {
+                        float *gdc1 = poisoned(nc1);
+                        G->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
+                                                          o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
+                        G->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
+                                                          o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
+                        G->free(gdc1);
+                    }
+                    for (int k = 0; k < 7; k++) {
+                        out[way][k] = down(o[k], sz[k]);
+                        G->free(o[k]);
+                    }
                 }
+                const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
+                static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
                 for (int k = 0; k < 7; k++) {
-                    out[way][k] = down(o[k], sz[k]);
-                    G->free(o[k]);
-                }
-            }
-            const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
-            static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
-            for (int k = 0; k < 7; k++) {
-                double e = max_rel(out[0][k], want[k], sz[k]);
-                ck_assert_msg(e <= GPU_TOL, "pair %s (shape %d, add %d, seed %d, %s): vs cpu %g", what[k], t, with_add,
-                              _i % SEEDS, math_name, e);
+                    double e = max_rel(out[0][k], want[k], sz[k]);
+                    ck_assert_msg(e <= GPU_TOL, "pair %s (shape %d, add %d, seed %d, %s, %s): vs cpu %g", what[k], t,
+                                  with_add, _i % SEEDS, math_name, fname, e);
 #ifndef CONVNET_REAL_GPU
-                ck_assert_msg(memcmp(out[0][k], out[1][k], sizeof(float) * sz[k]) == 0,
-                              "pair %s (shape %d, add %d, %s): not the two calls' bits", what[k], t, with_add, math_name);
+                    ck_assert_msg(memcmp(out[0][k], out[1][k], sizeof(float) * sz[k]) == 0,
+                                  "pair %s (shape %d, add %d, %s, %s): not the two calls' bits", what[k], t, with_add, math_name,
+                                  fname);
 #endif
-                free(out[0][k]);
-                free(out[1][k]);
+                    free(out[0][k]);
+                    free(out[1][k]);
+                }
+                gpu_set_conv_fusion(0);
             }
             float *bufs[] = {gx, gc1, gdy, gw1, gw2, gg1, gb1, gg2, gb2, gm1, gi1, gm2, gi2, s1, s2, gws};
             for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) G->free(bufs[k]);
@@ -765,7 +794,8 @@ END_TEST
 
 /* The whole model through the GPU table: one training step of a small ResNet matches the
  * CPU table (logits, loss, every gradient, updated weights), and the bits do not depend on
- * the scheduler seed (the GPU path is deterministic). */
+ * the scheduler seed (the GPU path is deterministic); the pre-activation ResNet also with
+ * every stride-1 convolution's backward fused (at these sizes the default fuses none). */
 static float *run_model_step(const Ops *ops, int block, double *loss_out, float **grads, size_t *np)
 {
     ModelConfig cfg;
@@ -804,7 +834,9 @@ static float *run_model_step(const Ops *ops, int block, double *loss_out, float 
 START_TEST(model_step_matches_cpu)
 {
     if (!use_math(_i * SEEDS)) return;   /* _i = 0: fp32, 1: 3xTF32 */
-    for (int block = 0; block <= 2; block++) {   /* preact, original, MLP */
+    for (int run = 0; run <= 3; run++) {   /* preact, original, MLP, preact fused */
+        int block = run % 3;
+        gpu_set_conv_fusion(run == 3 ? 2 : 0);
         double lc, lg, lg2;
         float *gc, *gg, *gg2;
         size_t np, np2;
@@ -812,15 +844,16 @@ START_TEST(model_step_matches_cpu)
         emu_set_shuffle(0);
         float *pg = run_model_step(G, block, &lg, &gg, &np2);
         ck_assert_uint_eq(np, np2);
-        ck_assert_msg(fabs(lc - lg) <= GPU_TOL * fabs(lc), "block %d loss %.9g vs %.9g (%s)", block, lg, lc, math_name);
-        ck_assert_msg(max_rel(gg, gc, np) <= GPU_TOL, "block %d gradients: %g (%s)", block, max_rel(gg, gc, np), math_name);
-        ck_assert_msg(max_rel(pg, pc, np) <= GPU_TOL, "block %d weights after SGD (%s)", block, math_name);
+        ck_assert_msg(fabs(lc - lg) <= GPU_TOL * fabs(lc), "run %d loss %.9g vs %.9g (%s)", run, lg, lc, math_name);
+        ck_assert_msg(max_rel(gg, gc, np) <= GPU_TOL, "run %d gradients: %g (%s)", run, max_rel(gg, gc, np), math_name);
+        ck_assert_msg(max_rel(pg, pc, np) <= GPU_TOL, "run %d weights after SGD (%s)", run, math_name);
         emu_set_shuffle(12345);
         float *pg2 = run_model_step(G, block, &lg2, &gg2, &np2);
         ck_assert_msg(memcmp(pg, pg2, sizeof(float) * np) == 0 && memcmp(gg, gg2, sizeof(float) * np) == 0,
-                      "GPU results changed with the thread schedule (non-deterministic)");
+                      "GPU results changed with the thread schedule (non-deterministic; run %d)", run);
         free(pc); free(pg); free(pg2); free(gc); free(gg); free(gg2);
     }
+    gpu_set_conv_fusion(0);
     emu_set_shuffle(0);
 }
 END_TEST
@@ -841,7 +874,9 @@ static void emu_set_graph_shuffle(unsigned long long seed) { (void)seed; }
  * one graph launch per step after the first (uncaptured: SGD's first step), a recapture
  * when the lr changes. The graph has branches (each weight gradient beside its layer's
  * backward-input and batchnorm sums); the emulator runs its nodes in a random order that
- * keeps the dependencies (seeded), so a missing fork or join edge gives other numbers. */
+ * keeps the dependencies (seeded), so a missing fork or join edge gives other numbers.
+ * Run with every stride-1 convolution's backward fused (the strided ones and the stem keep
+ * their weight gradients on the side stream): both paths in one graph. */
 static void train_two_epochs(int use_graph, float **params, double sums[2][2], size_t *np, long *launches,
                              unsigned long long *syncs, unsigned long long *nodes)
 {
@@ -896,6 +931,7 @@ START_TEST(graph_step_matches_op_by_op)
     size_t na, nb;
     long la, lb;
     unsigned long long ya, yb, nodes_a = 0, nodes_b = 0;
+    gpu_set_conv_fusion(2);
     train_two_epochs(0, &pb, sb, &nb, &lb, &yb, &nodes_b);
     ck_assert_int_eq(lb, 0);
     for (int seed = 0; seed < 3; seed++) {   /* capture order, then two random orders */
@@ -919,6 +955,7 @@ START_TEST(graph_step_matches_op_by_op)
         free(pa);
     }
     free(pb);
+    gpu_set_conv_fusion(0);
 }
 END_TEST
 
