@@ -102,12 +102,14 @@ fi
 step plan 30 bench/gpu_plan
 step plan_fp32 30 bench/gpu_plan --gpu-math fp32
 if [ $DRY = 1 ]; then
-  for s in gemm train_step_gpu train_step_fp32 torch_cuda epoch_ours epoch_torch; do skip "$s" "dry run: needs a GPU"; done
+  for s in gemm train_step_gpu train_step_fp32 train_step_unfused torch_cuda epoch_ours epoch_torch; do skip "$s" "dry run: needs a GPU"; done
 else
   step gemm 60 bench/gpu_bench --max 4096
   step train_step_gpu 45 bench/train_step --device gpu --steps 30
   # the same step with the convolutions on CUDA cores (fp32) instead of tensor cores (3xTF32)
   step train_step_fp32 30 bench/train_step --device gpu --steps 30 --gpu-math fp32
+  # and with each convolution's backward as two launches (no fused backward: the plan's 777 MB)
+  step train_step_unfused 30 bench/train_step --device gpu --steps 30 --no-fused-backward
   have_torch=0
   python3 -c 'import torch; assert torch.cuda.is_available()' 2> /dev/null && have_torch=1
   if [ $have_torch = 1 ]; then
@@ -158,7 +160,7 @@ fi
 
 # ---- the details, and a few small logs for $OUT ------------------------------------------
 echo
-for f in gemm train_step_gpu train_step_fp32 torch_cuda epoch_ours epoch_torch; do
+for f in gemm train_step_gpu train_step_fp32 train_step_unfused torch_cuda epoch_ours epoch_torch; do
   [ -s "$WORK/$f.log" ] && { echo "--- $f"; cat "$WORK/$f.log"; }
 done
 grep -h "epoch\|best weights\|test" "$WORK/train_2_epochs.log" 2> /dev/null

@@ -45,7 +45,6 @@ unsigned long long emu_graph_launches(void);
 unsigned long long emu_last_graph_depth(void);
 int gpu_conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q);   /* gpu/conv2d_igemm.cu */
 int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad);
-void gpu_set_conv_fusion(int per);
 long gpu_conv2d_igemm_col_tiles(int M, long Ncol);
 
 #define LAUNCH_GAP_US 2.0     /* kernel-to-kernel gap of host launches on a stream (typical) */

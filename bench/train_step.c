@@ -1,7 +1,8 @@
 /* End-to-end training throughput: forward + backward + SGD of the practical's ResNet at
  * batch 128 on random data. Last line: "train_step img/s: <number>".
  *   bench/train_step [--device cpu|gpu] [--steps 20] [--threads N] [--batch-size 128]
- *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32] */
+ *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32]
+ *                    [--no-fused-backward] (GPU: each convolution's backward as two launches) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
         else if (!strncmp(argv[i], "--batch-size", 12)) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
         else if (!strcmp(argv[i], "--eval")) eval = 1;
         else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--no-fused-backward")) gpu_set_conv_fusion(-1);
         else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);

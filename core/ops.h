@@ -234,6 +234,11 @@ const Ops *ops_gpu(const char **why);
 enum { GPU_CONV_FP32 = 0, GPU_CONV_3XTF32 = 1 };
 int gpu_set_conv_math(int math);
 int gpu_conv_math(void);
+/* The GPU convolutions' fused backward (gpu/conv2d_igemm.cu: one kernel for backward-input,
+ * batchnorm's sums and the weight gradient's reads, where it saves traffic): per -1 never,
+ * 0 where it pays (the default), n > 0 wherever the geometry allows it, n column tiles a
+ * block (tests). Before the first training step, as above. Without CUDA: nothing to set. */
+void gpu_set_conv_fusion(int per);
 #ifdef __cplusplus
 }
 #endif

@@ -817,7 +817,7 @@ extern "C" int gpu_conv_math(void) { return gpu::get_conv_math(); }
 extern "C" long gpu_conv2d_igemm_col_tiles(int M, long Ncol) { return gpu::col_tiles(M, Ncol); }
 
 // blocks of the fused backward for this convolution (0: it takes the two launches), and the
-// tests' switch (gpu::fuse_per above)
+// switch (core/ops.h; gpu::fuse_per above)
 extern "C" int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
 {
     return gpu::fused_plan(gpu::geo(N, C, H, W, K, R, S, stride, pad)).blocks;

@@ -49,11 +49,8 @@ void gpu_conv2d_im2col(int which, float *out, const float *x, const float *w, in
 
 static const Ops *G;
 
-/* gpu/conv2d_igemm.cu: the fused convolution backward (one kernel for backward-input,
- * batchnorm's sums and the weight gradient's reads): -1 never, 0 where it pays (the default;
- * at the tests' small sizes: nowhere), n > 0 wherever the geometry allows, n column tiles a
- * block; and its blocks for a convolution (0: not taken) */
-void gpu_set_conv_fusion(int per);
+/* gpu/conv2d_igemm.cu: the blocks of a convolution's fused backward (0: not taken; with
+ * gpu_set_conv_fusion, core/ops.h, at 0: at the tests' small sizes, nowhere) */
 int gpu_conv2d_igemm_fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad);
 
 static const char *math_name = "default math";
