@@ -267,7 +267,9 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
  * weights and dW; d(c1) is not among them (this op shows it need not be stored).
  * now: layer 2 as above without its apply pass; layer 1 as above, its weight gradient and
  * backward-input reading d(c1) as bn2's backward of g2 (two tensors, g2 and c1, for one);
- * either layer fused (as above) where it takes it */
+ * either layer fused (as above) where it takes it. din == NULL: bn1's apply pass is not run
+ * (its consumer, conv2d_backward_weight_bn_grad below, reads d x unapplied); the unavoidable
+ * bytes stay as if d x were written once, so that the yardstick does not move */
 static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
 {
@@ -283,6 +285,7 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
     int fb1 = fused_blocks(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
     if (fb2) now2 = d2.y + x2 + 2 * d2.w + fused_partials(fb2, l2->K, l2->C, l2->R, l2->S) + x2;
     if (fb1) now1 = 2 * y1 + x1 + 2 * d1.w + fused_partials(fb1, l1->K, l1->C, l1->R, l1->S) + x1 + 3 * x1 + (add ? x1 : 0);
+    if (!din) now1 -= 3 * x1 + (add ? x1 : 0);   /* no apply pass */
     double el2 = 10.0 * N * l2->C * l2->H * l2->W;   /* bn2's sums and apply, now in conv1's reads (twice) */
     op_begin("block bwd (2 layers)", 2 * (d2.flops + d1.flops) + 2 * el2 + 11.0 * N * l1->C * l1->H * l1->W, min,
              now2 + now1);
@@ -290,6 +293,18 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
     op_tail(l2->C, gpu_conv2d_igemm_col_tiles(l2->C, (long)N * l2->H * l2->W), 2);
     op_tail(l1->C, gpu_conv2d_igemm_col_tiles(l1->C, (long)N * l1->H * l1->W), 2);
     real->conv2d_relu_batchnorm_backward_pair(din, g1, g2, dout, l2, l1, add, N);
+}
+/* a weight gradient reading its dout as a pair's unapplied d x: unavoidable as
+ * conv2d_backward_weight (dout read once); now: g1, the batchnorm's input and the residual
+ * for dout, the conv's input, a partial dW per pixel group */
+static void w_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H, int W, int K, int R, int S,
+                                 int stride, int pad, const float *g1, const ConvBnLayer *bn, const float *add)
+{
+    ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
+    op_begin("conv bwd-weight (d unapplied)", d.flops + 10.0 * N * K * d.P * d.Q, d.y + d.x + d.w,
+             (add ? 3 : 2) * d.y + d.x + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q));
+    op_products(d.flops);
+    real->conv2d_backward_weight_bn_grad(dw, in, N, C, H, W, K, R, S, stride, pad, g1, bn, add);
 }
 static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *ws,
@@ -415,6 +430,7 @@ static Ops wrapped(const Ops *r)
     t.relu_batchnorm_backward = w_relu_bn_bwd;
     t.conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
     t.conv2d_relu_batchnorm_backward_pair = r->conv2d_relu_batchnorm_backward_pair ? w_conv_relu_bn_bwd_pair : NULL;
+    t.conv2d_backward_weight_bn_grad = r->conv2d_backward_weight_bn_grad ? w_conv_bwd_w_bn_grad : NULL;
     t.batchnorm_relu_conv2d_forward = w_bn_relu_conv;
     t.batchnorm_relu_conv2d_forward_chained = r->batchnorm_relu_conv2d_forward_chained ? w_bn_relu_conv_chained : NULL;
     t.relu_forward = w_relu_fwd; t.relu_backward = w_relu_bwd;

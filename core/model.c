@@ -695,10 +695,24 @@ void model_backward(Model *m, int N)
     const Block *last = &m->blocks[m->n_blocks - 1];
     float *g = m->g0, *gnext = m->g1;
     o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
-    for (int i = m->n_blocks - 1; i >= 0; i--) {
+    /* the stem's weight gradient may read the first block's d x unapplied (ops.h:
+     * conv2d_backward_weight_bn_grad): then that d x is never stored */
+    Block *first = m->n_blocks > 0 ? &m->blocks[0] : NULL;
+    int unapplied = first && c->block == BLOCK_PREACT && o->recompute_act && o->conv2d_relu_batchnorm_backward_pair &&
+                    o->conv2d_backward_weight_bn_grad && !first->sub && !m->stem.has_bias;
+    for (int i = m->n_blocks - 1; i >= (unapplied ? 1 : 0); i--) {
         if (c->block == BLOCK_PREACT) preact_backward(m, &m->blocks[i], gnext, g, block_input(m, i), N);
         else original_backward(m, &m->blocks[i], gnext, g, block_input(m, i), N);
         float *t = g; g = gnext; gnext = t;
+    }
+    if (unapplied) {   /* g: d(block 0's output); g1 into t2, as preact_backward's pair call */
+        const Conv *s = &m->stem;
+        ConvBnLayer l2 = conv_bn_layer(m, &first->conv2, &first->bn2, first->c1);
+        ConvBnLayer l1 = conv_bn_layer(m, &first->conv1, &first->bn1, block_input(m, 0));
+        o->conv2d_relu_batchnorm_backward_pair(NULL, m->t2, m->t1, g, &l2, &l1, g, N);
+        o->conv2d_backward_weight_bn_grad(m->grads + s->w, m->input, N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+                                          s->pad, m->t2, &l1, g);
+        return;
     }
     if (c->block == BLOCK_ORIGINAL) {
         relu_bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_a, m->stem_c, NULL, N);

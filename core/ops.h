@@ -112,9 +112,22 @@ typedef struct Ops {
      * din = d x (+ add; din may alias dout or add), every weight and batchnorm gradient, the
      * same values as the two calls. g2 [N, l2->C, l2->H, l2->W] and g1 [N, l1->C, l1->H, l1->W]:
      * scratch. The table need not store d(conv1's output): conv1's backward may compute each
-     * value it reads from bn2's backward (the GPU: bn2's apply pass is not run). */
+     * value it reads from bn2's backward (the GPU: bn2's apply pass is not run).
+     * din == NULL (tables with conv2d_backward_weight_bn_grad): d x is not written; g1 holds
+     * the gradient at bn1's ReLU (before its mask) and l1's dgamma, dbeta are complete, from
+     * which conv2d_backward_weight_bn_grad computes d x as it reads it. */
     void (*conv2d_relu_batchnorm_backward_pair)(float *din, float *g1, float *g2, const float *dout,
             const ConvBnLayer *l2, const ConvBnLayer *l1, const float *add, int N);
+    /* (NULL on tables without it) conv2d_backward_weight (no workspace) of a convolution whose
+     * output is bn->bn_in, the x of a pair called with din == NULL, reading its output
+     * gradient as that pair's din would have been: dout = add + batchnorm bn's backward of g1
+     * masked by its ReLU, per channel k at each value
+     *   dout = add + gamma invstd / M (M [x scale + shift > 0] g1 - dbeta - xhat dgamma)
+     * (xhat = (x - mean) invstd, M = N H W; bn's saved statistics and the pair's dgamma and
+     * dbeta), so that d x is never stored (the GPU: bn1's apply pass of the first block is
+     * not run; the stem's weight gradient computes it). add: NULL or [N, K, P, Q]. */
+    void (*conv2d_backward_weight_bn_grad)(float *dweight, const float *in, int N, int C, int H, int W, int K,
+            int R, int S, int stride, int pad, const float *g1, const ConvBnLayer *bn, const float *add);
     /* a conv whose input is relu(batchnorm(in)): a = relu(batchnorm(in)) ([N,C,H,W], train:
      * batch statistics and running update as batchnorm_forward_train, else running
      * statistics), out = conv2d_forward(a) (+ add when add != NULL).

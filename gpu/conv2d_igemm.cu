@@ -56,7 +56,9 @@ __device__ __forceinline__ float dout_at(const float *dout, const BnGrad &d, lon
     float x = d.x[e];
     float gv = x * scale + shift > 0.f ? d.g[e] : 0.f;
     float xhat = (x - mean) * invstd;
-    return bn_grad_value(d.kk, k, K, d.M, gv, xhat);
+    float v = d.kk ? bn_grad_value(d.kk, k, K, d.M, gv, xhat)
+                   : bn_grad_value3(bn_grad_scale(d.gamma, d.invstd, k, d.M), d.dbeta[k], d.dgamma[k], d.M, gv, xhat);
+    return d.add ? v + d.add[e] : v;   // batchnorm_split's apply: v + add
 }
 
 // op(A)[i, kk] and op(B)[kk, j] of each mode (0 when a gathered input is out of range)

@@ -135,9 +135,12 @@ struct BnSums {
 //   dout = kk[k] (M [x scale + shift > 0] g - kk[K + k] - xhat kk[2K + k]),  xhat = (x - mean) invstd
 // with kk as backward_input_bn returns it (batchnorm_split_backward_apply's arithmetic, so the
 // same bits as the applied tensor). g, x: [N,K,P,Q]; gamma, beta, mean, invstd: [K].
+// kk == nullptr: its factors from gamma, invstd and the batchnorm's finished dgamma, dbeta
+// (the same bits); add: dout + add[same index] (the apply pass's residual), nullptr: none.
 struct BnGrad {
     const float *g, *x, *kk, *gamma, *beta, *mean, *invstd;   // g == nullptr: dout as stored
     long M;                                                    // values per channel (N*P*Q)
+    const float *dgamma = nullptr, *dbeta = nullptr, *add = nullptr;
 };
 // kk_out: where kk goes (3C floats; nullptr: scratch valid until the next call);
 // dout_bn: dout given unapplied (then dout is not read)

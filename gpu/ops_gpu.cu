@@ -218,8 +218,23 @@ void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const floa
                                                   l1->save_invstd, l1->dgamma, l1->dbeta, nullptr, &d);
     }
     if (side) gpu::side_join();   // the weight gradients there have read dout, g2 and kk2: din may be written
-    gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
-                                        l1->save_invstd, N, l1->C, l1->H * l1->W);
+    if (din)   // (else the consumer reads it unapplied: gpu_conv_bwd_w_bn_grad)
+        gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
+                                            l1->save_invstd, N, l1->C, l1->H * l1->W);
+}
+// The weight gradient reading its dout as a pair's unapplied din (ops.h): BnGrad without kk
+// (its factors from bn's gamma, invstd, dgamma and dbeta) and with the residual; on the side
+// stream as gpu_conv_bwd_w.
+void gpu_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H, int W, int K, int R, int S, int stride,
+                            int pad, const float *g1, const ConvBnLayer *bn, const float *add)
+{
+    gpu::BnGrad d = {g1, bn->bn_in, nullptr, bn->gamma, bn->beta, bn->save_mean, bn->save_invstd,
+                     (long)N * bn->H * bn->W, bn->dgamma, bn->dbeta, add};
+    gpu::side_begin();
+    gpu::conv2d_igemm_backward_weight(dw, nullptr, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{}, &d);
+    gpu::side_mark();
+    gpu::side_end();
+    gpu::side_join();
 }
 
 // a == NULL (recompute_act): batchnorm's statistics, then the convolution applies
@@ -284,6 +299,7 @@ Ops make_table()
     t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
     t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
     t.conv2d_relu_batchnorm_backward_pair = gpu_conv_relu_bn_backward_pair;
+    t.conv2d_backward_weight_bn_grad = gpu_conv_bwd_w_bn_grad;
     t.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
     t.branch_begin = gpu::side_begin;
     t.branch_end = gpu::side_end;

@@ -469,7 +469,8 @@ END_TEST
  * of g2), against the same table's two calls (on the emulator: the same bits) and the CPU
  * reference table's two calls (which store the activations); with and without the residual,
  * in both maths, each layer as two launches and as the fused backward (2 column tiles a
- * block). Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
+ * block); and with din == NULL, a weight gradient reading d x unapplied
+ * (conv2d_backward_weight_bn_grad). Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
  * (50 column tiles: the epilogues' two groups). */
 static void bn_stats_of(float *mean, float *inv, const float *x, int N, int C, int HW)
 {
@@ -552,6 +553,32 @@ START_TEST(block_backward_pair)
                         out[way][k] = down(o[k], sz[k]);
                         G->free(o[k]);
                     }
+                }
+                {   /* din == NULL, then a weight gradient reading d x unapplied (that of a 3-channel
+                     * 3x3 conv whose output is x, as the stem's): vs the CPU's on rdx, and on the
+                     * emulator the bits of the plain weight gradient of the pair's d x */
+                    size_t nin = (size_t)N * 3 * H * W, nw3 = (size_t)C * 27;
+                    float *in3 = rnd(nin, 31), *gin3 = up(in3, nin), *gdx = up(out[0][0], nx), *o[7];
+                    float *r3 = malloc(sizeof(float) * nw3), *want3 = poisoned(nw3), *got3 = poisoned(nw3);
+                    float *ws3 = malloc(sizeof(float) * conv2d_workspace_floats(N, 3, H, W, C, 3, 3, 1, 1));
+                    for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
+                    R->conv2d_backward_weight(r3, rdx, in3, N, 3, H, W, C, 3, 3, 1, 1, ws3);
+                    G->conv2d_backward_weight(want3, gdx, gin3, N, 3, H, W, C, 3, 3, 1, 1, gws);
+                    ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
+                    ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
+                    G->conv2d_relu_batchnorm_backward_pair(NULL, s1, s2, gdy, &l2, &l1, gadd, N);
+                    G->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, s1, &l1, gadd);
+                    float *w3 = down(want3, nw3), *g3 = down(got3, nw3);
+                    double e = max_rel(g3, r3, nw3);
+                    ck_assert_msg(e <= GPU_TOL, "d x unapplied: d/dw (shape %d, add %d, seed %d, %s, %s): vs cpu %g", t,
+                                  with_add, _i % SEEDS, math_name, fname, e);
+#ifndef CONVNET_REAL_GPU
+                    ck_assert_msg(memcmp(g3, w3, sizeof(float) * nw3) == 0, "d x unapplied: d/dw (shape %d, add %d, %s, %s): "
+                                  "not the bits of the applied d x's", t, with_add, math_name, fname);
+#endif
+                    for (int k = 0; k < 7; k++) G->free(o[k]);
+                    G->free(gin3); G->free(gdx); G->free(want3); G->free(got3);
+                    free(in3); free(r3); free(ws3); free(w3); free(g3);
                 }
                 const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
                 static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
