@@ -301,7 +301,7 @@ static void w_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H
                                  int stride, int pad, const float *g1, const ConvBnLayer *bn, const float *add)
 {
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
-    op_begin("conv bwd-weight (d unapplied)", d.flops + 10.0 * N * K * d.P * d.Q, d.y + d.x + d.w,
+    op_begin("conv bwd-w (unapplied)", d.flops + 10.0 * N * K * d.P * d.Q, d.y + d.x + d.w,
              (add ? 3 : 2) * d.y + d.x + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q));
     op_products(d.flops);
     real->conv2d_backward_weight_bn_grad(dw, in, N, C, H, W, K, R, S, stride, pad, g1, bn, add);
