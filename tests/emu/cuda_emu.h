@@ -1,6 +1,7 @@
 // CUDA on the CPU, for testing gpu/ without a GPU (C++17, g++).
 //
-// Every CUDA thread is a user-level fiber (ucontext). The blocks of a launch run one after
+// Every CUDA thread is a user-level fiber (on x86-64 switched by saving and restoring its
+// callee-saved registers, no system call; under ASan or elsewhere, ucontext). The blocks of a launch run one after
 // another on the calling OS thread; inside a block the scheduler runs one fiber at a time
 // until it reaches __syncthreads() (or a warp-level barrier) or returns, and releases a
 // barrier once every live thread of the block (or warp) has arrived. A barrier reached from
