@@ -394,6 +394,16 @@ static void w_sm_bwd(float *dlogits, const float *probs, const int32_t *labels, 
     op_begin("softmax+xent bwd", 2.0 * N * C, F4 * (2.0 * N * C + N), F4 * (2.0 * N * C + N));
     real->softmax_xent_backward(dlogits, probs, labels, N, C);
 }
+/* the head's backward in one launch: reads probs, labels, pooled and W, writes dx, dW, db
+ * (dlogits and d pooled not stored; recomputed per value from L1) */
+static void w_classifier_bwd(float *dx, float *dw, float *db, const float *probs, const int32_t *labels,
+                             const float *pooled, const float *w, int N, int I, int O, int H, int W)
+{
+    double x = F4 * N * I * H * W, io = F4 * (double)I * O;
+    double b = F4 * (N * O + N + N * I) + io + x + io + F4 * O;
+    op_begin("classifier bwd", 4.0 * N * I * O + 3.0 * N * O + N * O + (double)N * I * H * W, b, b);
+    real->classifier_backward(dx, dw, db, probs, labels, pooled, w, N, I, O, H, W);
+}
 static void w_augment(float *out, const uint8_t *images, const int32_t *idx, const struct AugParams *params,
                       int n, double rot, const int32_t *perm)
 {
@@ -438,6 +448,7 @@ static Ops wrapped(const Ops *r)
     t.avgpool2d_forward = w_avg_fwd; t.avgpool2d_backward = w_avg_bwd;
     t.linear_forward = w_lin_fwd; t.linear_backward = w_lin_bwd;
     t.softmax_xent_forward = w_sm_fwd; t.softmax_xent_backward = w_sm_bwd;
+    t.classifier_backward = r->classifier_backward ? w_classifier_bwd : NULL;
     t.augment_batch = w_augment;
     t.augment_plan = w_augment_plan;
     t.loss_accumulate = w_loss_acc;

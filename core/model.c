@@ -689,12 +689,17 @@ void model_backward(Model *m, int N)
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
     if (c->mlp) { mlp_backward(m, N); return; }
-    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);
-    o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
-                       m->params + m->fc_w, N, m->feat, c->classes);
     const Block *last = &m->blocks[m->n_blocks - 1];
     float *g = m->g0, *gnext = m->g1;
-    o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+    if (o->classifier_backward && last->Ho == last->Wo) {   /* the head in one call (global pooling) */
+        o->classifier_backward(g, m->grads + m->fc_w, m->grads + m->fc_b, m->probs, m->labels, m->pooled,
+                               m->params + m->fc_w, N, m->feat, c->classes, last->Ho, last->Wo);
+    } else {
+        o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);
+        o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
+                           m->params + m->fc_w, N, m->feat, c->classes);
+        o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+    }
     /* the stem's weight gradient may read the first block's d x unapplied (ops.h:
      * conv2d_backward_weight_bn_grad): then that d x is never stored */
     Block *first = m->n_blocks > 0 ? &m->blocks[0] : NULL;

@@ -180,6 +180,14 @@ typedef struct Ops {
                                  const float *logits, const int32_t *labels, int N, int C);
     void (*softmax_xent_backward)(float *dlogits, const float *probs, const int32_t *labels,
                                   int N, int C);
+    /* (NULL on tables without it; the model then makes the three calls) the classifier
+     * head's backward in one call: softmax_xent_backward (N samples, O classes), then
+     * linear_backward of logits = pooled W^T + b (pooled [N,I], W [O,I]: dweight, dbias),
+     * then the backward of a global average pool over H x W (dx [N,I,H,W] = d pooled / (H W));
+     * dlogits and d pooled need not be stored. */
+    void (*classifier_backward)(float *dx, float *dweight, float *dbias, const float *probs,
+                                const int32_t *labels, const float *pooled, const float *weight, int N,
+                                int I, int O, int H, int W);
 
     /* ---- data: the training transforms on the device's copy of the data set ----
      * out [n,3,32,32] = normalize(permute(rotate(crop(flip(images[idx[i]]))))), with the

@@ -166,6 +166,8 @@ void conv2d_igemm_backward_weight(float *dweight, const float *dout, const float
                                   int W, int K, int R, int S, int stride, int pad, BnRelu bn = BnRelu{},
                                   const BnGrad *dout_bn = nullptr);
 void conv2d_igemm_weight_sums();
+void classifier_backward(float *dx, float *dweight, float *dbias, const float *probs, const int32_t *labels,
+                         const float *pooled, const float *weight, int N, int I, int O, int H, int W);
 // backward-input with batchnorm's sums (as backward_input_bn; dout_bn: dout unapplied) and the
 // weight gradient (as backward_weight with bn, its input read as relu(batchnorm(x))) in one
 // kernel that reads dout and x once for both, where the convolution takes it (stride 1, the

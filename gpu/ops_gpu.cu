@@ -311,6 +311,7 @@ Ops make_table()
     t.linear_forward = gpu::linear_forward; t.linear_backward = gpu::linear_backward;
     t.softmax_xent_forward = gpu::softmax_xent_forward;
     t.softmax_xent_backward = gpu::softmax_xent_backward;
+    t.classifier_backward = gpu::classifier_backward;
     t.augment_batch = gpu::augment_batch;
     t.augment_plan = gpu::augment_plan;
     t.loss_accumulate = gpu::loss_accumulate;

@@ -718,6 +718,37 @@ START_TEST(linear_and_loss_kernels)
     EXPECT_CLOSE(gdz, dz, 70, "softmax_xent backward");
     G->download(gcor, gc, sizeof lab);
     ck_assert(memcmp(gcor, cor, sizeof cor) == 0);
+    {   /* the head's backward in one launch (classifier_backward: the three calls above and a
+         * global 3x3 average pool's backward, pooled = x): vs the CPU's three calls, and on the
+         * emulator the bits of the GPU's three calls */
+        int H = 3, W = 3;
+        size_t nx3 = (size_t)N * I * H * W;
+        float dpool[231], dwc[330], dbc[10], *dx3 = malloc(sizeof(float) * nx3);
+        linear_backward(dpool, dwc, dbc, dz, x, w, N, I, O);
+        avgpool2d_backward(dx3, dpool, N, I, H, W, H, 1, 0);
+        float *cdx = poisoned(nx3), *cdw = poisoned((size_t)O * I), *cdb = poisoned(O);
+        G->classifier_backward(cdx, cdw, cdb, gp, glab, gx, gw, N, I, O, H, W);
+        EXPECT_CLOSE(cdx, dx3, nx3, "classifier backward d/dx");
+        EXPECT_CLOSE(cdw, dwc, (size_t)O * I, "classifier backward d/dweight");
+        EXPECT_CLOSE(cdb, dbc, O, "classifier backward d/dbias");
+#ifndef CONVNET_REAL_GPU
+        float *tdp = poisoned((size_t)N * I), *tdx = poisoned(nx3), *tdw = poisoned((size_t)O * I), *tdb = poisoned(O);
+        G->linear_backward(tdp, tdw, tdb, gdz, gx, gw, N, I, O);
+        G->avgpool2d_backward(tdx, tdp, N, I, H, W, H, 1, 0);
+        float *got[3] = {down(cdx, nx3), down(cdw, (size_t)O * I), down(cdb, O)};
+        float *want[3] = {down(tdx, nx3), down(tdw, (size_t)O * I), down(tdb, O)};
+        size_t sz[3] = {nx3, (size_t)O * I, (size_t)O};
+        for (int k = 0; k < 3; k++) {
+            ck_assert_msg(memcmp(got[k], want[k], sizeof(float) * sz[k]) == 0, "classifier backward: output %d is not "
+                          "the bits of the three calls", k);
+            free(got[k]);
+            free(want[k]);
+        }
+        G->free(tdp); G->free(tdx); G->free(tdw); G->free(tdb);
+#endif
+        G->free(cdx); G->free(cdw); G->free(cdb);
+        free(dx3);
+    }
     float *bufs[] = {gx, gw, gb, gdy, gy, gdx, gdw, gdb, gz, gl, gp, gdz};
     for (int i = 0; i < 12; i++) G->free(bufs[i]);
     G->free(glab); G->free(gc);
