@@ -12,6 +12,8 @@
 //                    M = K, columns = C*R*S, reduction = the group's output pixels; the groups'
 //                    partial dW added in group order by sum_groups_kernel, one launch for every
 //                    weight gradient of the step (conv2d_igemm_weight_sums, before SGD)
+//   backward (fused) backward_input with batchnorm's sums, then backward_weight over the same
+//                    pixels, in one kernel (conv_bwd_fused_kernel, where fused_plan takes it)
 // forward and backward_weight can read their input through batchnorm+ReLU (BnRelu, gpu.h):
 // each gathered in-image value v becomes max(0, v scale_c + shift_c), so the activation
 // a = relu(batchnorm(x)) of a pre-activation block is never stored (padding stays 0: it is
