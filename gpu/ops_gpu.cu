@@ -78,16 +78,22 @@ void gpu_conv_bwd_in(float *din, const float *dout, const float *w, int N, int C
 {
     gpu::conv2d_igemm_backward_input(din, dout, w, N, C, H, W, K, R, S, stride, pad);
 }
-// Every weight gradient runs on the side stream (in order there); here the main stream waits
-// for its launch at once (the caller may overwrite dout and in next). Its groups' sum is
-// pending until sgd_step (or a download): gpu::conv2d_igemm_weight_sums.
+// A weight gradient on the side stream (in order there), marked for side_join; its groups'
+// sum is pending until sgd_step (or a download): gpu::conv2d_igemm_weight_sums.
+void weight_grad_on_side(float *dw, const float *dout, const float *in, int N, int C, int H, int W, int K, int R,
+                         int S, int stride, int pad, const gpu::BnRelu &bn = gpu::BnRelu{},
+                         const gpu::BnGrad *dout_bn = nullptr)
+{
+    gpu::side_begin();
+    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad, bn, dout_bn);
+    gpu::side_mark();
+    gpu::side_end();
+}
+// The op: the main stream waits for the launch at once (the caller may overwrite dout and in next).
 void gpu_conv_bwd_w(float *dw, const float *dout, const float *in, int N, int C, int H, int W, int K, int R,
                     int S, int stride, int pad, float *)
 {
-    gpu::side_begin();
-    gpu::conv2d_igemm_backward_weight(dw, dout, in, N, C, H, W, K, R, S, stride, pad);
-    gpu::side_mark();
-    gpu::side_end();
+    weight_grad_on_side(dw, dout, in, N, C, H, W, K, R, S, stride, pad);
     gpu::side_join();
 }
 
@@ -135,14 +141,34 @@ void no_stored_activation(const char *slot)
     exit(1);
 }
 
-// in == NULL (the model on this table: recompute_act): the weight gradient reads
-// relu(batchnorm(bn_in)) as it gathers, and batchnorm's backward recomputes the ReLU's mask.
-// Where the convolution takes the fused backward (gpu::conv2d_igemm_backward_fused), one
-// kernel does backward-input, batchnorm's sums and the weight gradient's reads; else the
-// weight gradient runs on the side stream, beside backward-input and batchnorm's sums: the
-// two depend on nothing the other writes; batchnorm's apply pass waits for its launch that
-// reads dout (din may be dout). Either way its groups' sum is pending until sgd_step (one
-// launch for every layer, after side_join_all).
+// One layer of a pre-activation block's backward (ops.h: ConvBnLayer): backward-input into g
+// with batchnorm's sums in its epilogue (returns kk: kk_out, or scratch), and the weight
+// gradient (l->dweight NULL: none); dout read as stored, or unapplied (dout_bn). The weight
+// gradient reads relu(batchnorm(bn_in)) as it gathers. Where the convolution takes the fused
+// backward (gpu::conv2d_igemm_backward_fused), one kernel does both; else the weight gradient
+// runs on the side stream beside backward-input (the two depend on nothing the other writes),
+// *side is set, and the caller joins before overwriting what it reads.
+const float *layer_backward(const ConvBnLayer *l, float *g, const float *dout, const gpu::BnGrad *dout_bn, int N,
+                            float *kk_out, bool *side)
+{
+    gpu::BnRelu bn = {l->gamma, l->beta, l->save_mean, l->save_invstd};
+    if (l->dweight) {
+        const float *kk = gpu::conv2d_igemm_backward_fused(l->dweight, g, dout, l->weight, N, l->C, l->H, l->W, l->K,
+                                                           l->R, l->S, l->stride, l->pad, bn, l->bn_in, l->dgamma,
+                                                           l->dbeta, kk_out, dout_bn);
+        if (kk) return kk;
+        weight_grad_on_side(l->dweight, dout, l->bn_in, N, l->C, l->H, l->W, l->K, l->R, l->S, l->stride, l->pad, bn,
+                            dout_bn);
+        *side = true;
+    }
+    return gpu::conv2d_igemm_backward_input_bn(g, dout, l->weight, N, l->C, l->H, l->W, l->K, l->R, l->S, l->stride,
+                                               l->pad, l->bn_in, l->gamma, l->beta, l->save_mean, l->save_invstd,
+                                               l->dgamma, l->dbeta, kk_out, dout_bn);
+}
+
+// in == NULL (the model on this table: recompute_act): one layer_backward, then batchnorm's
+// apply pass (recomputing the ReLU's mask), after the side stream's reads (din may be dout).
+// The weight gradient's groups' sum is pending until sgd_step (one launch for every layer).
 void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float *dout,
         const float *in, const float *weight, int N, int C, int H, int W, int K, int R, int S,
         int stride, int pad, float *workspace, float *dgamma, float *dbeta, const float *bn_in,
@@ -151,25 +177,11 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
 {
     (void)workspace;
     if (in) no_stored_activation("conv2d_relu_batchnorm_backward");
-    gpu::BnRelu bn = {gamma, beta, save_mean, save_invstd};
-    const float *kk = dweight ? gpu::conv2d_igemm_backward_fused(dweight, g, dout, weight, N, C, H, W, K, R, S, stride,
-                                                                 pad, bn, bn_in, dgamma, dbeta)
-                              : nullptr;
-    if (kk) {
-        gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N,
-                                            C, H * W);
-        return;
-    }
-    if (dweight) {
-        gpu::side_begin();
-        gpu::conv2d_igemm_backward_weight(dweight, dout, bn_in, N, C, H, W, K, R, S, stride, pad, bn);
-        gpu::side_mark();
-        gpu::side_end();
-    }
-    // batchnorm's sums in backward-input's epilogue: no pass of their own
-    kk = gpu::conv2d_igemm_backward_input_bn(g, dout, weight, N, C, H, W, K, R, S, stride, pad, bn_in,
-                                                          gamma, beta, save_mean, save_invstd, dgamma, dbeta);
-    if (dweight) gpu::side_join();
+    ConvBnLayer l = {weight, bn_in, gamma, beta, save_mean, save_invstd, dweight, dgamma, dbeta,
+                     C, H, W, K, R, S, stride, pad};
+    bool side = false;
+    const float *kk = layer_backward(&l, g, dout, nullptr, N, nullptr, &side);
+    if (side) gpu::side_join();
     gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N, C,
                                         H * W);
 }
@@ -178,45 +190,18 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
 // output) as bn2's backward of g2 (gpu::BnGrad), its per-channel factors kk2 kept apart from
 // the scratch the next backward-input reuses. One launch less on the main chain per block,
 // and a pass over three tensors (read g2 and bn2's input, write the gradient) traded for
-// conv1's two kernels reading two tensors instead of one. Each layer as one fused kernel where
-// it takes it (as above), else its weight gradient on the side stream; the apply pass waits
-// for the side stream's reads, if any.
+// conv1's two kernels reading two tensors instead of one. The apply pass waits for the side
+// stream's reads, if any.
 gpu::Scratch pair_kk;
 void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
 {
     bool side = false;
-    gpu::BnRelu bn2 = {l2->gamma, l2->beta, l2->save_mean, l2->save_invstd};
     float *kk2 = pair_kk.get(3 * (size_t)l2->C);
-    if (!gpu::conv2d_igemm_backward_fused(l2->dweight, g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R,
-                                          l2->S, l2->stride, l2->pad, bn2, l2->bn_in, l2->dgamma, l2->dbeta, kk2)) {
-        gpu::side_begin();
-        gpu::conv2d_igemm_backward_weight(l2->dweight, dout, l2->bn_in, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
-                                          l2->stride, l2->pad, bn2);
-        gpu::side_mark();
-        gpu::side_end();
-        side = true;
-        gpu::conv2d_igemm_backward_input_bn(g2, dout, l2->weight, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S,
-                                            l2->stride, l2->pad, l2->bn_in, l2->gamma, l2->beta, l2->save_mean,
-                                            l2->save_invstd, l2->dgamma, l2->dbeta, kk2);
-    }
+    layer_backward(l2, g2, dout, nullptr, N, kk2, &side);
     gpu::BnGrad d = {g2, l2->bn_in, kk2, l2->gamma, l2->beta, l2->save_mean, l2->save_invstd,
                      (long)N * l2->H * l2->W};
-    gpu::BnRelu bn1 = {l1->gamma, l1->beta, l1->save_mean, l1->save_invstd};
-    const float *kk1 = gpu::conv2d_igemm_backward_fused(l1->dweight, g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W,
-                                                        l1->K, l1->R, l1->S, l1->stride, l1->pad, bn1, l1->bn_in,
-                                                        l1->dgamma, l1->dbeta, nullptr, &d);
-    if (!kk1) {
-        gpu::side_begin();   // after backward-input 2: g2 and kk2 are ready
-        gpu::conv2d_igemm_backward_weight(l1->dweight, nullptr, l1->bn_in, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
-                                          l1->stride, l1->pad, bn1, &d);
-        gpu::side_mark();
-        gpu::side_end();
-        side = true;
-        kk1 = gpu::conv2d_igemm_backward_input_bn(g1, nullptr, l1->weight, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S,
-                                                  l1->stride, l1->pad, l1->bn_in, l1->gamma, l1->beta, l1->save_mean,
-                                                  l1->save_invstd, l1->dgamma, l1->dbeta, nullptr, &d);
-    }
+    const float *kk1 = layer_backward(l1, g1, nullptr, &d, N, nullptr, &side);   // after backward-input 2: g2, kk2 ready
     if (side) gpu::side_join();   // the weight gradients there have read dout, g2 and kk2: din may be written
     if (din)   // (else the consumer reads it unapplied: gpu_conv_bwd_w_bn_grad)
         gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
@@ -230,10 +215,7 @@ void gpu_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H, int
 {
     gpu::BnGrad d = {g1, bn->bn_in, nullptr, bn->gamma, bn->beta, bn->save_mean, bn->save_invstd,
                      (long)N * bn->H * bn->W, bn->dgamma, bn->dbeta, add};
-    gpu::side_begin();
-    gpu::conv2d_igemm_backward_weight(dw, nullptr, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{}, &d);
-    gpu::side_mark();
-    gpu::side_end();
+    weight_grad_on_side(dw, nullptr, in, N, C, H, W, K, R, S, stride, pad, gpu::BnRelu{}, &d);
     gpu::side_join();
 }
 
