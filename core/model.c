@@ -534,7 +534,9 @@ static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, co
     return l;
 }
 
-/* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx */
+/* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx; or dx == NULL
+ * (on a pair table with conv2d_backward_weight_bn_grad, a block without a shortcut conv):
+ * d x left unapplied, its gradient at bn1's ReLU in t2, for conv2d_backward_weight_bn_grad */
 static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
 {
     float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
@@ -705,16 +707,16 @@ void model_backward(Model *m, int N)
     Block *first = m->n_blocks > 0 ? &m->blocks[0] : NULL;
     int unapplied = first && c->block == BLOCK_PREACT && o->recompute_act && o->conv2d_relu_batchnorm_backward_pair &&
                     o->conv2d_backward_weight_bn_grad && !first->sub && !m->stem.has_bias;
-    for (int i = m->n_blocks - 1; i >= (unapplied ? 1 : 0); i--) {
-        if (c->block == BLOCK_PREACT) preact_backward(m, &m->blocks[i], gnext, g, block_input(m, i), N);
-        else original_backward(m, &m->blocks[i], gnext, g, block_input(m, i), N);
+    for (int i = m->n_blocks - 1; i >= 0; i--) {
+        float *dx = i == 0 && unapplied ? NULL : gnext;
+        if (c->block == BLOCK_PREACT) preact_backward(m, &m->blocks[i], dx, g, block_input(m, i), N);
+        else original_backward(m, &m->blocks[i], dx, g, block_input(m, i), N);
+        if (!dx) break;   /* g stays block 0's dy */
         float *t = g; g = gnext; gnext = t;
     }
-    if (unapplied) {   /* g: d(block 0's output); g1 into t2, as preact_backward's pair call */
+    if (unapplied) {   /* d x = g + bn1's backward of t2, computed as the stem's weight gradient reads it */
         const Conv *s = &m->stem;
-        ConvBnLayer l2 = conv_bn_layer(m, &first->conv2, &first->bn2, first->c1);
         ConvBnLayer l1 = conv_bn_layer(m, &first->conv1, &first->bn1, block_input(m, 0));
-        o->conv2d_relu_batchnorm_backward_pair(NULL, m->t2, m->t1, g, &l2, &l1, g, N);
         o->conv2d_backward_weight_bn_grad(m->grads + s->w, m->input, N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                                           s->pad, m->t2, &l1, g);
         return;
