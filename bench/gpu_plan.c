@@ -169,11 +169,8 @@ static double wgrad_partials(int N, int K, int C, int R, int S, int P, int Q)
     return g > 1 ? 2 * F4 * g * (double)K * C * R * S : 0;
 }
 /* the fused backward (gpu/conv2d_igemm.cu, conv_bwd_fused_kernel): a partial dW per block,
- * written and read back once; 0 blocks: the convolution takes the two launches */
-static int fused_blocks(int N, int C, int H, int W, int K, int R, int S, int stride, int pad)
-{
-    return gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, R, S, stride, pad);
-}
+ * written and read back once (gpu_conv2d_igemm_fused_blocks: 0 where the convolution takes
+ * the two launches) */
 static double fused_partials(int blocks, int K, int C, int R, int S)
 {
     return blocks > 1 ? 2 * F4 * blocks * (double)K * C * R * S : 0;
@@ -252,7 +249,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     double x = d.x;
     double min = d.y + 2 * x + 2 * d.w + (add ? x : 0);
-    int fb = dw ? fused_blocks(N, C, H, W, K, R, S, stride, pad) : 0;
+    int fb = dw ? gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, R, S, stride, pad) : 0;
     double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
                  x + 3 * x + (add ? x : 0);
     if (fb) now = d.y + x + 2 * d.w + fused_partials(fb, K, C, R, S) + x + 3 * x + (add ? x : 0);
@@ -281,8 +278,8 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
                   (d2.y + d2.w + x2) + x2;
     double now1 = 2 * y1 + d1.x + d1.w + wgrad_partials(N, l1->K, l1->C, l1->R, l1->S, d1.P, d1.Q) +
                   (2 * y1 + d1.w + x1) + x1 + 3 * x1 + (add ? x1 : 0);
-    int fb2 = fused_blocks(N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
-    int fb1 = fused_blocks(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
+    int fb2 = gpu_conv2d_igemm_fused_blocks(N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
+    int fb1 = gpu_conv2d_igemm_fused_blocks(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
     if (fb2) now2 = d2.y + x2 + 2 * d2.w + fused_partials(fb2, l2->K, l2->C, l2->R, l2->S) + x2;
     if (fb1) now1 = 2 * y1 + x1 + 2 * d1.w + fused_partials(fb1, l1->K, l1->C, l1->R, l1->S) + x1 + 3 * x1 + (add ? x1 : 0);
     if (!din) now1 -= 3 * x1 + (add ? x1 : 0);   /* no apply pass */
