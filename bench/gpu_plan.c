@@ -233,14 +233,23 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
     op_begin("relu+bn bwd", 11.0 * N * C * HW, (add ? 5 : 4) * x, 7 * x + (add ? x : 0));
     real->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
 }
+/* The bytes of one layer's backward-input (+ batchnorm's sums) and weight gradient (with_dw),
+ * its dout read as `dout` bytes (d.y, or 2 d.y unapplied: g and x): the weight gradient reads
+ * bn_in (through batchnorm+ReLU) and dout and writes a partial dW per pixel group;
+ * backward-input reads dout, writes g, and its epilogue reads bn_in for batchnorm's sums.
+ * Fused: one kernel reads dout and bn_in once for all three (a partial dW per block). dW:
+ * written by the sums of the partials. */
+static double layer_bytes(ConvDims d, double dout, int with_dw, int N, int C, int H, int W, int K, int R, int S,
+                          int stride, int pad)
+{
+    int fb = with_dw ? gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, R, S, stride, pad) : 0;
+    if (fb) return dout + d.x + 2 * d.w + fused_partials(fb, K, C, R, S) + d.x;
+    return (with_dw ? d.x + dout + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (dout + d.w + d.x) + d.x;
+}
 /* (the GPU table stores no activation: in == NULL)
  * unavoidable: dout, bn's input (the conv input is computed from it), din, weights and dW
  * (+ the residual).
- * now: the weight gradient reads bn_in (through batchnorm+ReLU) and dout and writes a partial
- * dW per pixel group; backward-input reads dout, writes g, and its epilogue reads bn_in for
- * batchnorm's sums; the apply pass reads g and bn_in and writes din. Fused: one kernel reads
- * dout and bn_in once for backward-input, the sums and the weight gradient (a partial dW per
- * block). dW: written by the sums of the partials. */
+ * now: layer_bytes, then the apply pass reads g and bn_in and writes din (+ the residual) */
 static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *dout, const float *in,
         const float *w, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *ws, float *dg, float *db, const float *bn_in, const float *add, const float *g,
@@ -249,10 +258,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     ConvDims d = conv_dims(N, C, H, W, K, R, S, stride, pad);
     double x = d.x;
     double min = d.y + 2 * x + 2 * d.w + (add ? x : 0);
-    int fb = dw ? gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, R, S, stride, pad) : 0;
-    double now = (dw ? d.x + d.y + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q) : 0) + (d.y + d.w + d.x) +
-                 x + 3 * x + (add ? x : 0);
-    if (fb) now = d.y + x + 2 * d.w + fused_partials(fb, K, C, R, S) + x + 3 * x + (add ? x : 0);
+    double now = layer_bytes(d, d.y, dw != NULL, N, C, H, W, K, R, S, stride, pad) + 3 * x + (add ? x : 0);
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     op_products((dw ? 2 : 1) * d.flops);
     op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
@@ -262,9 +268,8 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
 /* both layers of a block's main path in one call:
  * unavoidable: dout, each layer's bn input (conv1's output c1, and x), din (+ the residual),
  * weights and dW; d(c1) is not among them (this op shows it need not be stored).
- * now: layer 2 as above without its apply pass; layer 1 as above, its weight gradient and
- * backward-input reading d(c1) as bn2's backward of g2 (two tensors, g2 and c1, for one);
- * either layer fused (as above) where it takes it. din == NULL: bn1's apply pass is not run
+ * now: layer 2's layer_bytes; layer 1's, its weight gradient and backward-input reading d(c1)
+ * as bn2's backward of g2 (two tensors, g2 and c1, for one), and its apply pass. din == NULL: bn1's apply pass is not run
  * (its consumer, conv2d_backward_weight_bn_grad below, reads d x unapplied); the unavoidable
  * bytes stay as if d x were written once, so that the yardstick does not move */
 static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
@@ -274,15 +279,9 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
     ConvDims d1 = conv_dims(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
     double x2 = d2.x, x1 = d1.x, y1 = d1.y;   /* y1: c1 and d(c1), the size of x2 */
     double min = d2.y + x2 + x1 + x1 + 2 * (d2.w + d1.w) + (add ? x1 : 0);
-    double now2 = d2.x + d2.y + d2.w + wgrad_partials(N, l2->K, l2->C, l2->R, l2->S, d2.P, d2.Q) +
-                  (d2.y + d2.w + x2) + x2;
-    double now1 = 2 * y1 + d1.x + d1.w + wgrad_partials(N, l1->K, l1->C, l1->R, l1->S, d1.P, d1.Q) +
-                  (2 * y1 + d1.w + x1) + x1 + 3 * x1 + (add ? x1 : 0);
-    int fb2 = gpu_conv2d_igemm_fused_blocks(N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
-    int fb1 = gpu_conv2d_igemm_fused_blocks(N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad);
-    if (fb2) now2 = d2.y + x2 + 2 * d2.w + fused_partials(fb2, l2->K, l2->C, l2->R, l2->S) + x2;
-    if (fb1) now1 = 2 * y1 + x1 + 2 * d1.w + fused_partials(fb1, l1->K, l1->C, l1->R, l1->S) + x1 + 3 * x1 + (add ? x1 : 0);
-    if (!din) now1 -= 3 * x1 + (add ? x1 : 0);   /* no apply pass */
+    double now2 = layer_bytes(d2, d2.y, 1, N, l2->C, l2->H, l2->W, l2->K, l2->R, l2->S, l2->stride, l2->pad);
+    double now1 = layer_bytes(d1, 2 * y1, 1, N, l1->C, l1->H, l1->W, l1->K, l1->R, l1->S, l1->stride, l1->pad) +
+                  (din ? 3 * x1 + (add ? x1 : 0) : 0);   /* the apply pass, if din */
     double el2 = 10.0 * N * l2->C * l2->H * l2->W;   /* bn2's sums and apply, now in conv1's reads (twice) */
     op_begin("block bwd (2 layers)", 2 * (d2.flops + d1.flops) + 2 * el2 + 11.0 * N * l1->C * l1->H * l1->W, min,
              now2 + now1);
