@@ -75,13 +75,14 @@ __device__ inline float bn_finish_stats(const BnRefs &r, int c, float mean, floa
     return invstd;
 }
 
-// batchnorm's backward finish for channel c of C from sg = sum g and sgx = sum g xhat over M
-// values: dbeta, dgamma, and kk ([C] gamma invstd / M, [C] dbeta, [C] dgamma) for the apply pass
-// kk's first factor, gamma invstd / M (bn_finish_grads; BnGrad without kk: the same bits)
+// kk's first factor, gamma invstd / M (bn_finish_grads below; BnGrad without kk: the same bits)
 __device__ __forceinline__ float bn_grad_scale(const float *gamma, const float *invstd, int c, long M)
 {
     return gamma[c] * invstd[c] / (float)M;
 }
+
+// batchnorm's backward finish for channel c of C from sg = sum g and sgx = sum g xhat over M
+// values: dbeta, dgamma, and kk ([C] gamma invstd / M, [C] dbeta, [C] dgamma) for the apply pass
 __device__ inline void bn_finish_grads(float *kk, float *dgamma, float *dbeta, const float *gamma, const float *invstd,
                                 int c, int C, float sg, float sgx, long M)
 {
@@ -92,14 +93,15 @@ __device__ inline void bn_finish_grads(float *kk, float *dgamma, float *dbeta, c
     kk[2 * C + c] = sgx;
 }
 
-// batchnorm's backward at one value from those factors: din = gamma invstd / M (M g - dbeta -
-// xhat dgamma), g the gradient after the ReLU's mask (the apply pass, and a consumer that reads
-// din unapplied, gpu::BnGrad: one expression, so both give the same bits)
-// (with its three factors given apart: scale = kk[c], dbeta = kk[C + c], dgamma = kk[2C + c])
+// batchnorm's backward at one value from its three factors (scale = kk[c], dbeta = kk[C + c],
+// dgamma = kk[2C + c]): din = gamma invstd / M (M g - dbeta - xhat dgamma), g the gradient
+// after the ReLU's mask (the apply pass, and a consumer that reads din unapplied, gpu::BnGrad:
+// one expression, so both give the same bits)
 __device__ __forceinline__ float bn_grad_value3(float scale, float dbeta, float dgamma, long M, float g, float xhat)
 {
     return scale * ((float)M * g - dbeta - xhat * dgamma);
 }
+// (the same, the factors read from kk)
 __device__ inline float bn_grad_value(const float *kk, int c, int C, long M, float g, float xhat)
 {
     return bn_grad_value3(kk[c], kk[C + c], kk[2 * C + c], M, g, xhat);
