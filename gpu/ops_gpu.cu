@@ -43,6 +43,19 @@ void side_join_all()
     init_streams();
     CUDA_CHECK(cudaStreamWaitEvent(main_s, done_ev, 0));
 }
+void streams_after_capture()
+{
+    CUDA_CHECK(cudaEventRecord(fork_ev, main_s));
+    CUDA_CHECK(cudaEventRecord(join_ev, side_s));
+    CUDA_CHECK(cudaEventRecord(done_ev, side_s));
+}
+void require_main_stream(const char *what)
+{
+    if (current == main_s) return;
+    fprintf(stderr, "convnet: %s launched on the side stream: kernels with a last-block ticket run on the main "
+                    "stream only (their ticket counters are shared by every launch of their file)\n", what);
+    abort();
+}
 }  // namespace gpu
 
 namespace {

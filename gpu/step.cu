@@ -46,6 +46,7 @@ void *capture_end()
     cudaGraphExec_t e;
     side_join_all();   // a capture must end with every forked stream joined back
     CUDA_CHECK(cudaStreamEndCapture(main_stream(), &g));
+    streams_after_capture();   // the next download's side_join_all waits on done_ev eagerly
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     CUDA_CHECK(cudaGraphDestroy(g));
     return (void *)e;

@@ -592,6 +592,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorStreamCaptureUnjoined: return "capture was not joined: a forked stream's work is not waited for by the origin stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
     default: return "unknown error";
     }
 }
@@ -615,10 +616,13 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 }
 // Outside a capture every operation has already run (one device, in issue order): nothing to
 // wait for. In a capture, an event of this capture makes s wait for its nodes (s joins the
-// capture if it was not in it).
+// capture if it was not in it). An event whose last record was inside a capture (one that has
+// ended, or another one) stands for nodes of a graph, not for work on a stream: CUDA refuses to
+// wait on it eagerly, query it or synchronize with it (cudaErrorCapturedEvent), and so does this.
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
-    if (!emu::capturing || e->capture != emu::capture_id) return cudaSuccess;
+    if (e->capture && (!emu::capturing || e->capture != emu::capture_id)) return cudaErrorCapturedEvent;
+    if (!emu::capturing) return cudaSuccess;
     std::vector<int> *f = emu::frontier_of(s);
     if (!f) {
         emu::frontier.push_back({s, e->deps});
@@ -628,5 +632,37 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
         if (std::find(f->begin(), f->end(), d) == f->end()) f->push_back(d);
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { emu::host_syncs++; return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+    if (e->capture) return cudaErrorCapturedEvent;
+    emu::host_syncs++;
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) { return e->capture ? cudaErrorCapturedEvent : cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->t - a->t); return cudaSuccess; }
+
+// For the tests: an event recorded in a capture that has ended, then waited on, queried and
+// synchronized eagerly (each must be refused with cudaErrorCapturedEvent), then recorded again
+// outside the capture and waited on (must succeed). Returns 0 when all of that holds, else the
+// number of the check that did not.
+extern "C" int emu_captured_event_rules(void)
+{
+    cudaStream_t s;
+    cudaEvent_t e;
+    cudaGraph_t g;
+    cudaStreamCreate(&s);
+    cudaEventCreate(&e);
+    int bad = 0;
+    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) != cudaSuccess) bad = 1;
+    else if (cudaEventRecord(e, s) != cudaSuccess) bad = 2;
+    else if (cudaStreamWaitEvent(s, e) != cudaSuccess) bad = 3;   // a join inside the live capture: allowed
+    else if (cudaStreamEndCapture(s, &g) != cudaSuccess) bad = 4;
+    else if (cudaStreamWaitEvent(s, e) != cudaErrorCapturedEvent) bad = 5;
+    else if (cudaEventQuery(e) != cudaErrorCapturedEvent) bad = 6;
+    else if (cudaEventSynchronize(e) != cudaErrorCapturedEvent) bad = 7;
+    else if (cudaEventRecord(e, s) != cudaSuccess || cudaStreamWaitEvent(s, e) != cudaSuccess) bad = 8;
+    if (bad == 0 || bad > 4) cudaGraphDestroy(g);
+    cudaEventDestroy(e);
+    cudaStreamDestroy(s);
+    return bad;
+}

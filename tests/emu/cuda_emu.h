@@ -50,7 +50,8 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
        cudaErrorInvalidConfiguration = 9, cudaErrorStreamCaptureUnsupported = 900,
-       cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureImplicit = 906 };
+       cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureImplicit = 906,
+       cudaErrorCapturedEvent = 907 };
 enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal,
                              cudaStreamCaptureModeRelaxed };
@@ -179,6 +180,12 @@ static inline void __threadfence() {}
 #define __expf(x) expf(x)   // macros: glibc already declares functions of these names
 #define __logf(x) logf(x)
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+// rounded arithmetic that nvcc never contracts into an FMA (g++ here contracts nothing: -std=c++17
+// is ISO mode, fp-contract off); __fmaf_rn is one fused multiply-add
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 static inline float __fdividef(float a, float b) { return a / b; }
 template <class T> static inline T __ldg(const T *p) { return *p; }
 template <class T> static inline T __ldcg(const T *p) { return *p; }
@@ -208,6 +215,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 // streams, stream capture and graphs: a capture records the launches and async copies/sets of
 // the origin stream and of the streams forked from it by events as graph nodes with their
