@@ -68,7 +68,8 @@ void gpustep_run(GpuStep *g, float lr, float momentum, float weight_decay)
         issue_step(g, lr, momentum, weight_decay, m->steps == 0);
         g->warm = 1;
     } else {
-        if (!g->graph || g->graph_lr != lr) {   /* the lr is a kernel argument of the graph */
+        /* lr, momentum and weight decay are kernel arguments of the graph, captured by value */
+        if (!g->graph || g->graph_lr != lr || g->graph_momentum != momentum || g->graph_wd != weight_decay) {
             if (g->graph) o->graph_free(g->graph);
             /* the host side of the step (batchnorm's num_batches_tracked) must not count the
              * capture, which runs nothing; it is counted per launch below */
@@ -80,6 +81,8 @@ void gpustep_run(GpuStep *g, float lr, float momentum, float weight_decay)
             memcpy(m->num_batches_tracked, keep, sizeof(int64_t) * m->n_bn);
             free(keep);
             g->graph_lr = lr;
+            g->graph_momentum = momentum;
+            g->graph_wd = weight_decay;
         }
         o->graph_launch(g->graph);
         for (int i = 0; i < m->n_bn; i++) m->num_batches_tracked[i]++;   /* each BN once per forward */

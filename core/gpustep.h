@@ -29,7 +29,7 @@ typedef struct GpuStep {
     int *host_order;          /* the epoch's whole visiting order (loader_order) */
     AugParams *host_params;
     void *graph;
-    float graph_lr;
+    float graph_lr, graph_momentum, graph_wd;   /* what the graph was captured with */
     long launches;            /* graph launches so far */
     int warm;                 /* a step has run uncaptured (scratch buffers sized) */
 } GpuStep;

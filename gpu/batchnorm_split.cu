@@ -80,20 +80,17 @@ __device__ unsigned bn_ticket[2];
 struct Relu {
     const float *mask;
     int recompute;
-    float scale, shift;
+    BnAffine a;
     __device__ bool passes(long i, float x) const
     {
         if (mask) return mask[i] > 0.f;
-        return !recompute || x * scale + shift > 0.f;
+        return !recompute || bn_apply(x, a) > 0.f;
     }
 };
 __device__ Relu relu_of(const float *mask, const float *beta, const float *gamma, int c, float mean, float invstd)
 {
-    Relu r = {mask, !mask && beta, 0.f, 0.f};
-    if (r.recompute) {
-        r.scale = gamma[c] * invstd;
-        r.shift = beta[c] - mean * r.scale;
-    }
+    Relu r = {mask, !mask && beta, BnAffine{0.f, 0.f}};
+    if (r.recompute) r.a = bn_affine(gamma[c], beta[c], mean, invstd);
     return r;
 }
 
@@ -112,9 +109,9 @@ __device__ void bn_finalize_channel(int c, const BnFinal &f, const float *part, 
     const float *p = part + 3 * (long)c * chunks;
     float n = __ldcg(p), mean = __ldcg(p + 1), m2 = __ldcg(p + 2);
     for (int j = 1; j < chunks; j++) chan_combine(n, mean, m2, __ldcg(p + 3 * j), __ldcg(p + 3 * j + 1), __ldcg(p + 3 * j + 2));
-    float scale = f.r.gamma[c] * bn_finish_stats(f.r, c, mean, m2, M);
-    f.ss[c] = scale;
-    f.ss[C + c] = f.r.beta[c] - mean * scale;
+    BnAffine a = bn_affine(f.r.gamma[c], f.r.beta[c], mean, bn_finish_stats(f.r, c, mean, m2, M));
+    f.ss[c] = a.scale;
+    f.ss[C + c] = a.shift;
 }
 
 __global__ void __launch_bounds__(SPLIT_THREADS) bn_chunk_stats_kernel(float *part, const float *in,
@@ -143,7 +140,7 @@ __global__ void bn_apply_kernel(float *out, const float *in, const float *ss, in
 {
     for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
         int c = (int)(e / HW % C);
-        float v = in[e] * ss[c] + ss[C + c];
+        float v = bn_apply(in[e], BnAffine{ss[c], ss[C + c]});
         out[e] = relu && !(v > 0.f) ? 0.f : v;
     }
 }
@@ -193,8 +190,7 @@ __global__ void bn_grad_apply_kernel(float *din, const float *dout, const float 
         int c = (int)(e / HW % C);
         Relu relu = relu_of(mask, beta, gamma, c, save_mean[c], save_invstd[c]);
         float g = relu.passes(e, in[e]) ? dout[e] : 0.f;
-        float xhat = (in[e] - save_mean[c]) * save_invstd[c];
-        float v = bn_grad_value(kk, c, C, M, g, xhat);
+        float v = bn_grad_value(kk, c, C, M, g, bn_xhat(in[e], save_mean[c], save_invstd[c]));
         din[e] = add ? v + add[e] : v;
     }
 }
@@ -210,6 +206,7 @@ static const float *split_stats(float *save_mean, float *save_invstd, float *run
     Split sp = split_for(C, M);
     float *part = scratch(3 * (size_t)C * sp.chunks + 2 * (size_t)C), *ss = part + 3 * (size_t)C * sp.chunks;
     BnFinal f = {{save_mean, save_invstd, running_mean, running_var, gamma, beta, momentum, eps}, ss};
+    gpu::require_main_stream("bn_chunk_stats_kernel");
     LAUNCH(bn_chunk_stats_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, in, N, C, HW, sp.len, f);
     CUDA_CHECK_LAUNCH();
     return ss;
@@ -257,6 +254,7 @@ const float *batchnorm_split_backward_sums(float *dgamma, float *dbeta, const fl
 {
     Split sp = split_for(C, (long)N * HW);
     float *part = scratch(2 * (size_t)C * sp.chunks + 3 * (size_t)C), *kk = part + 2 * (size_t)C * sp.chunks;
+    gpu::require_main_stream("bn_chunk_grads_kernel");
     LAUNCH(bn_chunk_grads_kernel, dim3(sp.chunks, C), SPLIT_THREADS, 0, gpu::stream())(part, dout, mask, in, save_mean,
         save_invstd, N, C, HW, sp.len, kk, dgamma, dbeta, gamma, beta);
     CUDA_CHECK_LAUNCH();

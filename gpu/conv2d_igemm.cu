@@ -54,10 +54,10 @@ constexpr int IG_PAD = 8;
 __device__ __forceinline__ float dout_at(const float *dout, const BnGrad &d, long e, int k, int K)
 {
     if (!d.g) return dout[e];
-    float mean = d.mean[k], invstd = d.invstd[k], scale = d.gamma[k] * invstd, shift = d.beta[k] - mean * scale;
+    BnAffine a = bn_affine(d.gamma[k], d.beta[k], d.mean[k], d.invstd[k]);
     float x = d.x[e];
-    float gv = x * scale + shift > 0.f ? d.g[e] : 0.f;
-    float xhat = (x - mean) * invstd;
+    float gv = bn_apply(x, a) > 0.f ? d.g[e] : 0.f;
+    float xhat = bn_xhat(x, d.mean[k], d.invstd[k]);
     float v = d.kk ? bn_grad_value(d.kk, k, K, d.M, gv, xhat)
                    : bn_grad_value3(bn_grad_scale(d.gamma, d.invstd, k, d.M), d.dbeta[k], d.dgamma[k], d.M, gv, xhat);
     return d.add ? v + d.add[e] : v;   // batchnorm_split's apply: v + add
@@ -87,8 +87,7 @@ __device__ __forceinline__ float gather_in(const ConvGeo &g, const float *in, co
     if (h < 0 || h >= g.H || w < 0 || w >= g.W) return 0.f;
     float v = in[((n * g.C + c) * g.H + h) * g.W + w];
     if (bn.gamma) {
-        float scale = bn.gamma[c] * bn.invstd[c], shift = bn.beta[c] - bn.mean[c] * scale;
-        v = v * scale + shift;
+        v = bn_apply(v, bn_affine(bn.gamma[c], bn.beta[c], bn.mean[c], bn.invstd[c]));
         v = v > 0.f ? v : 0.f;
     }
     return v;
@@ -249,14 +248,15 @@ __device__ void bn_sums_epilogue(const float (&acc)[IG_TM][IG_TN], const ConvGeo
         int c = m0 + ty * IG_TM + i;
         float s1 = 0.f, s2 = 0.f;
         if (c < M) {
-            float mean = s.mean[c], inv = s.invstd[c], scale = s.gamma[c] * inv, shift = s.beta[c] - mean * scale;
+            float mean = s.mean[c], inv = s.invstd[c];
+            BnAffine a = bn_affine(s.gamma[c], s.beta[c], mean, inv);
             for (int j = 0; j < IG_TN; j++) {
                 long col = n0 + tx * IG_TN + j;
                 if (col >= Ncol) continue;
                 float x = s.x[out_index<1>(g, c, col)];
-                float gv = x * scale + shift > 0.f ? acc[i][j] : 0.f;
-                s1 += gv;
-                s2 += gv * (x - mean) * inv;
+                float gv = bn_apply(x, a) > 0.f ? acc[i][j] : 0.f;
+                s1 = __fadd_rn(s1, gv);
+                s2 = __fadd_rn(s2, __fmul_rn(__fmul_rn(gv, __fsub_rn(x, mean)), inv));
             }
         }
         row_put<BM, BN>(s1, red, 0, ty * IG_TM + i);
@@ -648,6 +648,7 @@ template <int MODE>
 void launch(float *out, const float *a, const float *b, const float *add, const BnRelu &bn, const BnGrad &dg,
             const BnSums &sums, const BnStats &stats, const ConvGeo &g, int M, long Ncol, long Kdim, long per, int z)
 {
+    if (sums.part || stats.part) require_main_stream("conv_igemm_kernel with an epilogue's sums");
     int bm = pick_bm(M);
     with_tile(bm, pick_bn(bm, M, Ncol, z), IgemmLaunch<MODE>{out, a, b, add, bn, dg, sums, stats, g, M, Ncol, Kdim, per, z});
 }
@@ -817,6 +818,7 @@ const float *conv2d_igemm_backward_fused(float *dweight, float *din, const float
     if (!f.blocks) return nullptr;
     BnSums s = bn_sums(x, bn, dgamma, dbeta, kk_out, C, (long)N * H * W);
     float *part = pending_partials(dweight, f.blocks, (long)K * C * R * S);
+    require_main_stream("conv_bwd_fused_kernel");
     with_tile(f.bm, f.bn, FusedLaunch{f, din, part, weight, dout, bn, dout_bn ? *dout_bn : BnGrad{}, s, g});
     return s.kk;
 }

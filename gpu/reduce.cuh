@@ -35,9 +35,12 @@ template <int THREADS> __device__ float block_sum(float v, float *sh)
 }
 
 // 1 in every thread of the block that takes the last of `total` tickets of *counter, 0 in the
-// others; every thread's global writes so far are visible to that block (each fences before
-// the ticket is taken). The last block sets the counter back to 0 for the next launch, which
-// must not overlap this one (the callers keep such kernels on one stream).
+// others; every thread's global writes so far are visible to that block: each writer fences
+// before its block's ticket is taken (release), and the thread that learns its block is last
+// fences again before the barrier that hands the news to its block (acquire), as the PTX memory
+// model asks of the observing side. The last block sets the counter back to 0 for the next
+// launch, which must not overlap this one (the callers keep such kernels on the main stream:
+// gpu::require_main_stream).
 __device__ inline int last_of(unsigned *counter, unsigned total)
 {
     __shared__ int last;
@@ -45,7 +48,10 @@ __device__ inline int last_of(unsigned *counter, unsigned total)
     __syncthreads();
     if (threadIdx.x == 0) {
         last = atomicAdd(counter, 1u) == total - 1;
-        if (last) *counter = 0;
+        if (last) {
+            __threadfence();
+            *counter = 0;
+        }
     }
     __syncthreads();
     return last;
@@ -75,6 +81,23 @@ __device__ inline float bn_finish_stats(const BnRefs &r, int c, float mean, floa
     return invstd;
 }
 
+// Batchnorm's affine map for channel c (scale = gamma invstd, shift = beta - mean scale), its
+// value at x (x scale + shift) and xhat = (x - mean) invstd, each operation rounded on its own:
+// __fmul_rn, __fadd_rn and __fsub_rn are never contracted into an FMA, which nvcc otherwise
+// does where it chooses, so two kernels that compute the same value (a stored activation and a
+// convolution's gather that recomputes it, a ReLU mask recomputed in the backward) give the
+// same bits on a card as they do on the emulator.
+struct BnAffine {
+    float scale, shift;
+};
+__device__ __forceinline__ BnAffine bn_affine(float gamma, float beta, float mean, float invstd)
+{
+    float scale = __fmul_rn(gamma, invstd);
+    return BnAffine{scale, __fsub_rn(beta, __fmul_rn(mean, scale))};
+}
+__device__ __forceinline__ float bn_apply(float x, const BnAffine &a) { return __fadd_rn(__fmul_rn(x, a.scale), a.shift); }
+__device__ __forceinline__ float bn_xhat(float x, float mean, float invstd) { return __fmul_rn(__fsub_rn(x, mean), invstd); }
+
 // kk's first factor, gamma invstd / M (bn_finish_grads below; BnGrad without kk: the same bits)
 __device__ __forceinline__ float bn_grad_scale(const float *gamma, const float *invstd, int c, long M)
 {
@@ -96,10 +119,10 @@ __device__ inline void bn_finish_grads(float *kk, float *dgamma, float *dbeta, c
 // batchnorm's backward at one value from its three factors (scale = kk[c], dbeta = kk[C + c],
 // dgamma = kk[2C + c]): din = gamma invstd / M (M g - dbeta - xhat dgamma), g the gradient
 // after the ReLU's mask (the apply pass, and a consumer that reads din unapplied, gpu::BnGrad:
-// one expression, so both give the same bits)
+// one expression, rounded step by step as bn_apply, so both give the same bits)
 __device__ __forceinline__ float bn_grad_value3(float scale, float dbeta, float dgamma, long M, float g, float xhat)
 {
-    return scale * ((float)M * g - dbeta - xhat * dgamma);
+    return __fmul_rn(scale, __fsub_rn(__fsub_rn(__fmul_rn((float)M, g), dbeta), __fmul_rn(xhat, dgamma)));
 }
 // (the same, the factors read from kk)
 __device__ inline float bn_grad_value(const float *kk, int c, int C, long M, float g, float xhat)

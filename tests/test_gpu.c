@@ -927,7 +927,8 @@ static void emu_set_graph_shuffle(unsigned long long seed) { (void)seed; }
  * and as the same work issued op by op: the same weights and loss sums, bit for bit; and on
  * the emulator: no host synchronization between the epoch's upload and its one read-back,
  * one graph launch per step after the first (uncaptured: SGD's first step), a recapture
- * when the lr changes. The graph has branches (each weight gradient beside its layer's
+ * when the lr, the weight decay or the momentum changes (each is captured by value: a stale
+ * graph would give other weights). The graph has branches (each weight gradient beside its layer's
  * backward-input and batchnorm sums); the emulator runs its nodes in a random order that
  * keeps the dependencies (seeded), so a missing fork or join edge gives other numbers.
  * Run with every stride-1 convolution's backward fused (the strided ones and the stem keep
@@ -960,7 +961,10 @@ static void train_two_epochs(int use_graph, float **params, double sums[2][2], s
 #ifndef CONVNET_REAL_GPU
         unsigned long long s0 = emu_host_syncs();
 #endif
-        for (int step = 0; step < n / batch; step++) gpustep_run(g, e == 0 ? 0.1f : 0.01f, 0.9f, 1e-4f);
+        for (int step = 0; step < n / batch; step++) {   /* the second epoch: the lr, then wd, then momentum change */
+            float wd = e == 1 && step >= 1 ? 5e-4f : 1e-4f, momentum = e == 1 && step == 2 ? 0.8f : 0.9f;
+            gpustep_run(g, e == 0 ? 0.1f : 0.01f, momentum, wd);
+        }
 #ifndef CONVNET_REAL_GPU
         *syncs += emu_host_syncs() - s0;
         *nodes = emu_last_graph_nodes();
@@ -1150,6 +1154,52 @@ START_TEST(gpu_training_resumes_bit_exact)
 }
 END_TEST
 
+#ifndef CONVNET_REAL_GPU
+int emu_captured_event_rules(void);
+#endif
+/* A captured step records the side stream's events inside its capture; the next read-back
+ * waits on them eagerly (side_join_all). CUDA refuses an eager wait on an event whose last
+ * record was captured (cudaErrorCapturedEvent), so capture_end records them again outside
+ * (gpu::streams_after_capture); without that, the download below stops the program. On the
+ * emulator, first: it refuses such a wait, query and synchronize the way CUDA does. */
+START_TEST(read_back_after_capture)
+{
+#ifndef CONVNET_REAL_GPU
+    ck_assert_int_eq(emu_captured_event_rules(), 0);
+#endif
+    size_t n = 257;
+    float *x = rnd(n, 3), *gx = up(x, n), *gy = poisoned(n);
+    G->capture_begin();
+    G->branch_begin();
+    G->relu_forward(gy, gx, n);
+    G->branch_end();
+    void *graph = G->capture_end();
+    G->graph_launch(graph);
+    float *y = down(gy, n);
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(y[i], x[i] > 0.f ? x[i] : 0.f);
+    G->graph_free(graph);
+    G->free(gx); G->free(gy);
+    free(x); free(y);
+}
+END_TEST
+
+#ifndef CONVNET_REAL_GPU
+/* A kernel that takes a last-block ticket (batchnorm's statistics here) launched on the side
+ * stream stops with a message (gpu::require_main_stream): the ticket counters are one per
+ * source file, safe only while such launches never overlap. (SIGABRT; the emulator's forked
+ * test only: on a card the suite runs in one process.) */
+START_TEST(ticket_kernel_off_main_stream_refused)
+{
+    int N = 2, C = 3, HW = 5;
+    size_t n = (size_t)N * C * HW;
+    float *x = rnd(n, 4), *gx = up(x, n), *gy = poisoned(n), *st[6];
+    for (int k = 0; k < 6; k++) st[k] = poisoned((size_t)C);
+    G->branch_begin();
+    G->batchnorm_forward_train(gy, st[0], st[1], st[2], st[3], gx, st[4], st[5], N, C, HW, 0.1f, 1e-5f);
+}
+END_TEST
+#endif
+
 /* The one line a user sees when the GPU cannot be used (gpu/ops_gpu.cu). */
 const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
 START_TEST(gpu_unusable_reasons)
@@ -1167,34 +1217,52 @@ START_TEST(gpu_unusable_reasons)
 }
 END_TEST
 
+/* CONVNET_GPU_TESTS=name,name,...: only those tests (bench/gpu_check.sh runs the sanitizers
+ * on a subset this way); unset or empty: all */
+static int wanted(const char *name)
+{
+    const char *f = getenv("CONVNET_GPU_TESTS");
+    if (!f || !*f) return 1;
+    size_t n = strlen(name);
+    for (const char *p = f; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == f || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+#define ADD(fn) if (wanted(#fn)) tcase_add_test(t, fn)
+#define ADD_LOOP(fn, n) if (wanted(#fn)) tcase_add_loop_test(t, fn, 0, n)
+
 Suite *suite_gpu(void)
 {
     Suite *s = suite_create("gpu kernels (CUDA emulator)");
     TCase *t = tcase_create("gpu");
     tcase_add_checked_fixture(t, setup, NULL);
     tcase_set_timeout(t, 300);
-    tcase_add_loop_test(t, gemm_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, gemm_big_kernel, 0, SEEDS);
+    ADD_LOOP(gemm_kernels, SEEDS);
+    ADD_LOOP(gemm_big_kernel, SEEDS);
 #ifndef CONVNET_REAL_GPU
-    tcase_add_loop_test(t, missing_barrier_is_caught, 0, SEEDS);
+    ADD_LOOP(missing_barrier_is_caught, SEEDS);
 #endif
-    tcase_add_loop_test(t, mma_fragment_layout, 0, 2);
-    tcase_add_loop_test(t, conv2d_kernels, 0, 2 * SEEDS);
-    tcase_add_loop_test(t, batchnorm_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, fused_bn_relu_conv_kernels, 0, 2 * SEEDS);
-    tcase_add_loop_test(t, block_backward_pair, 0, 2 * SEEDS);
-    tcase_add_loop_test(t, elementwise_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, pool_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, linear_and_loss_kernels, 0, SEEDS);
-    tcase_add_loop_test(t, augment_kernel_matches_cpu, 0, 2);
-    tcase_add_test(t, gpu_unusable_reasons);
-    tcase_add_test(t, device_data_path_matches_loader);
-    tcase_add_loop_test(t, model_step_matches_cpu, 0, 2);
-    tcase_add_test(t, graph_step_matches_op_by_op);
-    tcase_add_test(t, resumed_first_step_is_not_captured);
-    tcase_add_test(t, gpu_training_resumes_bit_exact);
+    ADD_LOOP(mma_fragment_layout, 2);
+    ADD_LOOP(conv2d_kernels, 2 * SEEDS);
+    ADD_LOOP(batchnorm_kernels, SEEDS);
+    ADD_LOOP(fused_bn_relu_conv_kernels, 2 * SEEDS);
+    ADD_LOOP(block_backward_pair, 2 * SEEDS);
+    ADD_LOOP(elementwise_kernels, SEEDS);
+    ADD_LOOP(pool_kernels, SEEDS);
+    ADD_LOOP(linear_and_loss_kernels, SEEDS);
+    ADD_LOOP(augment_kernel_matches_cpu, 2);
+    ADD(gpu_unusable_reasons);
+    ADD(device_data_path_matches_loader);
+    ADD_LOOP(model_step_matches_cpu, 2);
+    ADD(read_back_after_capture);
 #ifndef CONVNET_REAL_GPU
-    tcase_add_test(t, step_kernels_fill_the_card);
+    if (wanted("ticket_kernel_off_main_stream_refused")) tcase_add_test_raise_signal(t, ticket_kernel_off_main_stream_refused, SIGABRT);
+#endif
+    ADD(graph_step_matches_op_by_op);
+    ADD(resumed_first_step_is_not_captured);
+    ADD(gpu_training_resumes_bit_exact);
+#ifndef CONVNET_REAL_GPU
+    ADD(step_kernels_fill_the_card);
 #endif
     suite_add_tcase(s, t);
     return s;
