@@ -9,6 +9,15 @@
 #   make practical  Parts 1-3 of the practical and saved_models/practical2/REPORT.md
 #   make bench      kernel and end-to-end benchmarks vs PyTorch, appended to bench/RESULTS.md
 #   make bench-torch-venv  PyPI torch in its own venv, the second baseline of make bench
+# V=1 prints every command in full; by default one short line per target (CC core/model.c)
+V ?= 0
+ifeq ($(V),1)
+  Q =
+  say =
+else
+  Q = @
+  say = @printf '  %-7s %s\n' '$(1)' '$(2)'
+endif
 CC      ?= gcc
 CXX     ?= g++
 OPT     ?= -O2
@@ -92,51 +101,64 @@ all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/f64/%.o: %.c $(wildcard core/*.h cpu/*.h) tests/f64_names.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCONVNET_REAL_DOUBLE -include tests/f64_names.h -c $< -o $@
+	$(call say,CC64,$<)
+	$(Q)$(CC) $(CFLAGS) -DCONVNET_REAL_DOUBLE -include tests/f64_names.h -c $< -o $@
 
 $(BUILD)/cuda/%.o: %.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(call say,NVCC,$<)
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(BUILD)/emu/%.o: %.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h tests/emu/*.h)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -x c++ -c $< -o $@
+	$(call say,CXXEMU,$<)
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -x c++ -c $< -o $@
 
 # The tiled GEMM once more with its second barrier removed: tests show the emulator catches it.
 $(BUILD)/emu/planted_gemm.o: gpu/gemm.cu $(wildcard gpu/*.h gpu/*.cuh tests/emu/*.h)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
+	$(call say,CXXEMU,$@)
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
 
 # The split batchnorm with the first barrier of its block sum removed, likewise.
 $(BUILD)/emu/planted_bn.o: gpu/batchnorm_split.cu $(wildcard gpu/*.h gpu/*.cuh tests/emu/*.h)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
+	$(call say,CXXEMU,$@)
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DGPU_NS=gpu_planted -DPLANT_MISSING_BARRIER -x c++ -c $< -o $@
 
 $(BUILD)/tests/emu/%.o: tests/emu/%.cc $(wildcard tests/emu/*.h)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+	$(call say,CXX,$<)
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
 $(LIB): $(OBJ_CORE)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 apps/%: apps/%.c $(LIB) $(OBJ_GPU)
-	$(CC) $(CFLAGS) $< $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $< $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
 
 bench/%: bench/%.c bench/bench_util.c bench/bench.h $(LIB) $(OBJ_GPU)
-	$(CC) $(CFLAGS) $< bench/bench_util.c $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(BENCH_LIBS) $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $< bench/bench_util.c $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(BENCH_LIBS) $(LDLIBS) -o $@
 
 # bench/gpu_plan: the GPU table on the emulator in trace-only mode (no GPU needed)
 bench/gpu_plan: bench/gpu_plan.c $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(OBJ_EMUC) $(LIB)
-	$(CC) $(CFLAGS) -c $< -o $(BUILD)/gpu_plan.o
-	$(CXX) $(SANFLAGS) $(BUILD)/gpu_plan.o $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(OBJ_EMUC) $(LIB) $(LDLIBS) -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $(BUILD)/gpu_plan.o
+	$(call say,LD,$@)
+	$(Q)$(CXX) $(SANFLAGS) $(BUILD)/gpu_plan.o $(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC)) $(OBJ_EMUC) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
-	$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
 
 # the CLI fuzz target compiles the apps' sources in
 $(BUILD)/tests/fuzz/fuzz_cli.o: $(wildcard apps/*.c)
@@ -152,11 +174,13 @@ test-run: $(BUILD)/run_tests $(OBJ_GPU)
 # The GPU-vs-CPU tests on a real GPU (needs nvcc and a device): build/gpu_tests.
 $(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCONVNET_REAL_GPU -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -DCONVNET_REAL_GPU -c $< -o $@
 # Linked so that it needs only glibc on the card's machine: Check, subunit, libgomp, libstdc++
 # and libgcc statically (bench/gpu_check.sh --dry-run checks its ldd).
 $(BUILD)/gpu_tests: $(BUILD)/real/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixtures.o $(OBJ_GPU) $(LIB)
-	$(CC) $(filter-out -fopenmp,$(CFLAGS)) $^ -L$(CUDA_HOME)/lib64 -lcudart_static -static-libstdc++ -static-libgcc \
+	$(call say,LD,$@)
+	$(Q)$(CC) $(filter-out -fopenmp,$(CFLAGS)) $^ -L$(CUDA_HOME)/lib64 -lcudart_static -static-libstdc++ -static-libgcc \
 	  -Wl,-Bstatic -lcheck_pic -lsubunit -lgomp -lstdc++ -Wl,-Bdynamic -ldl -lrt -lpthread -lm -o $@
 gpu-test: $(BUILD)/gpu_tests
 	$(BUILD)/gpu_tests
@@ -177,10 +201,12 @@ FUZZ_CFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
               -Wno-pass-failed -Wno-unknown-attributes
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_seeds.c tests/fuzz/fuzz.h $(LIB) $(BUILD)/core/ops_gpu_none.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCONVNET_LIBFUZZER -fsanitize=fuzzer $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) -DCONVNET_LIBFUZZER -fsanitize=fuzzer $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
 $(BUILD)/fuzz/seeds: tests/fuzz/fuzz_main_seeds.c tests/fuzz/fuzz_seeds.c tests/fuzz/fuzz.h $(LIB) $(BUILD)/core/ops_gpu_none.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
+	$(call say,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $< tests/fuzz/fuzz_seeds.c $(BUILD)/core/ops_gpu_none.o $(LIB) $(LDLIBS) -o $@
 $(BUILD)/fuzz/fuzz_cli: $(wildcard apps/*.c)
 # no parser lives in the fast kernels: built plain there, they link in minutes less
 ifeq ($(FUZZ_BUILD),1)
@@ -188,7 +214,8 @@ $(BUILD)/cpu/fast/%.o: override EXTRA_CFLAGS = -Wno-unknown-attributes
 endif
 fuzz-bins: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t)) $(BUILD)/fuzz/seeds
 fuzz:
-	$(MAKE) --no-print-directory -j$(shell nproc) CC=clang BUILD=build-fuzz FUZZ_BUILD=1 NVCC= SANFLAGS= EXTRA_CFLAGS="$(FUZZ_CFLAGS)" fuzz-bins
+	@bash tools/need.sh fuzz
+	$(Q)$(MAKE) --no-print-directory -j$(shell nproc) CC=clang BUILD=build-fuzz FUZZ_BUILD=1 NVCC= SANFLAGS= EXTRA_CFLAGS="$(FUZZ_CFLAGS)" fuzz-bins
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh build-fuzz $(FUZZ_TARGETS)
 
 DATA_DIR ?= data/cifar-10-batches-bin

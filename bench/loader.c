@@ -54,7 +54,9 @@ int main(int argc, char **argv)
     l->wait_seconds = 0;
     for (int b = 1; b < paced; b++) { busy_ms(step_ms); loader_next(l); }
     double waited = l->wait_seconds;
-    printf("data: %s\n", src);
+    /* the data set's name, not this machine's folder (the results are committed) */
+    const char *name = strrchr(src, '/');
+    printf("data: %s\n", name && name[1] ? name + 1 : src);
     printf("loader alone: %.1f batches/s (%.0f img/s) over %d batches of 128\n", free_rate, free_rate * 128, batches);
     printf("trainer at %.0f ms/step needs %.2f batches/s: loader is %.0fx faster\n", step_ms, 1e3 / step_ms,
            free_rate * step_ms / 1e3);

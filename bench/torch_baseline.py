@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch baseline for bench/train_step: the same model (the reference definition), batch,
+"""PyTorch baseline for bench/train_step: the same model (tools/convnet_torch.py), batch,
 random data and thread count; forward + cross-entropy + backward + SGD step (or eval).
 Last line: "torch_train_step img/s: <number>" (or torch_eval_step).
   python3 bench/torch_baseline.py [--steps 20] [--threads 2] [--batch-size 128] [--eval] [--device cpu|cuda]
@@ -9,8 +9,8 @@ import argparse, os, statistics, sys, time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference"))
-from resnet_torch import ResNet  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from convnet_torch import ResNet  # noqa: E402  (the project's own definition)
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=20)

@@ -2,7 +2,7 @@
 """The practical's Part 1 recipe in plain PyTorch, for a side-by-side run with apps/resnet
 (bench only: needs torch; torchvision is used for the crop when present).
 
-Same reference model (../shared/reference/resnet_torch.py), SGD (lr 0.1, momentum 0.9, weight
+Same model (tools/convnet_torch.py), SGD (lr 0.1, momentum 0.9, weight
 decay 1e-4), MultiStepLR (70, 90; gamma 0.1), batch 128 with drop_last, RandomHorizontalFlip +
 RandomResizedCrop((32, 32), scale (0.8, 1.0), ratio (0.9, 1.1)) + normalization, validation
 every 10 epochs and after the last, best-validation weights evaluated on the validation and
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference"))
-from resnet_torch import ResNet  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from convnet_torch import ResNet  # noqa: E402  (the project's own definition)
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)

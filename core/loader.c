@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/augment.h"
@@ -74,9 +75,14 @@ static void *worker(void *arg)
         loader_fill(&l->cfg, l->order, l->epoch, b, batch_count(l, b), &l->slot[s]);
         pthread_mutex_lock(&l->mu);
         l->ready[s] = b + 1;
+        l->next_fill = b + 1;
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
     }
+    pthread_mutex_lock(&l->mu);
+    l->worker_done = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
 
@@ -99,9 +105,9 @@ void loader_start_epoch_at(Loader *l, int epoch, int first)
     loader_order(&l->cfg, epoch, l->order);
     l->epoch = epoch;
     l->first = first < 0 ? 0 : first > l->n_batches ? l->n_batches : first;
-    l->next_take = l->first;
+    l->next_take = l->next_fill = l->first;
     l->ready[0] = l->ready[1] = 0;
-    l->stop = 0;
+    l->stop = l->worker_done = 0;
     l->wait_seconds = 0;
     if (pthread_create(&l->thread, NULL, worker, l) != 0) die("cannot start the data loader thread");
     l->running = 1;
@@ -117,7 +123,20 @@ const Batch *loader_next(Loader *l)
     if (l->next_take >= l->n_batches) { pthread_mutex_unlock(&l->mu); return NULL; }
     int b = l->next_take, s = b % 2;
     double t0 = now_seconds();
-    while (l->ready[s] != b + 1) pthread_cond_wait(&l->cv, &l->mu);
+    while (l->ready[s] != b + 1) {
+        /* A wait that cannot end: the slot holds another batch (only this side frees a slot),
+         * the thread has made its last batch, or it started after batch b. Then the batch
+         * asked for and those made disagree: say so at once instead of waiting forever. */
+        if (l->ready[s] != 0 || l->worker_done || l->first > b) {
+            int first = l->first, made = l->next_fill, epoch = l->epoch, last = l->n_batches - 1;
+            pthread_mutex_unlock(&l->mu);
+            char so_far[64] = "none yet";
+            if (made > first) snprintf(so_far, sizeof so_far, "%d to %d", first, made - 1);
+            die("data loader: epoch %d asked for batch %d, but its thread makes batches %d to %d (made so far: %s): "
+                "the consumer's position and the loader's disagree", epoch, b, first, last, so_far);
+        }
+        pthread_cond_wait(&l->cv, &l->mu);
+    }
     l->wait_seconds += now_seconds() - t0;
     l->next_take++;
     pthread_mutex_unlock(&l->mu);

@@ -1,5 +1,6 @@
 /* CIFAR-10 reader, split, transforms, loader, bad-input errors. Test files are written here. */
 #include <check.h>
+#include <setjmp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "core/augment.h"
 #include "core/cifar.h"
 #include "core/loader.h"
+#include "core/util.h"
 #include "tests/fixtures.h"
 
 static char tmpdir[64];
@@ -244,6 +246,55 @@ START_TEST(loader_batches)
 }
 END_TEST
 
+/* A consumer whose position disagrees with the batches the loader's thread makes (planted
+ * here by moving next_take after the epoch starts: one batch behind the thread's first; two
+ * ahead once the thread has filled both slots, so that the slot asked for holds another
+ * batch the thread waits to be freed: without the check, both wait forever) must end
+ * at once with a message naming the epoch, the batch asked for and the batches made, not wait
+ * forever. die() is caught through its hook. */
+static jmp_buf loader_back;
+static char loader_msg[512];
+static void loader_on_die(int code, const char *msg)
+{
+    (void)code;
+    snprintf(loader_msg, sizeof loader_msg, "%s", msg);
+    longjmp(loader_back, 1);
+}
+START_TEST(loader_disagreement_is_an_error)
+{
+    Dataset ds = {40, calloc(40, CIFAR_PIXELS), calloc(40, 1)};
+    LoaderConfig cfg = {.ds = &ds, .batch = 4, .shuffle = 1, .seed = 5};
+    static const char *want[2] = {"epoch 3 asked for batch 4, but its thread makes batches 5 to 9",
+                                  "epoch 3 asked for batch 7, but its thread makes batches 5 to 9 (made so far: 5 to 6)"};
+    for (int plant = 0; plant < 2; plant++) {
+        Loader *l = loader_create(&cfg);
+        loader_start_epoch_at(l, 3, 5);
+        if (plant == 0) {
+            l->next_take--;                          /* one batch behind the thread */
+        } else {                                     /* both slots made (5, 6), then two batches ahead */
+            for (int full = 0; !full;) {
+                pthread_mutex_lock(&l->mu);
+                full = l->ready[0] && l->ready[1];
+                pthread_mutex_unlock(&l->mu);
+                if (!full) usleep(1000);
+            }
+            l->next_take += 2;
+        }
+        loader_msg[0] = 0;
+        double t0 = now_seconds();
+        die_set_hook(loader_on_die);
+        if (!setjmp(loader_back))
+            for (int i = 0; i < 10; i++) ck_assert_ptr_nonnull(loader_next(l));
+        die_set_hook(NULL);
+        double took = now_seconds() - t0;
+        ck_assert_msg(strstr(loader_msg, want[plant]) != NULL, "plant %d: message '%s'", plant, loader_msg);
+        ck_assert_msg(took < 1.0, "plant %d: the error took %.2f s", plant, took);
+        loader_free(l);
+    }
+    dataset_free(&ds);
+}
+END_TEST
+
 /* On the real data (CIFAR10_DIR), when present: class counts and channel means. */
 START_TEST(shared_cifar10_statistics)
 {
@@ -290,6 +341,7 @@ Suite *suite_data(void)
     tcase_add_test(t, rotation_exact_moves);
     tcase_add_test(t, permutation_roundtrip);
     tcase_add_test(t, loader_batches);
+    tcase_add_test(t, loader_disagreement_is_an_error);
     tcase_add_test(t, shared_cifar10_statistics);
     suite_add_tcase(s, t);
     return s;

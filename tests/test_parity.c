@@ -164,6 +164,46 @@ START_TEST(checkpoint_roundtrip_and_errors)
 }
 END_TEST
 
+/* A checkpoint written by our writer loads strictly into the project's PyTorch definition
+ * (tools/convnet_torch.py) for each of the practical's networks, the shipped Part 1 checkpoint
+ * too, and one of the other block type does not (the check is strict). Needs a python3 with
+ * torch (python3, else /usr/bin/python3); without one it says so and checks nothing. */
+START_TEST(checkpoints_load_into_pytorch)
+{
+    const char *py = NULL;
+    static const char *pys[] = {"python3", "/usr/bin/python3"};
+    char cmd[1024], dir[] = "/tmp/convnet_torchload.XXXXXX", path[256], err[512];
+    for (int k = 0; k < 2 && !py; k++) {
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch, numpy' > /dev/null 2>&1", pys[k]);
+        if (system(cmd) == 0) py = pys[k];
+    }
+    if (!py) { printf("skip: no python3 with torch and numpy: checkpoints not loaded into PyTorch\n"); return; }
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static const char *kind[3] = {"preact", "original", "mlp"};
+    for (int k = 0; k < 3; k++) {
+        ModelConfig cfg;
+        model_config_default(&cfg);
+        if (k == 1) cfg.block = BLOCK_ORIGINAL;
+        if (k == 2) model_config_mlp(&cfg);
+        Model *m = model_create(&ops_cpu, &cfg, 1);
+        Rng r;
+        rng_seed(&r, 3, 3);
+        model_init(m, &r);
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, kind[k]);
+        ck_assert_msg(checkpoint_save(m, path, err, sizeof err) == 0, "%s", err);
+        model_free(m);
+        snprintf(cmd, sizeof cmd, "%s tools/convnet_torch.py check %s %s", py, path, kind[k]);
+        ck_assert_msg(system(cmd) == 0, "%s: did not load strictly into PyTorch", cmd);
+    }
+    snprintf(cmd, sizeof cmd, "%s tools/convnet_torch.py check apps/results/ResNet/best.safetensors preact", py);
+    ck_assert_msg(system(cmd) == 0, "%s: did not load strictly into PyTorch", cmd);
+    snprintf(cmd, sizeof cmd, "%s tools/convnet_torch.py check %s/original.safetensors preact > /dev/null 2>&1", py, dir);
+    ck_assert_msg(system(cmd) != 0, "an original-block checkpoint loaded into the pre-activation network");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *suite_parity(void)
 {
     Suite *s = suite_create("pytorch parity + checkpoints");
@@ -171,6 +211,7 @@ Suite *suite_parity(void)
     tcase_set_timeout(t, 60);
     tcase_add_loop_test(t, matches_pytorch, 0, 4);
     tcase_add_test(t, checkpoint_roundtrip_and_errors);
+    tcase_add_test(t, checkpoints_load_into_pytorch);
     suite_add_tcase(s, t);
     return s;
 }

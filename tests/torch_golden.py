@@ -3,11 +3,11 @@
 
   python3 tests/torch_golden.py write        # writes tests/data/golden_{preact,original}.*
   python3 tests/torch_golden.py verify FILE.safetensors [--data DIR] [--block preact]
-      loads a checkpoint written by convnet.c into the reference model (strict) and
+      loads a checkpoint written by convnet.c into the PyTorch model (strict) and
       prints its accuracy on the CIFAR-10 test set.
 
 For each block type, `write` produces
-  golden_<block>.safetensors : the reference model's state_dict (model. prefix), with BN
+  golden_<block>.safetensors : the PyTorch model's state_dict (model. prefix), with BN
                                weights/biases/running stats randomized so they matter
   golden_<block>.bin         : named float32 arrays: input x [4,3,32,32], labels, logits,
                                loss, grad.<param> for every parameter, buffer.<name> (BN
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "reference"))
-from resnet_torch import ResNet  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from convnet_torch import ResNet, read_safetensors as load_safetensors  # noqa: E402  (the project's own definition)
 
 
 def save_safetensors(path, sd):
@@ -39,21 +39,6 @@ def save_safetensors(path, sd):
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (hl,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + hl])
-    base, out = 8 + hl, {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        dt = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
-        out[k] = torch.from_numpy(np.frombuffer(data[base + a:base + b], dtype=dt).reshape(v["shape"]).copy())
-    return out
 
 
 def write(block):
@@ -108,7 +93,7 @@ def verify(path, data_dir, block):
     with torch.no_grad():
         for i in range(0, len(x), 500):
             correct += (model(x[i:i + 500]).argmax(1) == labels[i:i + 500]).sum().item()
-    print(f"{path}: loaded strictly into the PyTorch reference ({block}); "
+    print(f"{path}: loaded strictly into the PyTorch model ({block}, tools/convnet_torch.py); "
           f"test accuracy {correct / len(x):.4f} on {len(x)} images")
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What `make test` and `make run` need from the system, installed on first use.
-#   bash tools/need.sh test|run
+#   bash tools/need.sh test|run|fuzz
 # Missing packages: as root (a fresh container, CI) they are installed with apt-get and one
 # line says so; otherwise the exact command is printed and make stops. Nothing is printed
 # when everything is there.
 set -euo pipefail
-what=${1:?usage: need.sh test|run}
+what=${1:?usage: need.sh test|run|fuzz}
 pkgs=()
 need_cmd() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
 need_cmd gcc gcc
@@ -22,6 +22,10 @@ case $what in
       need_cmd curl curl
       [ -d /etc/ssl/certs ] && [ -n "$(ls /etc/ssl/certs 2>/dev/null)" ] || pkgs+=(ca-certificates)
     fi
+    ;;
+  fuzz)
+    need_cmd clang clang                   # libFuzzer is clang's
+    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || pkgs+=(libclang-rt-dev)
     ;;
   *) echo "need.sh: unknown target '$what'" >&2; exit 2 ;;
 esac

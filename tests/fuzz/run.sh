@@ -16,8 +16,11 @@ total_crash=0
 for t in "$@"; do
   corpus=$build/fuzz/corpus/$t crashes=$build/fuzz/crashes/$t log=$build/fuzz/$t.log
   mkdir -p "$corpus" "$crashes"
-  # the saved crash inputs are part of every start corpus
-  "$build/fuzz/fuzz_$t" "$corpus" "$seeds/$t" tests/fuzz/crashes/$t -max_total_time="$secs" \
+  # the saved crash inputs are part of every start corpus (a target may have none: git keeps
+  # no empty folder, so tests/fuzz/crashes/<target> exists only where one was saved)
+  saved=()
+  [ -d "tests/fuzz/crashes/$t" ] && saved=("tests/fuzz/crashes/$t")
+  "$build/fuzz/fuzz_$t" "$corpus" "$seeds/$t" "${saved[@]}" -max_total_time="$secs" \
       -print_final_stats=1 -artifact_prefix="$crashes/" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       >"$log" 2>&1
   rc=$?
