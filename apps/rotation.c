@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     int threads, step, max_images;
     if (rotation_flags(argc, argv, &cfg, &threads, &step, &max_images)) return 0;
     cli_apply_threads(threads);
-    const Ops *ops = ops_for_device(cfg.device);
+    const Ops *ops = ops_for_device(cfg.device, cfg.kernels);
     char err[1024], path[4200], shipped[4096];
     snprintf(path, sizeof path, "%s/best.safetensors", cfg.out_dir);
     ModelConfig defaults;

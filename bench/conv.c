@@ -12,11 +12,13 @@
 #include "bench/bench.h"
 #include "core/cli.h"
 #include "core/ops.h"
+#include "core/ops_fused.h"
 #include "core/util.h"
 #include "cpu/fast/fast.h"
 
 typedef struct {
     const Ops *o;
+    const FusedOps *f;   /* batchnorm + ReLU: the table's fused slots, or their definition */
     int N, C, H, W, K, R, stride, pad, P, Q, op;
     float *x, *w, *y, *dy, *dx, *dw, *ws, *g, *b, *m, *v, *bx, *bo, *bg;
 } Ctx;
@@ -33,8 +35,8 @@ static void run(void *p)
     case BWD_IN: o->conv2d_backward_input(c->dx, c->dy, c->w, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, c->ws); break;
     case BWD_W: o->conv2d_backward_weight(c->dw, c->dy, c->x, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, c->ws); break;
     /* the batchnorm + ReLU whose output is this conv's input: shape [N, C, H, W] */
-    case BN_FWD: o->batchnorm_relu_forward_train(c->bo, c->m, c->v, c->m + 64, c->v + 64, c->bx, c->g, c->b, c->N, c->C, c->H * c->W, 0.1f, 1e-5f); break;
-    case BN_BWD: o->relu_batchnorm_backward(c->bg, c->dw + 0, c->dw + 64, c->dx, c->bo, c->bx, NULL, c->g, c->m, c->v, c->N, c->C, c->H * c->W); break;
+    case BN_FWD: c->f->batchnorm_relu_forward_train(c->bo, c->m, c->v, c->m + 64, c->v + 64, c->bx, c->g, c->b, c->N, c->C, c->H * c->W, 0.1f, 1e-5f); break;
+    case BN_BWD: c->f->relu_batchnorm_backward(c->bg, c->dw + 0, c->dw + 64, c->dx, c->bo, c->bx, NULL, c->g, c->m, c->v, c->N, c->C, c->H * c->W); break;
     }
     (void)nin;
 }
@@ -101,8 +103,10 @@ int main(int argc, char **argv)
         for (int i = 0; i < 128; i++) { c.m[i] = 0; c.v[i] = 1; }
         double t[2][NOPS];
         const Ops *tabs[2] = {&ops_cpu, &ops_cpu_ref};
+        const FusedOps *fus[2] = {ops_cpu.fused, &fused_cpu_ref};   /* the readable table: ops in turn */
         for (int k = 0; k < 2; k++) {
             c.o = tabs[k];
+            c.f = fus[k];
             for (c.op = 0; c.op < NOPS; c.op++) t[k][c.op] = time_median(run, &c, 1, reps);
         }
         double sum[2];

@@ -34,6 +34,7 @@
 #include "core/devdata.h"
 #include "core/gpustep.h"
 #include "core/model.h"
+#include "core/ops_fused.h"
 #include "core/util.h"
 
 /* emulator trace hooks (tests/emu/cuda_emu.cc) */
@@ -214,14 +215,14 @@ static void w_bn_relu_train(float *out, float *sm, float *si, float *rm, float *
 {
     double x = F4 * N * C * HW;
     op_begin("bn+relu fwd", 7.0 * N * C * HW, 2 * x, 3 * x);
-    real->batchnorm_relu_forward_train(out, sm, si, rm, rv, in, g, b, N, C, HW, mom, eps);
+    real->fused->batchnorm_relu_forward_train(out, sm, si, rm, rv, in, g, b, N, C, HW, mom, eps);
 }
 static void w_bn_relu_eval(float *out, const float *in, const float *g, const float *b, const float *rm,
                            const float *rv, int N, int C, int HW, float eps)
 {
     double x = F4 * N * C * HW;
     op_begin("bn+relu eval", 3.0 * N * C * HW, 2 * x, 4 * x);
-    real->batchnorm_relu_forward_eval(out, in, g, b, rm, rv, N, C, HW, eps);
+    real->fused->batchnorm_relu_forward_eval(out, in, g, b, rm, rv, N, C, HW, eps);
 }
 /* chunk sums read dout, the ReLU output (mask) and the input; the apply pass the same (+ the
  * residual) and writes din */
@@ -231,7 +232,7 @@ static void w_relu_bn_bwd(float *din, float *dg, float *db, const float *dout, c
 {
     double x = F4 * N * C * HW;
     op_begin("relu+bn bwd", 11.0 * N * C * HW, (add ? 5 : 4) * x, 7 * x + (add ? x : 0));
-    real->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
+    real->fused->relu_batchnorm_backward(din, dg, db, dout, relu_out, in, add, g, sm, si, N, C, HW);
 }
 /* The bytes of one layer's backward-input (+ batchnorm's sums) and weight gradient (with_dw),
  * its dout read as `dout` bytes (d.y, or 2 d.y unapplied: g and x): the weight gradient reads
@@ -262,7 +263,7 @@ static void w_conv_relu_bn_bwd(float *dw, float *din, float *gs, const float *do
     op_begin("conv+relu+bn bwd", (dw ? 2 : 1) * d.flops + 11.0 * N * C * H * W, min, now);
     op_products((dw ? 2 : 1) * d.flops);
     op_tail(C, gpu_conv2d_igemm_col_tiles(C, (long)N * H * W), 2);   /* sums of g, g xhat */
-    real->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
+    real->fused->conv2d_relu_batchnorm_backward(dw, din, gs, dout, in, w, N, C, H, W, K, R, S, stride, pad,
                                          ws, dg, db, bn_in, add, g, b, sm, si);
 }
 /* both layers of a block's main path in one call:
@@ -288,7 +289,7 @@ static void w_conv_relu_bn_bwd_pair(float *din, float *g1, float *g2, const floa
     op_products(2 * (d2.flops + d1.flops));
     op_tail(l2->C, gpu_conv2d_igemm_col_tiles(l2->C, (long)N * l2->H * l2->W), 2);
     op_tail(l1->C, gpu_conv2d_igemm_col_tiles(l1->C, (long)N * l1->H * l1->W), 2);
-    real->conv2d_relu_batchnorm_backward_pair(din, g1, g2, dout, l2, l1, add, N);
+    real->fused->conv2d_relu_batchnorm_backward_pair(din, g1, g2, dout, l2, l1, add, N);
 }
 /* a weight gradient reading its dout as a pair's unapplied d x: unavoidable as
  * conv2d_backward_weight (dout read once); now: g1, the batchnorm's input and the residual
@@ -300,7 +301,7 @@ static void w_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H
     op_begin("conv bwd-w (unapplied)", d.flops + 10.0 * N * K * d.P * d.Q, d.y + d.x + d.w,
              (add ? 3 : 2) * d.y + d.x + d.w + wgrad_partials(N, K, C, R, S, d.P, d.Q));
     op_products(d.flops);
-    real->conv2d_backward_weight_bn_grad(dw, in, N, C, H, W, K, R, S, stride, pad, g1, bn, add);
+    real->fused->conv2d_backward_weight_bn_grad(dw, in, N, C, H, W, K, R, S, stride, pad, g1, bn, add);
 }
 static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w, const float *add,
         int N, int C, int H, int W, int K, int R, int S, int stride, int pad, float *ws,
@@ -316,7 +317,7 @@ static void w_bn_relu_conv(float *out, float *a, const float *in, const float *w
     double now = (train ? x : 0) + (x + d.w + d.y) + (add ? d.y : 0);
     op_begin("bn+relu+conv fwd", d.flops + 7.0 * N * C * H * W, min, now);
     op_products(d.flops);
-    real->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
+    real->fused->batchnorm_relu_conv2d_forward(out, a, in, w, add, N, C, H, W, K, R, S, stride, pad, ws, sm, si,
                                         rm, rv, g, b, mom, eps, train);
 }
 /* chained: as above with a not stored; no statistics pass when in_ready; the statistics of
@@ -331,7 +332,7 @@ static void w_bn_relu_conv_chained(float *out, const float *in, const float *w, 
     else op_begin("conv fwd (+statistics)", d.flops, min, now);
     op_products(d.flops);
     if (n_next) op_tail(K, gpu_conv2d_igemm_col_tiles(K, (long)N * d.P * d.Q), 3);   /* count, mean, M2 */
-    real->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
+    real->fused->batchnorm_relu_conv2d_forward_chained(out, in, w, add, N, C, H, W, K, R, S, stride, pad, bn, in_ready,
                                                 next, n_next);
 }
 static void w_relu_fwd(float *out, const float *in, size_t n)
@@ -398,7 +399,7 @@ static void w_classifier_bwd(float *dx, float *dw, float *db, const float *probs
     double x = F4 * N * I * H * W, io = F4 * (double)I * O;
     double b = F4 * (N * O + N + N * I) + io + x + io + F4 * O;
     op_begin("classifier bwd", 4.0 * N * I * O + 3.0 * N * O + N * O + (double)N * I * H * W, b, b);
-    real->classifier_backward(dx, dw, db, probs, labels, pooled, w, N, I, O, H, W);
+    real->fused->classifier_backward(dx, dw, db, probs, labels, pooled, w, N, I, O, H, W);
 }
 static void w_augment(float *out, const uint8_t *images, const int32_t *idx, const struct AugParams *params,
                       int n, double rot, const int32_t *perm)
@@ -424,31 +425,37 @@ static void w_sgd(float *w, const float *g, float *buf, size_t n, float lr, floa
     real->sgd_step(w, g, buf, n, lr, mom, wd, first);
 }
 
+static FusedOps fused_plan;
 static Ops wrapped(const Ops *r)
 {
     Ops t = *r;
+    const FusedOps *rf = r->fused;
     t.name = "gpu (planned)";
     t.conv2d_forward = w_conv_fwd; t.conv2d_backward_input = w_conv_bwd_in;
     t.conv2d_backward_weight = w_conv_bwd_w;
     t.batchnorm_forward_train = w_bn_train; t.batchnorm_forward_eval = w_bn_eval;
     t.batchnorm_backward = w_bn_bwd;
-    t.batchnorm_relu_forward_train = w_bn_relu_train; t.batchnorm_relu_forward_eval = w_bn_relu_eval;
-    t.relu_batchnorm_backward = w_relu_bn_bwd;
-    t.conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
-    t.conv2d_relu_batchnorm_backward_pair = r->conv2d_relu_batchnorm_backward_pair ? w_conv_relu_bn_bwd_pair : NULL;
-    t.conv2d_backward_weight_bn_grad = r->conv2d_backward_weight_bn_grad ? w_conv_bwd_w_bn_grad : NULL;
-    t.batchnorm_relu_conv2d_forward = w_bn_relu_conv;
-    t.batchnorm_relu_conv2d_forward_chained = r->batchnorm_relu_conv2d_forward_chained ? w_bn_relu_conv_chained : NULL;
     t.relu_forward = w_relu_fwd; t.relu_backward = w_relu_bwd;
     t.add_forward = w_add; t.add_inplace = w_add_inplace;
     t.avgpool2d_forward = w_avg_fwd; t.avgpool2d_backward = w_avg_bwd;
     t.linear_forward = w_lin_fwd; t.linear_backward = w_lin_bwd;
     t.softmax_xent_forward = w_sm_fwd; t.softmax_xent_backward = w_sm_bwd;
-    t.classifier_backward = r->classifier_backward ? w_classifier_bwd : NULL;
     t.augment_batch = w_augment;
     t.augment_plan = w_augment_plan;
     t.loss_accumulate = w_loss_acc;
     t.sgd_step = w_sgd;
+    if (!rf) return t;
+    FusedOps *f = &fused_plan;
+    *f = *rf;
+    f->batchnorm_relu_forward_train = w_bn_relu_train; f->batchnorm_relu_forward_eval = w_bn_relu_eval;
+    f->relu_batchnorm_backward = w_relu_bn_bwd;
+    f->conv2d_relu_batchnorm_backward = w_conv_relu_bn_bwd;
+    f->conv2d_relu_batchnorm_backward_pair = rf->conv2d_relu_batchnorm_backward_pair ? w_conv_relu_bn_bwd_pair : NULL;
+    f->conv2d_backward_weight_bn_grad = rf->conv2d_backward_weight_bn_grad ? w_conv_bwd_w_bn_grad : NULL;
+    f->batchnorm_relu_conv2d_forward = w_bn_relu_conv;
+    f->batchnorm_relu_conv2d_forward_chained = rf->batchnorm_relu_conv2d_forward_chained ? w_bn_relu_conv_chained : NULL;
+    f->classifier_backward = rf->classifier_backward ? w_classifier_bwd : NULL;
+    t.fused = f;
     return t;
 }
 

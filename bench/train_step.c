@@ -1,6 +1,6 @@
 /* End-to-end training throughput: forward + backward + SGD of the practical's ResNet at
  * batch 128 on random data. Last line: "train_step img/s: <number>".
- *   bench/train_step [--device cpu|gpu] [--steps 20] [--threads N] [--batch-size 128]
+ *   bench/train_step [--device cpu|gpu] [--kernels fast|reference] [--steps 20] [--threads N] [--batch-size 128]
  *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32]
  *                    [--no-fused-backward] (GPU: each convolution's backward as two launches) */
 #include <stdio.h>
@@ -16,10 +16,11 @@
 
 int main(int argc, char **argv)
 {
-    const char *device = "cpu";
+    const char *device = "cpu", *kernels = NULL;
     int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--device", 8)) device = cli_value(argc, argv, &i);
+        else if (cli_is_flag(argv[i], "--kernels")) kernels = cli_kernels(cli_value(argc, argv, &i));
         else if (!strncmp(argv[i], "--steps", 7)) steps = (int)cli_long("--steps", cli_value(argc, argv, &i), 1, 100000);
         else if (!strncmp(argv[i], "--threads", 9)) threads = (int)cli_long("--threads", cli_value(argc, argv, &i), 1, 1024);
         else if (!strncmp(argv[i], "--batch-size", 12)) batch = (int)cli_long("--batch-size", cli_value(argc, argv, &i), 1, 4096);
@@ -29,9 +30,9 @@ int main(int argc, char **argv)
         else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
-    const Ops *ops = ops_for_device(device);
-    if (ops == &ops_cpu_ref)
-        printf("kernels: cpu-reference table (the readable operators of cpu/)\n");
+    const Ops *ops = ops_for_device(device, kernels);
+    if (!ops->fused)
+        printf("kernels: %s table (the readable operators, the plain walk)\n", ops->name);
     else if (ops->host)
         printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s)\n", ops->name,
                cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32),

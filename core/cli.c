@@ -42,6 +42,8 @@ int cli_is_flag(const char *arg, const char *name)
 
 const char cli_train_help[] =
     "  --device cpu|gpu       where to train (default cpu)\n"
+    "  --kernels fast|reference  the tuned kernels and fused slots (default), or the readable\n"
+    "                         kernels of cpu/ or gpu/ run by the plain walk (core/net_plain.c)\n"
     "  --gpu-math 3xtf32|fp32 the GPU convolutions' products: tensor cores, each product as three\n"
     "                         tf32 products (fp32's accuracy; default where the card has them),\n"
     "                         or CUDA cores in fp32\n"
@@ -70,6 +72,8 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
     if (cli_is_flag(a, "--device")) {
         c->device = cli_value(argc, argv, i);
         if (strcmp(c->device, "cpu") && strcmp(c->device, "gpu")) die_code(2, "--device: expected cpu or gpu, got '%s'", c->device);
+    } else if (cli_is_flag(a, "--kernels")) {
+        c->kernels = cli_kernels(cli_value(argc, argv, i));
     } else if (cli_is_flag(a, "--gpu-math")) {
         cli_gpu_math(cli_value(argc, argv, i));
     } else if (cli_is_flag(a, "--block")) {
@@ -105,6 +109,12 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
     else if (!strcmp(a, "--resume")) c->resume = 1;
     else return 0;
     return 1;
+}
+
+const char *cli_kernels(const char *v)
+{
+    if (strcmp(v, "fast") && strcmp(v, "reference")) die_code(2, "--kernels: expected fast or reference, got '%s'", v);
+    return v;
 }
 
 void cli_gpu_math(const char *v)

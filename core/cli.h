@@ -17,5 +17,7 @@ void cli_apply_threads(int threads);
 /* --gpu-math VALUE: "3xtf32" or "fp32" set as the GPU convolutions' arithmetic
  * (gpu_set_conv_math); anything else, or a mode this build cannot run, exits 2 */
 void cli_gpu_math(const char *value);
+/* --kernels: "fast" or "reference" (exits 2 otherwise); returns value */
+const char *cli_kernels(const char *value);
 
 #endif

@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/gpustep.h"
+#include "core/ops_fused.h"
 #include "core/util.h"
 
 GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int use_graph)
@@ -50,9 +51,10 @@ static void issue_step(GpuStep *g, float lr, float momentum, float wd, int first
     o->augment_plan(m->input, m->labels, g->dd->images, g->labels, g->order, g->params, g->step, n, g->dd->perm);
     model_forward_input(m, n, 1);
     o->softmax_xent_forward(m->losses, m->probs, m->correct, m->logits, m->labels, n, m->cfg.classes);
-    if (o->branch_begin) o->branch_begin();   /* the sums beside the backward (joined by sgd_step) */
+    const FusedOps *f = o->fused;   /* the sums beside the backward where the table has branches */
+    if (f && f->branch_begin) f->branch_begin();   /* (joined by sgd_step) */
     o->loss_accumulate(g->sums, m->losses, m->correct, n, g->step);
-    if (o->branch_end) o->branch_end();
+    if (f && f->branch_end) f->branch_end();
     model_backward(m, n);
     o->sgd_step(m->params, m->grads, m->momentum, m->n_params, lr, momentum, wd, first_step);
 }

@@ -1,9 +1,13 @@
-/* ResNet graph over the op table. See model.h for the structure and memory layout. */
+/* The model: configuration, parameters in PyTorch's state_dict order (names and shapes for
+ * checkpoints), buffers, initialization, and the choice of walk (core/net.h) that runs it.
+ * See model.h for the structure and memory layout. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/model.h"
+#include "core/net.h"
+#include "core/ops_fused.h"
 #include "core/util.h"
 
 void model_config_default(ModelConfig *cfg)
@@ -229,7 +233,9 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
     add_entry(m, "model.output_net.2.bias", 1, &cfg->classes, ENTRY_PARAM, m->fc_b);
     m->n_params += cfg->classes;
 
-    /* ---- allocation ---- */
+    /* ---- allocation ---- (a table whose fused slots recompute relu(bn(.)) where it is read
+     * stores no pre-activation a1, a2, ds_a: core/ops_fused.h) */
+    int recompute = ops->fused && ops->fused->recompute_act;
     size_t N = (size_t)max_batch, fl = sizeof(float);
     m->params = ops->alloc(m->n_params * fl);
     m->grads = ops->alloc(m->n_params * fl);
@@ -249,14 +255,14 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
         size_t in_sz = (size_t)b->Cin * b->H * b->W, out_sz = (size_t)b->Cout * b->Ho * b->Wo;
         act = max_sz(act, max_sz(in_sz, out_sz));
         if (pre) {   /* a1, ds_a, a2: not stored where the table recomputes them (ops.h) */
-            if (!ops->recompute_act) b->a1 = ops->alloc(N * in_sz * fl);
-            if (b->sub && !ops->recompute_act) b->ds_a = ops->alloc(N * in_sz * fl);
+            if (!recompute) b->a1 = ops->alloc(N * in_sz * fl);
+            if (b->sub && !recompute) b->ds_a = ops->alloc(N * in_sz * fl);
         } else {
             b->a1 = ops->alloc(N * out_sz * fl);
             b->c2 = ops->alloc(N * out_sz * fl);
         }
         b->c1 = ops->alloc(N * out_sz * fl);
-        if (pre && !ops->recompute_act) b->a2 = ops->alloc(N * out_sz * fl);
+        if (pre && !recompute) b->a2 = ops->alloc(N * out_sz * fl);
         b->y = ops->alloc(N * out_sz * fl);
         BN_ALLOC(b->bn1); BN_ALLOC(b->bn2); BN_ALLOC(b->ds_bn);
         const Conv *cs[3] = {&b->conv1, &b->conv2, &b->ds_conv};
@@ -365,244 +371,7 @@ void model_init(Model *m, Rng *rng)
     free(buf);
 }
 
-/* ------------------------------------------------------------------ layer helpers */
-
-static void conv_fwd(Model *m, const Conv *c, float *out, const float *in, int N)
-{
-    m->ops->conv2d_forward(out, in, m->params + c->w, N, c->C, c->H, c->W, c->K, c->R, c->S,
-                           c->stride, c->pad, m->ws);
-    if (c->has_bias) m->ops->bias_forward(out, m->params + c->b, N, c->K, c->P * c->Q);
-}
-
-/* din may be NULL (input gradient not needed, e.g. the images) */
-static void conv_bwd(Model *m, const Conv *c, float *din, const float *dout, const float *in, int N)
-{
-    const Ops *o = m->ops;
-    o->conv2d_backward_weight(m->grads + c->w, dout, in, N, c->C, c->H, c->W, c->K, c->R, c->S,
-                              c->stride, c->pad, m->ws);
-    if (c->has_bias) o->bias_backward(m->grads + c->b, dout, N, c->K, c->P * c->Q);
-    if (din)
-        o->conv2d_backward_input(din, dout, m->params + c->w, N, c->C, c->H, c->W, c->K, c->R,
-                                 c->S, c->stride, c->pad, m->ws);
-}
-
-static void bn_fwd(Model *m, BatchNorm *b, float *out, const float *in, int N, int train)
-{
-    float *p = m->params, *buf = m->buffers;
-    if (train) {
-        m->ops->batchnorm_forward_train(out, b->mean, b->invstd, buf + b->rmean, buf + b->rvar, in,
-                                        p + b->gamma, p + b->beta, N, b->C, b->HW, 0.1f, 1e-5f);
-        m->num_batches_tracked[b->index]++;
-    } else {
-        m->ops->batchnorm_forward_eval(out, in, p + b->gamma, p + b->beta, buf + b->rmean,
-                                       buf + b->rvar, N, b->C, b->HW, 1e-5f);
-    }
-}
-
-static void bn_bwd(Model *m, const BatchNorm *b, float *din, const float *dout, const float *in, int N)
-{
-    m->ops->batchnorm_backward(din, m->grads + b->gamma, m->grads + b->beta, dout, in,
-                               m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
-}
-
-/* out = relu(bn(in)) in one operator */
-static void bn_relu_fwd(Model *m, BatchNorm *b, float *out, const float *in, int N, int train)
-{
-    float *p = m->params, *buf = m->buffers;
-    if (train) {
-        m->ops->batchnorm_relu_forward_train(out, b->mean, b->invstd, buf + b->rmean, buf + b->rvar,
-                                             in, p + b->gamma, p + b->beta, N, b->C, b->HW, 0.1f, 1e-5f);
-        m->num_batches_tracked[b->index]++;
-    } else {
-        m->ops->batchnorm_relu_forward_eval(out, in, p + b->gamma, p + b->beta, buf + b->rmean,
-                                            buf + b->rvar, N, b->C, b->HW, 1e-5f);
-    }
-}
-
-/* the backward of out = relu(bn(in)): din from dout, the ReLU's output and bn's input,
- * plus `add` (a residual gradient; NULL for none) */
-static void relu_bn_bwd(Model *m, const BatchNorm *b, float *din, const float *dout,
-                        const float *out, const float *in, const float *add, int N)
-{
-    m->ops->relu_batchnorm_backward(din, m->grads + b->gamma, m->grads + b->beta, dout, out, in,
-                                    add, m->params + b->gamma, b->mean, b->invstd, N, b->C, b->HW);
-}
-
-/* both gradients of a bias-free conv whose input `in` = relu(bn(bn_in)), the input side
- * continued through that ReLU and bn: din = d(bn_in) (+ add); g: scratch */
-static void conv_relu_bn_bwd(Model *m, const Conv *c, const BatchNorm *b, float *din, float *g,
-                             const float *dout, const float *in, const float *bn_in,
-                             const float *add, int N)
-{
-    if (c->has_bias) die("model: conv_relu_bn_bwd on a conv with bias");
-    m->ops->conv2d_relu_batchnorm_backward(m->grads + c->w, din, g, dout, in, m->params + c->w, N,
-        c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, m->ws, m->grads + b->gamma,
-        m->grads + b->beta, bn_in, add, m->params + b->gamma, m->params + b->beta, b->mean, b->invstd);
-}
-
-/* a = relu(bn(in)), out = conv(a) (+ add): one operator (bias-free conv) */
-static void bn_relu_conv_fwd(Model *m, BatchNorm *b, const Conv *c, float *out, float *a,
-                             const float *in, const float *add, int N, int train)
-{
-    if (c->has_bias) die("model: bn_relu_conv_fwd on a conv with bias");
-    float *p = m->params, *buf = m->buffers;
-    m->ops->batchnorm_relu_conv2d_forward(out, a, in, p + c->w, add, N, c->C, c->H, c->W, c->K, c->R,
-        c->S, c->stride, c->pad, m->ws, b->mean, b->invstd, buf + b->rmean, buf + b->rvar,
-        p + b->gamma, p + b->beta, 0.1f, 1e-5f, train);
-    if (train) m->num_batches_tracked[b->index]++;
-}
-
-
-static BnRefs bn_refs(Model *m, BatchNorm *b)
-{
-    BnRefs r = {b->mean, b->invstd, m->buffers + b->rmean, m->buffers + b->rvar, m->params + b->gamma,
-                m->params + b->beta, 0.1f, 1e-5f};
-    return r;
-}
-
-/* training mode on a table with batchnorm_relu_conv2d_forward_chained: bn's statistics of `in`
- * already made when in_ready; those of `out` made for next[0..n_next) */
-static void bn_relu_conv_chained(Model *m, BatchNorm *b, const Conv *c, float *out, const float *in,
-                                 const float *add, int N, int in_ready, BatchNorm *const *next, int n_next)
-{   /* b == NULL: a plain conv (the stem) */
-    if (c->has_bias) die("model: bn_relu_conv_fwd on a conv with bias");
-    BnRefs self = b ? bn_refs(m, b) : (BnRefs){0}, nx[2];
-    for (int k = 0; k < n_next; k++) nx[k] = bn_refs(m, next[k]);
-    m->ops->batchnorm_relu_conv2d_forward_chained(out, in, m->params + c->w, add, N, c->C, c->H, c->W, c->K,
-        c->R, c->S, c->stride, c->pad, b ? &self : NULL, in_ready, nx, n_next);
-    if (b) m->num_batches_tracked[b->index]++;
-}
-
-/* the batchnorms that read a block's input: bn1, and ds_bn where it downsamples */
-static int block_input_bns(Block *b, BatchNorm **bns)
-{
-    int n = 0;
-    bns[n++] = &b->bn1;
-    if (b->sub) bns[n++] = &b->ds_bn;
-    return n;
-}
-
-static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
-static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
-
-/* ------------------------------------------------------------------ blocks */
-
-/* How a pre-activation block's forward runs: chained (training on a table that makes
- * batchnorm statistics in the producing conv) or through the plain slot. Chained: the
- * statistics of the block input were made already when in_ready (by the previous block's
- * conv2, or the stem); conv1 makes bn2's, conv2 those of next's bn1 and ds_bn. */
-typedef struct { int train, chained, in_ready; Block *next; } PreactPass;
-
-/* one relu(bn(in)) -> conv (+ add) of the block; next[0..n_next): the batchnorms reading out */
-static void preact_conv(Model *m, const PreactPass *pp, BatchNorm *b, const Conv *c, float *out, float *a,
-                        const float *in, const float *add, int N, int in_ready, BatchNorm *const *next, int n_next)
-{
-    if (pp->chained) bn_relu_conv_chained(m, b, c, out, in, add, N, in_ready, next, n_next);
-    else bn_relu_conv_fwd(m, b, c, out, a, in, add, N, pp->train);
-}
-
-static void preact_forward(Model *m, Block *b, const float *x, int N, const PreactPass *pp)
-{
-    const Ops *o = m->ops;
-    BatchNorm *after_c1[1] = {&b->bn2}, *after_y[2];
-    int n_after_y = pp->next ? block_input_bns(pp->next, after_y) : 0, in_ready = pp->in_ready;
-    /* chained, the shortcut conv beside conv1 (a branch) when x's statistics are ready: then
-     * neither runs batchnorm's statistics kernel, whose scratch buffer and ticket exist once */
-    int branch = pp->chained && b->sub && in_ready && o->branch_begin;
-    if (branch) {
-        o->branch_begin();
-        preact_conv(m, pp, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, in_ready, NULL, 0);
-        o->branch_end();
-    }
-    preact_conv(m, pp, &b->bn1, &b->conv1, b->c1, b->a1, x, NULL, N, in_ready, after_c1, 1);
-    if (b->sub) {
-        if (branch) o->branch_join();
-        else preact_conv(m, pp, &b->ds_bn, &b->ds_conv, m->t1, b->ds_a, x, NULL, N, in_ready, NULL, 0);
-        preact_conv(m, pp, &b->bn2, &b->conv2, b->y, b->a2, b->c1, m->t1, N, 1, after_y, n_after_y);  /* + shortcut */
-    } else {
-        preact_conv(m, pp, &b->bn2, &b->conv2, b->y, b->a2, b->c1, x, N, 1, after_y, n_after_y);      /* + x */
-    }
-}
-
-/* the layer a conv and the batchnorm before it make, for conv2d_relu_batchnorm_backward_pair */
-static ConvBnLayer conv_bn_layer(Model *m, const Conv *c, const BatchNorm *b, const float *bn_in)
-{
-    if (c->has_bias) die("model: conv_bn_layer on a conv with bias");
-    ConvBnLayer l = {m->params + c->w, bn_in, m->params + b->gamma, m->params + b->beta, b->mean, b->invstd,
-                     m->grads + c->w, m->grads + b->gamma, m->grads + b->beta,
-                     c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad};
-    return l;
-}
-
-/* dy: gradient w.r.t. the block output (left intact), dx: written with d/dx; or dx == NULL
- * (on a pair table with conv2d_backward_weight_bn_grad, a block without a shortcut conv):
- * d x left unapplied, its gradient at bn1's ReLU in t2, for conv2d_backward_weight_bn_grad */
-static void preact_backward(Model *m, Block *b, float *dx, const float *dy, const float *x, int N)
-{
-    float *t1 = m->t1, *t2 = m->t2;      /* t1: scratch for g; t2: d c1, then d x (main path) */
-    if (m->ops->recompute_act && m->ops->conv2d_relu_batchnorm_backward_pair) {
-        /* both layers in one call: d c1 need not be stored. Without a shortcut conv: dx = d x
-         * (main) + dy, g in t1 and t2; with one: d x (main) into t2 (g1 in dx, free until the
-         * shortcut's call writes it), then the shortcut adds it */
-        ConvBnLayer l2 = conv_bn_layer(m, &b->conv2, &b->bn2, b->c1), l1 = conv_bn_layer(m, &b->conv1, &b->bn1, x);
-        if (!b->sub) {
-            m->ops->conv2d_relu_batchnorm_backward_pair(dx, t2, t1, dy, &l2, &l1, dy, N);
-        } else {
-            m->ops->conv2d_relu_batchnorm_backward_pair(t2, dx, t1, dy, &l2, &l1, NULL, N);
-            conv_relu_bn_bwd(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);   /* + main */
-        }
-        return;
-    }
-    conv_relu_bn_bwd(m, &b->conv2, &b->bn2, t2, t1, dy, b->a2, b->c1, NULL, N);
-    if (b->sub) {
-        conv_relu_bn_bwd(m, &b->conv1, &b->bn1, t2, t1, t2, b->a1, x, NULL, N);
-        conv_relu_bn_bwd(m, &b->ds_conv, &b->ds_bn, dx, t1, dy, b->ds_a, x, t2, N);  /* + main */
-    } else {
-        conv_relu_bn_bwd(m, &b->conv1, &b->bn1, dx, t1, t2, b->a1, x, dy, N);        /* + dy */
-    }
-}
-
-static void original_forward(Model *m, Block *b, const float *x, int N, int train)
-{
-    const Ops *o = m->ops;
-    conv_fwd(m, &b->conv1, b->c1, x, N);
-    bn_relu_fwd(m, &b->bn1, b->a1, b->c1, N, train);
-    conv_fwd(m, &b->conv2, b->c2, b->a1, N);
-    bn_fwd(m, &b->bn2, b->y, b->c2, N, train);
-    if (b->sub) {
-        conv_fwd(m, &b->ds_conv, m->t1, x, N);
-        o->add_inplace(b->y, m->t1, out_numel(b, N));
-    } else {
-        o->add_inplace(b->y, x, out_numel(b, N));
-    }
-    o->relu_forward(b->y, b->y, out_numel(b, N));
-}
-
-/* dy is overwritten (with the gradient before the final ReLU) */
-static void original_backward(Model *m, Block *b, float *dx, float *dy, const float *x, int N)
-{
-    const Ops *o = m->ops;
-    float *t1 = m->t1, *t2 = m->t2;
-    o->relu_backward(dy, dy, b->y, out_numel(b, N));
-    bn_bwd(m, &b->bn2, t1, dy, b->c2, N);
-    conv_bwd(m, &b->conv2, t2, t1, b->a1, N);
-    relu_bn_bwd(m, &b->bn1, t1, t2, b->a1, b->c1, NULL, N);
-    conv_bwd(m, &b->conv1, dx, t1, x, N);
-    if (b->sub) {
-        conv_bwd(m, &b->ds_conv, t1, dy, x, N);
-        o->add_inplace(dx, t1, in_numel(b, N));
-    } else {
-        o->add_inplace(dx, dy, in_numel(b, N));
-    }
-}
-
 /* ------------------------------------------------------------------ model */
-
-static const float *block_input(const Model *m, int i)
-{
-    if (i > 0) return m->blocks[i - 1].y;
-    return m->cfg.block == BLOCK_PREACT ? m->stem_c : m->stem_a;
-}
 
 void model_forward(Model *m, const float *x, int N, int train)
 {
@@ -612,64 +381,14 @@ void model_forward(Model *m, const float *x, int N, int train)
     model_forward_input(m, N, train);
 }
 
-/* MLP forward: act[l] = relu(linear_l(act[l-1])), logits = last linear */
-static void mlp_forward(Model *m, int N)
-{
-    const float *x = m->input;
-    for (int l = 0; l < m->n_layers; l++) {
-        int last = l == m->n_layers - 1;
-        float *out = last ? m->logits : m->act[l];
-        m->ops->linear_forward(out, x, m->params + m->lw[l], m->params + m->lb[l], N, m->width[l], m->width[l + 1]);
-        if (!last) m->ops->relu_forward(out, out, (size_t)N * m->width[l + 1]);
-        x = out;
-    }
-}
-
-static void mlp_backward(Model *m, int N)
-{
-    const Ops *o = m->ops;
-    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
-    const float *dout = m->dlogits;
-    float *g = m->g0, *gnext = m->g1;
-    for (int l = m->n_layers - 1; l >= 0; l--) {
-        const float *in = l ? m->act[l - 1] : m->input;
-        o->linear_backward(g, m->grads + m->lw[l], m->grads + m->lb[l], dout, in, m->params + m->lw[l],
-                           N, m->width[l], m->width[l + 1]);
-        if (l) o->relu_backward(g, g, m->act[l - 1], (size_t)N * m->width[l]);
-        dout = g;
-        float *t = g; g = gnext; gnext = t;
-    }
-}
-
+/* the walk a model runs: the MLP's, the scheduled one on a table with fused slots, else the
+ * plain one (core/net.h) */
 void model_forward_input(Model *m, int N, int train)
 {
-    const Ops *o = m->ops;
-    const ModelConfig *c = &m->cfg;
     if (N > m->max_batch || N <= 0) die("model_forward: batch %d outside 1..%d", N, m->max_batch);
-    if (c->mlp) { mlp_forward(m, N); return; }
-    int chained = train && c->block == BLOCK_PREACT && o->batchnorm_relu_conv2d_forward_chained;
-    if (chained && !o->recompute_act) die("model: the %s table chains batchnorm statistics but stores activations", o->name);
-    int stem_chained = chained && !m->stem.has_bias;   /* the stem makes block 0's statistics */
-    if (stem_chained) {
-        BatchNorm *bns[2];
-        int n = block_input_bns(&m->blocks[0], bns);
-        bn_relu_conv_chained(m, NULL, &m->stem, m->stem_c, m->input, NULL, N, 0, bns, n);
-    } else {
-        conv_fwd(m, &m->stem, m->stem_c, m->input, N);
-    }
-    if (c->block == BLOCK_ORIGINAL) {
-        bn_relu_fwd(m, &m->stem_bn, m->stem_a, m->stem_c, N, train);
-    }
-    for (int i = 0; i < m->n_blocks; i++) {
-        Block *next = i + 1 < m->n_blocks ? &m->blocks[i + 1] : NULL;
-        PreactPass pp = {train, chained, i > 0 || stem_chained, next};
-        if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], block_input(m, i), N, &pp);
-        else original_forward(m, &m->blocks[i], block_input(m, i), N, train);
-    }
-    const Block *last = &m->blocks[m->n_blocks - 1];
-    o->avgpool2d_forward(m->pooled, last->y, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
-    o->linear_forward(m->logits, m->pooled, m->params + m->fc_w, m->params + m->fc_b, N, m->feat,
-                      c->classes);
+    if (m->cfg.mlp) mlp_forward(m, N);
+    else if (m->ops->fused) scheduled_forward(m, N, train);
+    else plain_forward(m, N, train);
 }
 
 double model_loss(Model *m, const int32_t *labels, int N, int *correct)
@@ -688,44 +407,9 @@ double model_loss(Model *m, const int32_t *labels, int N, int *correct)
 
 void model_backward(Model *m, int N)
 {
-    const Ops *o = m->ops;
-    const ModelConfig *c = &m->cfg;
-    if (c->mlp) { mlp_backward(m, N); return; }
-    const Block *last = &m->blocks[m->n_blocks - 1];
-    float *g = m->g0, *gnext = m->g1;
-    if (o->classifier_backward && last->Ho == last->Wo) {   /* the head in one call (global pooling) */
-        o->classifier_backward(g, m->grads + m->fc_w, m->grads + m->fc_b, m->probs, m->labels, m->pooled,
-                               m->params + m->fc_w, N, m->feat, c->classes, last->Ho, last->Wo);
-    } else {
-        o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);
-        o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
-                           m->params + m->fc_w, N, m->feat, c->classes);
-        o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
-    }
-    /* the stem's weight gradient may read the first block's d x unapplied (ops.h:
-     * conv2d_backward_weight_bn_grad): then that d x is never stored */
-    Block *first = m->n_blocks > 0 ? &m->blocks[0] : NULL;
-    int unapplied = first && c->block == BLOCK_PREACT && o->recompute_act && o->conv2d_relu_batchnorm_backward_pair &&
-                    o->conv2d_backward_weight_bn_grad && !first->sub && !m->stem.has_bias;
-    for (int i = m->n_blocks - 1; i >= 0; i--) {
-        float *dx = i == 0 && unapplied ? NULL : gnext;
-        if (c->block == BLOCK_PREACT) preact_backward(m, &m->blocks[i], dx, g, block_input(m, i), N);
-        else original_backward(m, &m->blocks[i], dx, g, block_input(m, i), N);
-        if (!dx) break;   /* g stays block 0's dy */
-        float *t = g; g = gnext; gnext = t;
-    }
-    if (unapplied) {   /* d x = g + bn1's backward of t2, computed as the stem's weight gradient reads it */
-        const Conv *s = &m->stem;
-        ConvBnLayer l1 = conv_bn_layer(m, &first->conv1, &first->bn1, block_input(m, 0));
-        o->conv2d_backward_weight_bn_grad(m->grads + s->w, m->input, N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
-                                          s->pad, m->t2, &l1, g);
-        return;
-    }
-    if (c->block == BLOCK_ORIGINAL) {
-        relu_bn_bwd(m, &m->stem_bn, m->t1, g, m->stem_a, m->stem_c, NULL, N);
-        g = m->t1;
-    }
-    conv_bwd(m, &m->stem, NULL, g, m->input, N);
+    if (m->cfg.mlp) mlp_backward(m, N);
+    else if (m->ops->fused) scheduled_backward(m, N);
+    else plain_backward(m, N);
 }
 
 void model_sgd_step(Model *m, float lr, float momentum, float weight_decay)

@@ -25,6 +25,9 @@
 #include "core/rng.h"
 
 #define MAX_STAGES 8
+/* batchnorm's settings, PyTorch's defaults: running = (1 - momentum) running + momentum batch */
+#define BN_MOMENTUM 0.1f
+#define BN_EPS 1e-5f
 
 typedef enum { BLOCK_PREACT = 0, BLOCK_ORIGINAL = 1 } BlockType;
 
@@ -54,7 +57,8 @@ typedef struct Block {
     /* stored activations [max_batch, ...]:
      * preact:   a1 = relu(bn1(x)), c1 = conv1(a1), a2 = relu(bn2(c1)), y, ds_a = relu(ds_bn(x))
      * original: c1 = conv1(x), a1 = relu(bn1(c1)), c2 = conv2(a1), y = relu(bn2(c2) + shortcut)
-     * (preact's a1, a2, ds_a are NULL on a table with recompute_act: never stored, core/ops.h) */
+     * (preact's a1, a2, ds_a are NULL on a table whose fused slots recompute them: never
+     * stored, core/ops_fused.h) */
     float *a1, *c1, *a2, *c2, *y, *ds_a;
 } Block;
 

@@ -1,8 +1,10 @@
-/* The CPU op table: host memory plus the reference operators of cpu/. */
+/* The CPU op tables: host memory plus the readable operators of cpu/ (ops_cpu_ref), or the
+ * fast kernels of cpu/fast/ with their fused slots (ops_cpu). */
 #include <stdlib.h>
 #include <string.h>
 #include "core/augment.h"
 #include "core/ops.h"
+#include "core/ops_fused.h"
 #include "core/util.h"
 #include "cpu/cpu.h"
 #include "cpu/fast/fast.h"
@@ -33,7 +35,7 @@ static void host_augment_batch(float *out, const uint8_t *images, const int32_t 
                       rotate_deg, (const int *)perm);
 }
 
-/* The fused slots of the reference table: the readable operators in turn. */
+/* The fused slots' definition (core/ops_fused.h): the readable operators in turn. */
 static void ref_bn_relu_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                               float *running_var, const float *in, const float *gamma,
                               const float *beta, int N, int C, int HW, float momentum, float eps)
@@ -84,6 +86,15 @@ static void ref_conv_relu_bn_backward(float *dweight, float *din, float *g, cons
                          N, C, H * W);
 }
 
+const FusedOps fused_cpu_ref = {
+    .batchnorm_relu_forward_train = ref_bn_relu_train,
+    .batchnorm_relu_forward_eval = ref_bn_relu_eval,
+    .relu_batchnorm_backward = ref_relu_bn_backward,
+    .batchnorm_relu_conv2d_forward = ref_bn_relu_conv,
+    .conv2d_relu_batchnorm_backward = ref_conv_relu_bn_backward,
+};
+
+/* The readable table: the operators of cpu/, no fused slots (the plain walk runs it). */
 const Ops ops_cpu_ref = {
     .name = "cpu-reference", .host = 1,
     .alloc = host_alloc, .free = free,
@@ -95,11 +106,6 @@ const Ops ops_cpu_ref = {
     .batchnorm_forward_train = batchnorm_forward_train,
     .batchnorm_forward_eval = batchnorm_forward_eval,
     .batchnorm_backward = batchnorm_backward,
-    .batchnorm_relu_forward_train = ref_bn_relu_train,
-    .batchnorm_relu_forward_eval = ref_bn_relu_eval,
-    .relu_batchnorm_backward = ref_relu_bn_backward,
-    .batchnorm_relu_conv2d_forward = ref_bn_relu_conv,
-    .conv2d_relu_batchnorm_backward = ref_conv_relu_bn_backward,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
     .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,
@@ -111,9 +117,18 @@ const Ops ops_cpu_ref = {
     .sgd_step = sgd_step,
 };
 
+/* The fast table's fused slots: cpu/fast/'s one-pass kernels. */
+static const FusedOps fused_cpu = {
+    .batchnorm_relu_forward_train = batchnorm_relu_fast_forward_train,
+    .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
+    .relu_batchnorm_backward = relu_batchnorm_fast_backward,
+    .batchnorm_relu_conv2d_forward = batchnorm_relu_conv2d_direct_forward,
+    .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
+};
+
 /* The default CPU table: the readable table with the fast kernels in their slots. */
 const Ops ops_cpu = {
-    .name = "cpu", .host = 1,
+    .name = "cpu", .host = 1, .fused = &fused_cpu,
     .alloc = host_alloc, .free = free,
     .upload = host_copy, .download = host_copy, .sync = host_sync,
     .conv2d_forward = conv2d_direct_forward,
@@ -123,11 +138,6 @@ const Ops ops_cpu = {
     .batchnorm_forward_train = batchnorm_fast_forward_train,
     .batchnorm_forward_eval = batchnorm_fast_forward_eval,
     .batchnorm_backward = batchnorm_fast_backward,
-    .batchnorm_relu_forward_train = batchnorm_relu_fast_forward_train,
-    .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
-    .relu_batchnorm_backward = relu_batchnorm_fast_backward,
-    .batchnorm_relu_conv2d_forward = batchnorm_relu_conv2d_direct_forward,
-    .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
     .relu_forward = relu_forward, .relu_backward = relu_backward,
     .add_forward = add_forward, .add_inplace = add_inplace,
     .maxpool2d_forward = maxpool2d_forward, .maxpool2d_backward = maxpool2d_backward,
@@ -139,17 +149,19 @@ const Ops ops_cpu = {
     .sgd_step = sgd_step,
 };
 
-const Ops *ops_for_device(const char *device)
+/* kernels: "fast" or "reference"; NULL: CONVNET_KERNELS, else CONVNET_CPU (its older name,
+ * kept working), else fast */
+const Ops *ops_for_device(const char *device, const char *kernels)
 {
-    if (strcmp(device, "cpu") == 0) {
-        const char *e = getenv("CONVNET_CPU");
-        if (e && !strcmp(e, "reference")) return &ops_cpu_ref;
-        if (e && *e && strcmp(e, "fast")) die_code(2, "CONVNET_CPU='%s' (expected fast or reference)", e);
-        return &ops_cpu;
-    }
+    if (!kernels || !*kernels) kernels = getenv("CONVNET_KERNELS");
+    if (!kernels || !*kernels) kernels = getenv("CONVNET_CPU");
+    if (!kernels || !*kernels) kernels = "fast";
+    int ref = !strcmp(kernels, "reference");
+    if (!ref && strcmp(kernels, "fast")) die_code(2, "kernels '%s': expected fast or reference", kernels);
+    if (strcmp(device, "cpu") == 0) return ref ? &ops_cpu_ref : &ops_cpu;
     if (strcmp(device, "gpu") == 0) {
         const char *why = "unknown reason";
-        const Ops *g = ops_gpu(&why);
+        const Ops *g = ref ? ops_gpu_ref(&why) : ops_gpu(&why);
         if (!g) die_code(2, "no usable CUDA GPU (%s)", why);
         return g;
     }

@@ -153,7 +153,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
 {
     memset(res, 0, sizeof *res);
     for (int i = 0; i < 1024; i++) res->val_history[i] = NAN;
-    const Ops *ops = ops_for_device(cfg->device);
+    const Ops *ops = ops_for_device(cfg->device, cfg->kernels);
     char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
     mkdir_p(cfg->out_dir);
     files_remove_stale_temps(cfg->out_dir, cfg->quiet);

@@ -17,6 +17,7 @@
 
 typedef struct TrainConfig {
     const char *device;
+    const char *kernels;        /* "fast" or "reference" (NULL: fast, or $CONVNET_KERNELS) */
     ModelConfig model;
     int epochs, batch;
     double lr, momentum, weight_decay, gamma;

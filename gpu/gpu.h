@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/augment.h"   /* AugParams */
-#include "core/ops.h"       /* BnRefs */
+#include "core/ops.h"
+#include "core/ops_fused.h"   /* BnRefs, ConvBnLayer */
 #include "gpu/cuda_compat.h"
 
 namespace gpu {

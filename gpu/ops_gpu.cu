@@ -3,6 +3,7 @@
 #include "gpu/cuda_compat.h"
 #include "gpu/gpu.h"
 #include "core/ops.h"
+#include "core/ops_fused.h"
 
 namespace gpu {
 namespace {
@@ -274,31 +275,14 @@ void gpu_sgd(float *w, const float *g, float *buf, size_t n, float lr, float mom
     gpu::sgd_step(w, g, buf, n, lr, momentum, wd, first);
 }
 
-Ops make_table()
+// What both GPU tables share: device memory, the elementwise, pooling, linear, loss and SGD
+// kernels, the batch build on the device and the step as a graph.
+Ops common_table()
 {
     Ops t = {};
-    t.name = "gpu";
-    t.recompute_act = 1;
     t.alloc = dev_alloc; t.free = dev_free; t.upload = dev_upload; t.download = dev_download;
     t.sync = dev_sync;
-    t.conv2d_forward = gpu_conv_fwd;
-    t.conv2d_backward_input = gpu_conv_bwd_in;
-    t.conv2d_backward_weight = gpu_conv_bwd_w;
     t.bias_forward = gpu::bias_forward; t.bias_backward = gpu::bias_backward;
-    t.batchnorm_forward_train = gpu_bn_train;
-    t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
-    t.batchnorm_backward = gpu_bn_backward;
-    t.batchnorm_relu_forward_train = gpu_bn_relu_train;
-    t.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
-    t.relu_batchnorm_backward = gpu_relu_bn_backward;
-    t.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
-    t.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
-    t.conv2d_relu_batchnorm_backward_pair = gpu_conv_relu_bn_backward_pair;
-    t.conv2d_backward_weight_bn_grad = gpu_conv_bwd_w_bn_grad;
-    t.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
-    t.branch_begin = gpu::side_begin;
-    t.branch_end = gpu::side_end;
-    t.branch_join = gpu::side_join_all;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
     t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;
@@ -306,7 +290,6 @@ Ops make_table()
     t.linear_forward = gpu::linear_forward; t.linear_backward = gpu::linear_backward;
     t.softmax_xent_forward = gpu::softmax_xent_forward;
     t.softmax_xent_backward = gpu::softmax_xent_backward;
-    t.classifier_backward = gpu::classifier_backward;
     t.augment_batch = gpu::augment_batch;
     t.augment_plan = gpu::augment_plan;
     t.loss_accumulate = gpu::loss_accumulate;
@@ -314,10 +297,64 @@ Ops make_table()
     t.capture_end = gpu::capture_end;
     t.graph_launch = gpu::graph_launch;
     t.graph_free = gpu::graph_free;
+    return t;
+}
+
+// The fast table's fused slots and its side stream (core/ops_fused.h)
+FusedOps make_fused()
+{
+    FusedOps f = {};
+    f.recompute_act = 1;
+    f.batchnorm_relu_forward_train = gpu_bn_relu_train;
+    f.batchnorm_relu_forward_eval = gpu_bn_relu_eval;
+    f.relu_batchnorm_backward = gpu_relu_bn_backward;
+    f.batchnorm_relu_conv2d_forward = gpu_bn_relu_conv;
+    f.conv2d_relu_batchnorm_backward = gpu_conv_relu_bn_backward;
+    f.conv2d_relu_batchnorm_backward_pair = gpu_conv_relu_bn_backward_pair;
+    f.conv2d_backward_weight_bn_grad = gpu_conv_bwd_w_bn_grad;
+    f.batchnorm_relu_conv2d_forward_chained = gpu_bn_relu_conv_chained;
+    f.classifier_backward = gpu::classifier_backward;
+    f.branch_begin = gpu::side_begin;
+    f.branch_end = gpu::side_end;
+    f.branch_join = gpu::side_join_all;
+    return f;
+}
+const FusedOps fused = make_fused();
+
+// The fast table: implicit-GEMM convolutions (conv2d_igemm.cu), split batchnorm
+// (batchnorm_split.cu), the fused slots above
+Ops make_table()
+{
+    Ops t = common_table();
+    t.name = "gpu";
+    t.fused = &fused;
+    t.conv2d_forward = gpu_conv_fwd;
+    t.conv2d_backward_input = gpu_conv_bwd_in;
+    t.conv2d_backward_weight = gpu_conv_bwd_w;
+    t.batchnorm_forward_train = gpu_bn_train;
+    t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
+    t.batchnorm_backward = gpu_bn_backward;
     t.sgd_step = gpu_sgd;
     return t;
 }
 const Ops table = make_table();
+
+// The reference table: the readable kernels, as cpu/'s operators are written (conv2d.cu:
+// im2col + GEMM; batchnorm.cu: one block per channel), no fused slots: the plain walk runs it
+Ops make_ref_table()
+{
+    Ops t = common_table();
+    t.name = "gpu-reference";
+    t.conv2d_forward = gpu::conv2d_forward;
+    t.conv2d_backward_input = gpu::conv2d_backward_input;
+    t.conv2d_backward_weight = gpu::conv2d_backward_weight;
+    t.batchnorm_forward_train = gpu::batchnorm_forward_train;
+    t.batchnorm_forward_eval = gpu::batchnorm_forward_eval;
+    t.batchnorm_backward = gpu::batchnorm_backward;
+    t.sgd_step = gpu::sgd_step;
+    return t;
+}
+const Ops ref_table = make_ref_table();
 }  // namespace
 
 extern "C" void gpu_release_scratch(void)
@@ -401,3 +438,5 @@ extern "C" const Ops *ops_gpu(const char **why)
 #endif
     return &table;
 }
+
+extern "C" const Ops *ops_gpu_ref(const char **why) { return ops_gpu(why) ? &ref_table : nullptr; }

@@ -18,6 +18,7 @@
 #include "core/devdata.h"
 #include "core/gpustep.h"
 #include "core/model.h"
+#include "core/ops_fused.h"
 #include "core/train.h"
 #include "cpu/cpu.h"
 #include "tests/fixtures.h"
@@ -343,13 +344,13 @@ START_TEST(batchnorm_kernels)
         G->upload(grm, rm0, sizeof(float) * C); G->upload(grv, rv0, sizeof(float) * C);
         batchnorm_forward_train(r, mean, inv, rm, rv, x, g, b, N, C, HW, 0.1f, 1e-5f);
         relu_forward(r, r, n);
-        G->batchnorm_relu_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
+        G->fused->batchnorm_relu_forward_train(gy, gm, gi, grm, grv, gx, gg, gb, N, C, HW, 0.1f, 1e-5f);
         EXPECT_CLOSE(gy, r, n, "batchnorm+relu forward_train");
         EXPECT_CLOSE(grm, rm, C, "batchnorm+relu running_mean");
         relu_backward(m, dy, r, n);
         batchnorm_backward(dx, dg, dbt, m, x, g, mean, inv, N, C, HW);
         for (size_t i = 0; i < n; i++) dx[i] += ad[i];
-        G->relu_batchnorm_backward(gdx, gdg, gdb, gdy, gy, gx, gad, gg, gm, gi, N, C, HW);
+        G->fused->relu_batchnorm_backward(gdx, gdg, gdb, gdy, gy, gx, gad, gg, gm, gi, N, C, HW);
         EXPECT_CLOSE(gdx, dx, n, "relu+batchnorm backward (+add) d/dx");
         EXPECT_CLOSE(gdg, dg, C, "relu+batchnorm backward d/dgamma");
         EXPECT_CLOSE(gdb, dbt, C, "relu+batchnorm backward d/dbeta");
@@ -367,15 +368,15 @@ END_TEST
 /* The fused pre-activation slots of the GPU table, which store no activation (recompute_act):
  * batchnorm's statistics, then the convolution applying batchnorm+ReLU as it gathers its
  * input (train and eval); the backward recomputing the ReLU's input for the weight gradient
- * and its mask for batchnorm's backward. Against the CPU reference table, which stores a.
+ * and its mask for batchnorm's backward. Against the fused slots' definition on the CPU
+ * (fused_cpu_ref: the readable operators in turn), which stores a.
  * Shapes: partial tiles, stride 2 with padding, a 1x1 conv into 40 channels, and one with 50
  * column tiles (two groups of the epilogues' two-level reduction, the last partial); each
  * with the residual adds of both directions. */
 START_TEST(fused_bn_relu_conv_kernels)
 {
     if (!use_math(_i)) return;
-    const Ops *R = &ops_cpu_ref;
-    ck_assert(G->recompute_act && !R->recompute_act);
+    ck_assert(G->fused->recompute_act && !fused_cpu_ref.recompute_act);
     static const int shapes[][9] = {{3, 5, 9, 7, 6, 3, 3, 1, 1}, {2, 4, 9, 9, 5, 3, 3, 2, 1}, {2, 3, 6, 11, 40, 1, 1, 2, 0},
                                     {4, 3, 20, 20, 8, 3, 3, 1, 1}};
     for (int t = 0; t < 4; t++) {
@@ -390,22 +391,22 @@ START_TEST(fused_bn_relu_conv_kernels)
         float *out = malloc(4 * no), *a = malloc(4 * nx), *din = malloc(4 * nx), *g = malloc(4 * nx);
         float *dw = malloc(4 * nw), mean[8], inv[8], rm[8], rv[8], rm0[8], rv0[8], dga[8], dbe[8];
         for (int c = 0; c < C; c++) { rm0[c] = rm[c] = 0.1f * c; rv0[c] = rv[c] = 1 + 0.2f * c; }
-        R->batchnorm_relu_conv2d_forward(out, a, x, w, add, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
+        fused_cpu_ref.batchnorm_relu_conv2d_forward(out, a, x, w, add, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
                                          gam, bet, 0.1f, 1e-5f, 1);
-        R->conv2d_relu_batchnorm_backward(dw, din, g, dy, a, w, N, C, H, W, K, Rr, S, st, pd, ws, dga, dbe, x,
+        fused_cpu_ref.conv2d_relu_batchnorm_backward(dw, din, g, dy, a, w, N, C, H, W, K, Rr, S, st, pd, ws, dga, dbe, x,
                                           dadd, gam, bet, mean, inv);
         float *gx = up(x, nx), *gw = up(w, nw), *ggam = up(gam, C), *gbet = up(bet, C), *gadd = up(add, no);
         float *gdy = up(dy, no), *gdadd = up(dadd, nx), *grm = up(rm0, C), *grv = up(rv0, C), *gws = poisoned(nws);
         float *gout = poisoned(no), *gdin = poisoned(nx), *gg = poisoned(nx), *gdw = poisoned(nw);
         float *gm = poisoned(C), *gi = poisoned(C), *gdga = poisoned(C), *gdbe = poisoned(C);
-        G->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, gadd, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
+        G->fused->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, gadd, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
                                          grv, ggam, gbet, 0.1f, 1e-5f, 1);
         EXPECT_CLOSE(gout, out, no, "bn+relu+conv forward, a not stored");
         EXPECT_CLOSE(gm, mean, C, "bn+relu+conv saved mean");
         EXPECT_CLOSE(gi, inv, C, "bn+relu+conv saved invstd");
         EXPECT_CLOSE(grm, rm, C, "bn+relu+conv running_mean");
         EXPECT_CLOSE(grv, rv, C, "bn+relu+conv running_var");
-        G->conv2d_relu_batchnorm_backward(gdw, gdin, gg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, gdga,
+        G->fused->conv2d_relu_batchnorm_backward(gdw, gdin, gg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, gdga,
                                           gdbe, gx, gdadd, ggam, gbet, gm, gi);
         EXPECT_CLOSE(gdw, dw, nw, "conv+relu+bn backward d/dweight, a recomputed");
         EXPECT_CLOSE(gdin, din, nx, "conv+relu+bn backward d/dx (+add), mask recomputed");
@@ -415,7 +416,7 @@ START_TEST(fused_bn_relu_conv_kernels)
             gpu_set_conv_fusion(1 + _i % 3);
             ck_assert_int_gt(gpu_conv2d_igemm_fused_blocks(N, C, H, W, K, Rr, S, st, pd), 0);
             float *fdw = poisoned(nw), *fdin = poisoned(nx), *fg = poisoned(nx), *fdga = poisoned(C), *fdbe = poisoned(C);
-            G->conv2d_relu_batchnorm_backward(fdw, fdin, fg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, fdga,
+            G->fused->conv2d_relu_batchnorm_backward(fdw, fdin, fg, gdy, NULL, gw, N, C, H, W, K, Rr, S, st, pd, gws, fdga,
                                               fdbe, gx, gdadd, ggam, gbet, gm, gi);
             gpu_set_conv_fusion(0);
             EXPECT_CLOSE(fdw, dw, nw, "fused conv+relu+bn backward d/dweight");
@@ -437,7 +438,7 @@ START_TEST(fused_bn_relu_conv_kernels)
                 nx[k] = (BnRefs){sm2[k], si2[k], srm[k], srv[k], kg, kb, 0.1f, 1e-5f};
             }
             BnRefs self = {gm, gi, grm, grv, ga, gb2, 0.1f, 1e-5f};
-            G->batchnorm_relu_conv2d_forward_chained(gout, gx, gw, gadd, N, C, H, W, K, Rr, S, st, pd, &self, 1, nx, 2);
+            G->fused->batchnorm_relu_conv2d_forward_chained(gout, gx, gw, gadd, N, C, H, W, K, Rr, S, st, pd, &self, 1, nx, 2);
             EXPECT_CLOSE(gout, out, no, "chained bn+relu+conv forward, statistics ready");
             batchnorm_forward_train(y2, om, oi, orm, orv, out, w, w + K, N, K, P * Q, 0.1f, 1e-5f);
             for (int k = 0; k < 2; k++) {
@@ -451,9 +452,9 @@ START_TEST(fused_bn_relu_conv_kernels)
             free(y2);
         }
         /* eval: the running statistics */
-        R->batchnorm_relu_conv2d_forward(out, a, x, w, NULL, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
+        fused_cpu_ref.batchnorm_relu_conv2d_forward(out, a, x, w, NULL, N, C, H, W, K, Rr, S, st, pd, ws, mean, inv, rm, rv,
                                          gam, bet, 0.1f, 1e-5f, 0);
-        G->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, NULL, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
+        G->fused->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, NULL, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
                                          grv, ggam, gbet, 0.1f, 1e-5f, 0);
         EXPECT_CLOSE(gout, out, no, "bn+relu+conv eval, a not stored");
         float *bufs[] = {gx, gw, ggam, gbet, gadd, gdy, gdadd, grm, grv, gws, gout, gdin, gg, gdw, gm, gi, gdga, gdbe};
@@ -489,7 +490,7 @@ START_TEST(block_backward_pair)
 {
     if (!use_math(_i)) return;
     const Ops *R = &ops_cpu_ref;
-    ck_assert(G->conv2d_relu_batchnorm_backward_pair != NULL);
+    ck_assert(G->fused->conv2d_relu_batchnorm_backward_pair != NULL);
     static const int shapes[][5] = {{3, 4, 9, 6, 4}, {2, 8, 20, 8, 8}};   /* N, C, H=W, K1, K2 */
     for (int t = 0; t < 2; t++)
         for (int with_add = 0; with_add <= 1; with_add++) {
@@ -519,9 +520,9 @@ START_TEST(block_backward_pair)
             float *ws = malloc(sizeof(float) * nws), *rdc1 = malloc(sizeof(float) * nc1), *rdx = malloc(sizeof(float) * nx);
             float *rg = malloc(sizeof(float) * (nc1 > nx ? nc1 : nx)), *rdw1 = malloc(sizeof(float) * nw1),
                   *rdw2 = malloc(sizeof(float) * nw2), rdg1[8], rdb1[8], rdg2[8], rdb2[8];
-            R->conv2d_relu_batchnorm_backward(rdw2, rdc1, rg, dy, a2, w2, N, K1, H, W, K2, 3, 3, 1, 1, ws, rdg2, rdb2, c1,
+            fused_cpu_ref.conv2d_relu_batchnorm_backward(rdw2, rdc1, rg, dy, a2, w2, N, K1, H, W, K2, 3, 3, 1, 1, ws, rdg2, rdb2, c1,
                                               NULL, g2, b2, m2, i2);
-            R->conv2d_relu_batchnorm_backward(rdw1, rdx, rg, rdc1, a1, w1, N, C, H, W, K1, 3, 3, 1, 1, ws, rdg1, rdb1, x,
+            fused_cpu_ref.conv2d_relu_batchnorm_backward(rdw1, rdx, rg, rdc1, a1, w1, N, C, H, W, K1, 3, 3, 1, 1, ws, rdg1, rdb1, x,
                                               add, g1, b1, m1, i1);
             /* the GPU: the pair, then the two calls */
             float *gx = up(x, nx), *gc1 = up(c1, nc1), *gdy = up(dy, ny), *gadd = add ? up(add, nx) : NULL;
@@ -540,12 +541,12 @@ START_TEST(block_backward_pair)
                     if (way == 0) {
                         ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
                         ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
-                        G->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
+                        G->fused->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
                     } else {
                         float *gdc1 = poisoned(nc1);
-                        G->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
+                        G->fused->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
                                                           o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
-                        G->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
+                        G->fused->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
                                                           o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
                         G->free(gdc1);
                     }
@@ -566,8 +567,8 @@ START_TEST(block_backward_pair)
                     G->conv2d_backward_weight(want3, gdx, gin3, N, 3, H, W, C, 3, 3, 1, 1, gws);
                     ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
                     ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
-                    G->conv2d_relu_batchnorm_backward_pair(NULL, s1, s2, gdy, &l2, &l1, gadd, N);
-                    G->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, s1, &l1, gadd);
+                    G->fused->conv2d_relu_batchnorm_backward_pair(NULL, s1, s2, gdy, &l2, &l1, gadd, N);
+                    G->fused->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, s1, &l1, gadd);
                     float *w3 = down(want3, nw3), *g3 = down(got3, nw3);
                     double e = max_rel(g3, r3, nw3);
                     ck_assert_msg(e <= GPU_TOL, "d x unapplied: d/dw (shape %d, add %d, seed %d, %s, %s): vs cpu %g", t,
@@ -727,7 +728,7 @@ START_TEST(linear_and_loss_kernels)
         linear_backward(dpool, dwc, dbc, dz, x, w, N, I, O);
         avgpool2d_backward(dx3, dpool, N, I, H, W, H, 1, 0);
         float *cdx = poisoned(nx3), *cdw = poisoned((size_t)O * I), *cdb = poisoned(O);
-        G->classifier_backward(cdx, cdw, cdb, gp, glab, gx, gw, N, I, O, H, W);
+        G->fused->classifier_backward(cdx, cdw, cdb, gp, glab, gx, gw, N, I, O, H, W);
         EXPECT_CLOSE(cdx, dx3, nx3, "classifier backward d/dx");
         EXPECT_CLOSE(cdw, dwc, (size_t)O * I, "classifier backward d/dweight");
         EXPECT_CLOSE(cdb, dbc, O, "classifier backward d/dbias");
@@ -910,6 +911,94 @@ START_TEST(model_step_matches_cpu)
     }
     gpu_set_conv_fusion(0);
     emu_set_shuffle(0);
+}
+END_TEST
+
+/* The GPU's reference table (the readable kernels: im2col + GEMM convolutions, a block per
+ * batchnorm channel) runs the plain walk (no fused slots): one training step of each network
+ * against the CPU's reference table (the plain walk on cpu/) and against the GPU's fast table
+ * (the scheduled walk), loss, gradients and weights within the parity tolerance; the same bits
+ * under another thread schedule. */
+START_TEST(reference_table_step_matches)
+{
+    const char *why = NULL;
+    const Ops *GR = ops_gpu_ref(&why);
+    ck_assert_msg(GR != NULL && GR->fused == NULL && G->fused != NULL, "%s", why ? why : "tables");
+    for (int block = 0; block < 3; block++) {   /* preact, original, MLP */
+        double lc, lr, lf, lr2;
+        float *gc, *gr, *gf, *gr2;
+        size_t np, np2;
+        emu_set_shuffle(0);
+        float *pc = run_model_step(&ops_cpu_ref, block, &lc, &gc, &np);
+        float *pr = run_model_step(GR, block, &lr, &gr, &np2);
+        float *pf = run_model_step(G, block, &lf, &gf, &np2);
+        ck_assert_uint_eq(np, np2);
+        ck_assert_msg(fabs(lr - lc) <= GPU_TOL * fabs(lc) && fabs(lr - lf) <= GPU_TOL * fabs(lc),
+                      "block %d loss: gpu-reference %.9g, cpu-reference %.9g, gpu %.9g", block, lr, lc, lf);
+        ck_assert_msg(max_rel(gr, gc, np) <= GPU_TOL, "block %d gradients vs cpu-reference: %g", block, max_rel(gr, gc, np));
+        ck_assert_msg(max_rel(gr, gf, np) <= GPU_TOL, "block %d gradients vs gpu: %g", block, max_rel(gr, gf, np));
+        ck_assert_msg(max_rel(pr, pc, np) <= GPU_TOL && max_rel(pr, pf, np) <= GPU_TOL, "block %d weights after SGD", block);
+        emu_set_shuffle(777);
+        float *pr2 = run_model_step(GR, block, &lr2, &gr2, &np2);
+        ck_assert_msg(memcmp(pr, pr2, sizeof(float) * np) == 0 && memcmp(gr, gr2, sizeof(float) * np) == 0,
+                      "gpu-reference results changed with the thread schedule (block %d)", block);
+        free(pc); free(pr); free(pf); free(pr2); free(gc); free(gr); free(gf); free(gr2);
+    }
+    emu_set_shuffle(0);
+}
+END_TEST
+
+/* `--device gpu --kernels reference` as the apps run it (train_run: the batches built on the
+ * device, the step issued op by op or as a graph): one epoch of 4 steps of a small net, whose
+ * weights agree with the same run on the fast GPU table and on the CPU's reference table within
+ * the parity tolerance. */
+static float *train_tiny(const char *device, const char *kernels, size_t *np)
+{
+    int n = 32;
+    Dataset tr = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)}, te = {8, malloc(8 * CIFAR_PIXELS), malloc(8)};
+    for (int i = 0; i < n; i++) {
+        tr.labels[i] = (uint8_t)(i % 10);
+        for (int k = 0; k < CIFAR_PIXELS; k++) tr.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 29 + k * 7) % 253);
+    }
+    memcpy(te.images, tr.images, 8 * CIFAR_PIXELS);
+    memcpy(te.labels, tr.labels, 8);
+    char dir[] = "/tmp/convnet_kernels_XXXXXX", path[256], err[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    TrainConfig c;
+    TrainResult res;
+    train_config_default(&c);
+    c.device = device;
+    c.kernels = kernels;
+    c.model.n_stages = 2;
+    c.model.blocks[0] = 1; c.model.blocks[1] = 1;
+    c.model.channels[0] = 4; c.model.channels[1] = 6;
+    c.epochs = 1; c.batch = 6; c.n_val = 8; c.val_every = 1;
+    c.train_set = &tr; c.test_set = &te;
+    c.out_dir = dir;
+    c.quiet = 1;
+    c.retrain = 1;
+    train_run(&c, &res);
+    Model *m = model_create(&ops_cpu_ref, &c.model, 1);
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    ck_assert_msg(checkpoint_load(m, path, err, sizeof err) == 0, "%s", err);
+    float *p = malloc(sizeof(float) * m->n_params);
+    model_get_params(m, p);
+    *np = m->n_params;
+    model_free(m);
+    ck_assert_int_eq(fixture_remove(dir, NULL), 0);
+    dataset_free(&tr);
+    dataset_free(&te);
+    return p;
+}
+START_TEST(reference_kernels_train_on_gpu)
+{
+    size_t n1, n2, n3;
+    float *ref = train_tiny("gpu", "reference", &n1), *fast = train_tiny("gpu", "fast", &n2);
+    float *cpu = train_tiny("cpu", "reference", &n3);
+    ck_assert(n1 == n2 && n1 == n3);
+    ck_assert_msg(max_rel(ref, fast, n1) <= GPU_TOL, "gpu reference vs fast weights: %g", max_rel(ref, fast, n1));
+    ck_assert_msg(max_rel(ref, cpu, n1) <= GPU_TOL, "gpu vs cpu reference weights: %g", max_rel(ref, cpu, n1));
+    free(ref); free(fast); free(cpu);
 }
 END_TEST
 
@@ -1170,9 +1259,9 @@ START_TEST(read_back_after_capture)
     size_t n = 257;
     float *x = rnd(n, 3), *gx = up(x, n), *gy = poisoned(n);
     G->capture_begin();
-    G->branch_begin();
+    G->fused->branch_begin();
     G->relu_forward(gy, gx, n);
-    G->branch_end();
+    G->fused->branch_end();
     void *graph = G->capture_end();
     G->graph_launch(graph);
     float *y = down(gy, n);
@@ -1194,7 +1283,7 @@ START_TEST(ticket_kernel_off_main_stream_refused)
     size_t n = (size_t)N * C * HW;
     float *x = rnd(n, 4), *gx = up(x, n), *gy = poisoned(n), *st[6];
     for (int k = 0; k < 6; k++) st[k] = poisoned((size_t)C);
-    G->branch_begin();
+    G->fused->branch_begin();
     G->batchnorm_forward_train(gy, st[0], st[1], st[2], st[3], gx, st[4], st[5], N, C, HW, 0.1f, 1e-5f);
 }
 END_TEST
@@ -1258,6 +1347,8 @@ Suite *suite_gpu(void)
 #ifndef CONVNET_REAL_GPU
     if (wanted("ticket_kernel_off_main_stream_refused")) tcase_add_test_raise_signal(t, ticket_kernel_off_main_stream_refused, SIGABRT);
 #endif
+    ADD(reference_table_step_matches);
+    ADD(reference_kernels_train_on_gpu);
     ADD(graph_step_matches_op_by_op);
     ADD(resumed_first_step_is_not_captured);
     ADD(gpu_training_resumes_bit_exact);
