@@ -49,6 +49,10 @@ out=$(mktemp)
   fi
   rm -f "$tl"
   echo
+  echo "### The kernel ladder (\`bench/ladder --threads $THREADS\`): each operator from the readable kernel to the fastest, against this machine's measured peaks"
+  echo
+  bench/ladder --threads "$THREADS"
+  echo
   echo "### Data loader (\`bench/loader\`)"
   echo
   echo '```'
