@@ -39,7 +39,7 @@ namespace GPU_NS {
 
 namespace {
 constexpr int SPLIT_THREADS = 256;
-constexpr int TARGET_BLOCKS = 4 * 132;   // 4 blocks per SM on an H100/H200
+constexpr int TARGET_BLOCKS = 4 * gpu::CARD_SMS;   // 4 blocks per SM
 constexpr long MIN_CHUNK = 256;          // values per chunk at least (one per thread)
 
 struct Split {

@@ -534,7 +534,7 @@ __global__ void sum_groups_kernel(SumJobs jobs)
 }
 
 namespace {
-constexpr long TARGET_BLOCKS = 4 * 132;
+constexpr long TARGET_BLOCKS = 4 * CARD_SMS;
 
 // The products' arithmetic: tensor cores in 3xTF32 where the build's card has them (sm_80 on;
 // the emulator has them), else fp32 on CUDA cores.
@@ -575,7 +575,7 @@ long col_tiles(int M, long Ncol)
 float *epilogue_partials(Scratch &buf, int M, long Ncol, int w, size_t extra, size_t *offset)
 {
     long tiles = col_tiles(M, Ncol), groups = (tiles + GROUP_TILES - 1) / GROUP_TILES;
-    if (groups > MAX_GROUPS) { fprintf(stderr, "convnet: conv2d_igemm: %ld column tiles is too many\n", tiles); exit(1); }
+    if (groups > MAX_GROUPS) GPU_FAIL("conv2d_igemm: %ld column tiles is too many", tiles);
     *offset = (size_t)w * M * (tiles + groups);
     return buf.get(*offset + extra);
 }
@@ -595,8 +595,7 @@ BnSums bn_sums(const float *x, const BnRelu &bn, float *dgamma, float *dbeta, fl
 template <int BM, int BN, class F> void with_math(const F &f)
 {
     if constexpr (BM * BN < 512 || BM * BN > 4096) {
-        fprintf(stderr, "convnet: conv2d_igemm: no %d x %d tile\n", BM, BN);
-        exit(1);
+        GPU_FAIL("conv2d_igemm: no %d x %d tile", BM, BN);
     } else if (conv_math == GPU_CONV_3XTF32) {
         f.template run<BM, BN, true>();
     } else {
@@ -682,7 +681,7 @@ void conv2d_igemm_forward(float *out, const float *in, const float *weight, cons
 {
     ConvGeo g = geo(N, C, H, W, K, R, S, stride, pad);
     BnStats st = {};
-    if (n_next > 2) { fprintf(stderr, "convnet: conv2d_igemm_forward: at most 2 batchnorms read one output\n"); exit(1); }
+    if (n_next > 2) GPU_FAIL("conv2d_igemm_forward: at most 2 batchnorms read one output");
     long Ncol = (long)N * g.P * g.Q;
     if (n_next > 0) {
         size_t end;
@@ -736,7 +735,7 @@ float *pending_partials(float *dweight, int groups, long n)
 // launch may still narrow its tiles for more blocks). Not more: each group writes and the sum
 // reads back a whole partial dW, and the weight gradient runs beside backward-input on the
 // side stream, which fills the card with it.
-constexpr long WGRAD_BLOCKS = 2 * 132;
+constexpr long WGRAD_BLOCKS = 2 * CARD_SMS;
 int conv2d_igemm_weight_groups(int N, int K, int C, int R, int S, int P, int Q)
 {
     int bm = pick_bm(K);

@@ -29,6 +29,15 @@
     } while (0)
 // After each launch: launch-configuration errors surface here.
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// gpu/'s one way to stop on anything else that cannot go on (a shape no kernel handles, a
+// broken contract): one line naming the file and line, then exit(1), as CUDA_CHECK does.
+#define GPU_FAIL(...)                                                                         \
+    do {                                                                                      \
+        fprintf(stderr, "convnet: %s:%d: ", __FILE__, __LINE__);                              \
+        fprintf(stderr, __VA_ARGS__);                                                         \
+        fputc('\n', stderr);                                                                  \
+        exit(1);                                                                              \
+    } while (0)
 
 static inline int div_up(long a, long b) { return (int)((a + b - 1) / b); }
 

@@ -215,9 +215,9 @@ void gemm_batched(int transA, int transB, int M, int N, int K, const float *A, i
                   int batch, int reduce)
 {
     if (M <= 0 || N <= 0 || batch <= 0) return;
-    // the big tiles where they fit and still give 2 blocks per SM of a 132-SM card
+    // the big tiles where they fit and still give 2 blocks per SM (gpu::CARD_SMS)
     if (big_fits(M, N, K, A, lda, strideA, B, ldb, strideB, C, ldc, strideC) &&
-        (long)(M / GB) * (N / GB) * (reduce ? 1 : batch) >= 264) {
+        (long)(M / GB) * (N / GB) * (reduce ? 1 : batch) >= 2 * gpu::CARD_SMS) {
         launch_big(transA, transB, M, N, K, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch, reduce);
         return;
     }

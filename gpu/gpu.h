@@ -9,6 +9,11 @@
 #include "gpu/cuda_compat.h"
 
 namespace gpu {
+
+// The card the tuned kernels' launch rules are shaped for: an H100/H200, 132 SMs (the rules
+// aim at a few blocks per SM; a fixed number, not the device's, keeps every card and the
+// emulator on the same grids, so the same bits)
+constexpr int CARD_SMS = 132;
 // A device buffer grown on first use to the largest size asked, then reused: the operators'
 // scratch. It grows in the model's first step, which is never captured (cudaMalloc is refused
 // inside a capture). release(): freed, as in a new process (tests).

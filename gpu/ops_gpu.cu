@@ -52,10 +52,9 @@ void streams_after_capture()
 }
 void require_main_stream(const char *what)
 {
-    if (current == main_s) return;
-    fprintf(stderr, "convnet: %s launched on the side stream: kernels with a last-block ticket run on the main "
-                    "stream only (their ticket counters are shared by every launch of their file)\n", what);
-    abort();
+    if (current != main_s)
+        GPU_FAIL("%s launched on the side stream: kernels with a last-block ticket run on the main stream only "
+                 "(their ticket counters are shared by every launch of their file)", what);
 }
 }  // namespace gpu
 
@@ -65,8 +64,7 @@ void *dev_alloc(size_t bytes)
     void *p = nullptr;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
     if (e != cudaSuccess) {
-        fprintf(stderr, "convnet: cudaMalloc of %zu bytes failed: %s\n", bytes, cudaGetErrorString(e));
-        exit(1);
+        GPU_FAIL("cudaMalloc of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
     }
     return p;
 }
@@ -151,8 +149,7 @@ void gpu_relu_bn_backward(float *din, float *dgamma, float *dbeta, const float *
 // This table stores no activation (recompute_act): the fused slots take a = NULL / in = NULL.
 void no_stored_activation(const char *slot)
 {
-    fprintf(stderr, "convnet: the GPU table's %s takes no stored activation (recompute_act)\n", slot);
-    exit(1);
+    GPU_FAIL("the GPU table's %s takes no stored activation (recompute_act)", slot);
 }
 
 // One layer of a pre-activation block's backward (ops.h: ConvBnLayer): backward-input into g
