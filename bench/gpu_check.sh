@@ -46,7 +46,7 @@ PLAN=(build:120 gpu_tests:40 plan:5 plan_fp32:5 train_step_gpu:20 train_step_fp3
       memcheck:40 racecheck:40)
 BUDGET=0
 for e in "${PLAN[@]}"; do BUDGET=$((BUDGET + ${e##*:})); done
-MEMCHECK_TESTS=gemm_kernels,conv2d_kernels,batchnorm_kernels,block_backward_pair,linear_and_loss_kernels,read_back_after_capture
+MEMCHECK_TESTS=gemm_kernels,conv2d_kernels,batchnorm_kernels,block_backward_pair,linear_kernels,loss_and_head_kernels,read_back_after_capture
 RACECHECK_TESTS=gemm_kernels,mma_fragment_layout,conv2d_kernels,batchnorm_kernels
 
 out() { echo "$*" | tee -a "$LOG/table.md"; }

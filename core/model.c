@@ -254,7 +254,7 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
         Block *b = &m->blocks[i];
         size_t in_sz = (size_t)b->Cin * b->H * b->W, out_sz = (size_t)b->Cout * b->Ho * b->Wo;
         act = max_sz(act, max_sz(in_sz, out_sz));
-        if (pre) {   /* a1, ds_a, a2: not stored where the table recomputes them (ops.h) */
+        if (pre) {   /* a1, ds_a, a2: not stored where the table recomputes them (ops_fused.h) */
             if (!recompute) b->a1 = ops->alloc(N * in_sz * fl);
             if (b->sub && !recompute) b->ds_a = ops->alloc(N * in_sz * fl);
         } else {

@@ -40,7 +40,7 @@ typedef struct FusedOps {
     /* 1: the scheduled walk passes a = NULL to batchnorm_relu_conv2d_forward and in = NULL to
      * conv2d_relu_batchnorm_backward, and allocates no buffer for a: the table applies
      * batchnorm+ReLU inside the convolutions' operand reads instead of writing a and reading
-     * it back (the GPU: two passes over a per layer and direction saved, no apply launch) */
+     * it back */
     int recompute_act;
 
     /* ---- batchnorm + ReLU (cpu/fast/batchnorm_relu.c) ----
@@ -111,8 +111,7 @@ typedef struct FusedOps {
      *                 (save_mean, save_invstd, running update): no statistics pass here;
      *   next[0..n_next): the batchnorms that will read `out` (after the add): their batch
      *                 statistics of `out` are made here, as a statistics pass would make them.
-     *   bn == NULL: no batchnorm+ReLU on the input (a plain bias-free conv: the stem).
-     * (the GPU: in the convolution's store, one pass over each activation less) */
+     *   bn == NULL: no batchnorm+ReLU on the input (a plain bias-free conv: the stem). */
     void (*batchnorm_relu_conv2d_forward_chained)(float *out, const float *in, const float *weight,
             const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
             const BnRefs *bn, int in_ready, const BnRefs *next, int n_next);

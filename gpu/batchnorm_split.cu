@@ -21,10 +21,8 @@
 // Every sum has a fixed shape and order (no float atomics): the same input gives the same
 // bits. "The last block to finish" is found with a ticket counter (an integer atomicAdd after
 // a __threadfence, as in CUDA's threadFenceReduction sample): which block that is varies, what
-// it computes does not. It saves a one-block finalize launch per batchnorm and direction (on
-// a card, a graph node of about a microsecond each). The counters assume launches of one
-// kernel never overlap: these kernels run on the main stream only (the model's branches on
-// the side stream never make batchnorm statistics or sums: core/model.c).
+// it computes does not. The counters assume launches of one kernel never overlap: these
+// kernels run on the main stream only (gpu::require_main_stream checks it).
 // The partial sums live in a device buffer allocated on first use and grown when a larger
 // layer needs more (the model's first step); nothing is allocated after that.
 #include "gpu/cuda_compat.h"

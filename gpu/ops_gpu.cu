@@ -152,7 +152,7 @@ void no_stored_activation(const char *slot)
     GPU_FAIL("the GPU table's %s takes no stored activation (recompute_act)", slot);
 }
 
-// One layer of a pre-activation block's backward (ops.h: ConvBnLayer): backward-input into g
+// One layer of a pre-activation block's backward (ops_fused.h: ConvBnLayer): backward-input into g
 // with batchnorm's sums in its epilogue (returns kk: kk_out, or scratch), and the weight
 // gradient (l->dweight NULL: none); dout read as stored, or unapplied (dout_bn). The weight
 // gradient reads relu(batchnorm(bn_in)) as it gathers. Where the convolution takes the fused
@@ -196,13 +196,11 @@ void gpu_conv_relu_bn_backward(float *dweight, float *din, float *g, const float
     gpu::batchnorm_split_backward_apply(din, g, nullptr, bn_in, add, kk, gamma, beta, save_mean, save_invstd, N, C,
                                         H * W);
 }
-// Both layers of a block's main path (ops.h): as two calls of the op above, except that
+// Both layers of a block's main path (ops_fused.h): as two calls of the op above, except that
 // bn2's apply pass is not run: conv1's weight gradient and backward-input read d(conv1's
 // output) as bn2's backward of g2 (gpu::BnGrad), its per-channel factors kk2 kept apart from
-// the scratch the next backward-input reuses. One launch less on the main chain per block,
-// and a pass over three tensors (read g2 and bn2's input, write the gradient) traded for
-// conv1's two kernels reading two tensors instead of one. The apply pass waits for the side
-// stream's reads, if any.
+// the scratch the next backward-input reuses. The apply pass waits for the side stream's
+// reads, if any. (What this buys in bytes and launches: bench/RESULTS.md, gpu_plan.)
 gpu::Scratch pair_kk;
 void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
                                     const ConvBnLayer *l1, const float *add, int N)
@@ -218,7 +216,7 @@ void gpu_conv_relu_bn_backward_pair(float *din, float *g1, float *g2, const floa
         gpu::batchnorm_split_backward_apply(din, g1, nullptr, l1->bn_in, add, kk1, l1->gamma, l1->beta, l1->save_mean,
                                             l1->save_invstd, N, l1->C, l1->H * l1->W);
 }
-// The weight gradient reading its dout as a pair's unapplied din (ops.h): BnGrad without kk
+// The weight gradient reading its dout as a pair's unapplied din (ops_fused.h): BnGrad without kk
 // (its factors from bn's gamma, invstd, dgamma and dbeta) and with the residual; on the side
 // stream as gpu_conv_bwd_w.
 void gpu_conv_bwd_w_bn_grad(float *dw, const float *in, int N, int C, int H, int W, int K, int R, int S, int stride,
@@ -251,7 +249,7 @@ void gpu_bn_relu_conv(float *out, float *a, const float *in, const float *weight
     gpu::conv2d_igemm_forward(out, in, weight, add, N, C, H, W, K, R, S, stride, pad, bn);
 }
 
-// a = NULL, training mode, statistics made where the tensors are produced (ops.h)
+// a = NULL, training mode, statistics made where the tensors are produced (ops_fused.h)
 void gpu_bn_relu_conv_chained(float *out, const float *in, const float *weight, const float *add, int N, int C,
         int H, int W, int K, int R, int S, int stride, int pad, const BnRefs *bn, int in_ready,
         const BnRefs *next, int n_next)

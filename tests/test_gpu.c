@@ -83,17 +83,47 @@ static int use_math(int i)
     return 1;
 }
 
-static float *rnd(size_t n, unsigned seed) { float *x = malloc(sizeof(float) * (n ? n : 1)); fill_normal_f(x, n, seed); return x; }
-static float *up(const float *h, size_t n) { float *d = G->alloc(sizeof(float) * n); G->upload(d, h, sizeof(float) * n); return d; }
+/* Every buffer a test makes through the helpers below (device: up, poisoned, dev; host: rnd,
+ * down) is kept in the test's arena and freed by the fixture's teardown, also when a check
+ * fails half-way (on a card the suite runs in one process: nothing leaks into the next test). */
+static struct { void **p; int n, cap, *on_device; } arena;
+static void *kept(void *p, int on_device)
+{
+    if (arena.n == arena.cap) {
+        arena.cap = arena.cap ? 2 * arena.cap : 256;
+        arena.p = realloc(arena.p, sizeof(void *) * arena.cap);
+        arena.on_device = realloc(arena.on_device, sizeof(int) * arena.cap);
+        if (!arena.p || !arena.on_device) abort();
+    }
+    arena.p[arena.n] = p;
+    arena.on_device[arena.n++] = on_device;
+    return p;
+}
+static void teardown(void)
+{
+    while (arena.n > 0) {
+        arena.n--;
+        if (arena.on_device[arena.n]) G->free(arena.p[arena.n]);
+        else free(arena.p[arena.n]);
+    }
+}
+static void *dev(size_t bytes) { return kept(G->alloc(bytes), 1); }
+static float *rnd(size_t n, unsigned seed)
+{
+    float *x = kept(malloc(sizeof(float) * (n ? n : 1)), 0);
+    fill_normal_f(x, n, seed);
+    return x;
+}
+static float *up(const float *h, size_t n) { float *d = dev(sizeof(float) * n); G->upload(d, h, sizeof(float) * n); return d; }
 static float *poisoned(size_t n)   /* device buffer full of NaN */
 {
-    float *d = G->alloc(sizeof(float) * n), *h = malloc(sizeof(float) * n);
+    float *d = dev(sizeof(float) * n), *h = malloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) h[i] = NAN;
     G->upload(d, h, sizeof(float) * n);
     free(h);
     return d;
 }
-static float *down(const float *d, size_t n) { float *h = malloc(sizeof(float) * n); G->download(h, d, sizeof(float) * n); return h; }
+static float *down(const float *d, size_t n) { float *h = kept(malloc(sizeof(float) * n), 0); G->download(h, d, sizeof(float) * n); return h; }
 
 static double max_rel(const float *got, const float *want, size_t n)
 {
@@ -107,13 +137,11 @@ static double max_rel(const float *got, const float *want, size_t n)
     return dmax / (wmax > 0 ? wmax : 1);
 }
 
-/* Compares a device result with the host reference; frees the downloaded copy. */
+/* Compares a device result with the host reference. */
 #define EXPECT_CLOSE(dev_ptr, host_ref, n, what)                                              \
     do {                                                                                       \
-        float *g_ = down(dev_ptr, n);                                                          \
-        double e_ = max_rel(g_, host_ref, n);                                                  \
+        double e_ = max_rel(down(dev_ptr, n), host_ref, n);                                    \
         ck_assert_msg(e_ <= GPU_TOL, "%s (seed %d, %s): gpu vs cpu error %g", what, _i % SEEDS, math_name, e_); \
-        free(g_);                                                                              \
     } while (0)
 
 START_TEST(gemm_kernels)
@@ -132,11 +160,9 @@ START_TEST(gemm_kernels)
                     float *dC = beta ? up(C0, M * N) : poisoned(M * N);
                     (naive ? gpu_gemm_naive : gpu_gemm_tiled)(ta, tb, M, N, K, dA, lda, dB, ldb, beta * 0.5f, dC, N);
                     EXPECT_CLOSE(dC, ref, (size_t)M * N, naive ? "gemm naive" : "gemm tiled");
-                    G->free(dC);
                 }
             }
-    G->free(dA); G->free(dB);
-    free(A); free(B); free(C0); free(ref);
+    free(ref);
 }
 END_TEST
 
@@ -167,12 +193,10 @@ START_TEST(gemm_big_kernel)
                 ck_assert_int_eq(gpu_gemm_big(ta, tb, M, N, K, dA, lda, (long)na, dB, ldb, (long)nb, beta, dC, N,
                                               (long)nc, nbat, reduce), 0);
                 EXPECT_CLOSE(dC, ref, nout, "gemm 128x128 tiles");
-                G->free(dC);
             }
     float *dC = poisoned(nc);   /* a leading dimension that is not a multiple of 4: refused */
     ck_assert_int_eq(gpu_gemm_big(0, 0, M, N, K, dA, K + 2, 0, dB, N, 0, 0.f, dC, N, 0, 1, 0), -1);
-    G->free(dC); G->free(dA); G->free(dB);
-    free(A); free(B); free(C0); free(ref);
+    free(ref);
 }
 END_TEST
 
@@ -190,8 +214,7 @@ START_TEST(missing_barrier_is_caught)
     float *got = down(dC, M * N);
     double e = max_rel(got, ref, (size_t)M * N);
     ck_assert_msg(e > 1e-2, "seed %d: GEMM without its barrier was not caught (error %g)", _i, e);
-    G->free(dA); G->free(dB); G->free(dC);
-    free(A); free(B); free(ref); free(got);
+    free(ref);
 
     /* the split batchnorm without the first barrier of its block sum */
     int Nb = 4, Cb = 3, HWb = 999;
@@ -205,9 +228,7 @@ START_TEST(missing_barrier_is_caught)
     got = down(gy, nb);
     e = max_rel(got, y, nb);
     ck_assert_msg(e > 1e-2, "seed %d: batchnorm without its barrier was not caught (error %g)", _i, e);
-    float *bufs[] = {grm, grv, gx, gg, gb, gy, gm, gi};
-    for (int i = 0; i < 8; i++) G->free(bufs[i]);
-    free(x); free(g); free(b); free(y); free(got);
+    free(y);
 }
 END_TEST
 #endif
@@ -247,8 +268,6 @@ START_TEST(mma_fragment_layout)
     ck_assert_msg(err[0] <= 1e-5, "3xTF32 mma: error %g of sum |a b| (seed %d)", err[0], _i);
     ck_assert_msg(err[1] > 1e-5 && err[1] <= 2e-3, "one tf32 mma: error %g (seed %d)", err[1], _i);
     ck_assert_msg(err[2] > 1e-2, "a wrong fragment layout went unnoticed: error %g (seed %d)", err[2], _i);
-    G->free(ga); G->free(gb); G->free(gd);
-    free(a); free(b);
 }
 END_TEST
 
@@ -292,9 +311,7 @@ START_TEST(conv2d_kernels)
         G->bias_backward(gdb, gdy, N, K, P * Q);
         EXPECT_CLOSE(gy, y, no, "bias forward");
         EXPECT_CLOSE(gdb, db, K, "bias backward");
-        float *bufs[] = {gx, gw, gdy, gws, gy, gdx, gdw, gb, gdb};
-        for (int i = 0; i < 9; i++) G->free(bufs[i]);
-        free(x); free(w); free(dy); free(ws); free(y); free(dx); free(dw); free(b); free(db);
+        free(ws); free(y); free(dx); free(dw); free(db);
     }
 }
 END_TEST
@@ -358,9 +375,7 @@ START_TEST(batchnorm_kernels)
         batchnorm_forward_eval(y, x, g, b, rm, rv, N, C, HW, 1e-5f);
         G->batchnorm_forward_eval(gy, gx, gg, gb, grm, grv, N, C, HW, 1e-5f);
         EXPECT_CLOSE(gy, y, n, "batchnorm forward_eval");
-        float *bufs[] = {grm, grv, gx, gg, gb, gdy, gad, gy, gdx, gm, gi, gdg, gdb};
-        for (int i = 0; i < 13; i++) G->free(bufs[i]);
-        free(x); free(g); free(b); free(dy); free(ad); free(y); free(dx); free(r); free(m);
+        free(y); free(dx); free(r); free(m);
     }
 }
 END_TEST
@@ -423,7 +438,6 @@ START_TEST(fused_bn_relu_conv_kernels)
             EXPECT_CLOSE(fdin, din, nx, "fused conv+relu+bn backward d/dx (+add)");
             EXPECT_CLOSE(fdga, dga, C, "fused conv+relu+bn backward d/dgamma");
             EXPECT_CLOSE(fdbe, dbe, C, "fused conv+relu+bn backward d/dbeta");
-            G->free(fdw); G->free(fdin); G->free(fg); G->free(fdga); G->free(fdbe);
         }
         /* chained: the statistics of `in` ready (those above), and those of `out` (after the
          * add) made in the conv's store for two batchnorms that read it */
@@ -446,9 +460,7 @@ START_TEST(fused_bn_relu_conv_kernels)
                 EXPECT_CLOSE(si2[k], oi, K, "statistics of out made in the store: invstd");
                 EXPECT_CLOSE(srm[k], orm, K, "statistics of out made in the store: running_mean");
                 EXPECT_CLOSE(srv[k], orv, K, "statistics of out made in the store: running_var");
-                G->free(srm[k]); G->free(srv[k]); G->free(sm2[k]); G->free(si2[k]);
             }
-            G->free(ga); G->free(gb2); G->free(kg); G->free(kb);
             free(y2);
         }
         /* eval: the running statistics */
@@ -457,9 +469,7 @@ START_TEST(fused_bn_relu_conv_kernels)
         G->fused->batchnorm_relu_conv2d_forward(gout, NULL, gx, gw, NULL, N, C, H, W, K, Rr, S, st, pd, gws, gm, gi, grm,
                                          grv, ggam, gbet, 0.1f, 1e-5f, 0);
         EXPECT_CLOSE(gout, out, no, "bn+relu+conv eval, a not stored");
-        float *bufs[] = {gx, gw, ggam, gbet, gadd, gdy, gdadd, grm, grv, gws, gout, gdin, gg, gdw, gm, gi, gdga, gdbe};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) G->free(bufs[i]);
-        free(x); free(w); free(gam); free(bet); free(add); free(dy); free(dadd); free(ws);
+        free(ws);
         free(out); free(a); free(din); free(g); free(dw);
     }
 }
@@ -548,11 +558,9 @@ START_TEST(block_backward_pair)
                                                           o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
                         G->fused->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
                                                           o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
-                        G->free(gdc1);
                     }
                     for (int k = 0; k < 7; k++) {
                         out[way][k] = down(o[k], sz[k]);
-                        G->free(o[k]);
                     }
                 }
                 {   /* din == NULL, then a weight gradient reading d x unapplied (that of a 3-channel
@@ -569,17 +577,16 @@ START_TEST(block_backward_pair)
                     ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
                     G->fused->conv2d_relu_batchnorm_backward_pair(NULL, s1, s2, gdy, &l2, &l1, gadd, N);
                     G->fused->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, s1, &l1, gadd);
-                    float *w3 = down(want3, nw3), *g3 = down(got3, nw3);
+                    float *g3 = down(got3, nw3);
                     double e = max_rel(g3, r3, nw3);
                     ck_assert_msg(e <= GPU_TOL, "d x unapplied: d/dw (shape %d, add %d, seed %d, %s, %s): vs cpu %g", t,
                                   with_add, _i % SEEDS, math_name, fname, e);
 #ifndef CONVNET_REAL_GPU
+                    float *w3 = down(want3, nw3);
                     ck_assert_msg(memcmp(g3, w3, sizeof(float) * nw3) == 0, "d x unapplied: d/dw (shape %d, add %d, %s, %s): "
                                   "not the bits of the applied d x's", t, with_add, math_name, fname);
 #endif
-                    for (int k = 0; k < 7; k++) G->free(o[k]);
-                    G->free(gin3); G->free(gdx); G->free(want3); G->free(got3);
-                    free(in3); free(r3); free(ws3); free(w3); free(g3);
+                    free(r3); free(ws3);
                 }
                 const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
                 static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
@@ -592,15 +599,9 @@ START_TEST(block_backward_pair)
                                   "pair %s (shape %d, add %d, %s, %s): not the two calls' bits", what[k], t, with_add, math_name,
                                   fname);
 #endif
-                    free(out[0][k]);
-                    free(out[1][k]);
                 }
                 gpu_set_conv_fusion(0);
             }
-            float *bufs[] = {gx, gc1, gdy, gw1, gw2, gg1, gb1, gg2, gb2, gm1, gi1, gm2, gi2, s1, s2, gws};
-            for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) G->free(bufs[k]);
-            if (gadd) G->free(gadd);
-            free(x); free(c1); free(dy); free(add); free(w1); free(w2); free(g1); free(b1); free(g2); free(b2);
             free(a1); free(a2); free(ws); free(rdc1); free(rdx); free(rg); free(rdw1); free(rdw2);
         }
 }
@@ -632,8 +633,7 @@ START_TEST(elementwise_kernels)
     }
     EXPECT_CLOSE(gw, w, n, "sgd weights");
     EXPECT_CLOSE(gbuf, buf, n, "sgd momentum");
-    G->free(ga); G->free(gb); G->free(go); G->free(gd); G->free(gw); G->free(gbuf);
-    free(a); free(b); free(ref); free(ref2); free(w); free(buf);
+    free(ref); free(ref2); free(buf);
 }
 END_TEST
 
@@ -650,7 +650,7 @@ START_TEST(pool_kernels)
         float *x = rnd(nx, 1), *dy = rnd(no, 2), *y = malloc(4 * no), *dx = malloc(4 * nx);
         int32_t *arg = malloc(4 * no);
         float *gx = up(x, nx), *gdy = up(dy, no), *gy = poisoned(no), *gdx = poisoned(nx);
-        int32_t *garg = G->alloc(4 * no);
+        int32_t *garg = dev(4 * no);
         maxpool2d_forward(y, arg, x, N, C, H, W, k, st, pd);
         maxpool2d_backward(dx, dy, arg, N, C, H, W, k, st, pd);
         G->maxpool2d_forward(gy, garg, gx, N, C, H, W, k, st, pd);
@@ -663,13 +663,14 @@ START_TEST(pool_kernels)
         G->avgpool2d_backward(gdx, gdy, N, C, H, W, k, st, pd);
         EXPECT_CLOSE(gy, y, no, "avgpool forward");
         EXPECT_CLOSE(gdx, dx, nx, "avgpool backward");
-        G->free(gx); G->free(gdy); G->free(gy); G->free(gdx); G->free(garg);
-        free(x); free(dy); free(y); free(dx); free(arg);
+        free(y); free(dx); free(arg);
     }
 }
 END_TEST
 
-START_TEST(linear_and_loss_kernels)
+/* the linear layer forward and backward at a small size (one launch each) and over the
+ * one-launch size (the GEMM path), against the CPU */
+START_TEST(linear_kernels)
 {
     emu_set_shuffle(_i);
     int N = 7, I = 33, O = 10;
@@ -700,17 +701,27 @@ START_TEST(linear_and_loss_kernels)
         EXPECT_CLOSE(hdx, dx2, nx, "linear d/dinput (GEMM path)");
         EXPECT_CLOSE(hdw, dw2, nw, "linear d/dweight (GEMM path)");
         EXPECT_CLOSE(hdb, db2, O2, "linear d/dbias (GEMM path)");
-        float *hb2[] = {hx, hw, hb, hdy, hy, hdx, hdw, hdb};
-        for (int i = 0; i < 8; i++) G->free(hb2[i]);
-        free(x2); free(w2); free(b2); free(dy2); free(y2); free(dx2); free(dw2); free(db2);
+        free(y2); free(dx2); free(dw2); free(db2);
     }
+}
+END_TEST
+
+/* softmax cross-entropy forward and backward, then the classifier head's backward in one
+ * launch, against the CPU (logits from the CPU's linear layer of linear_kernels' shapes) */
+START_TEST(loss_and_head_kernels)
+{
+    emu_set_shuffle(_i);
+    int N = 7, I = 33, O = 10;
+    float *x = rnd(N * I, 1), *w = rnd(O * I, 2), *b = rnd(O, 3), y[70];
+    linear_forward(y, x, w, b, N, I, O);
+    float *gx = up(x, N * I), *gw = up(w, O * I);
     int32_t lab[7] = {0, 9, 3, 3, 5, 1, 2}, cor[7], gcor[7];
     float loss[7], p[70], dz[70];
     for (int i = 0; i < 70; i++) y[i] *= 3;
     softmax_xent_forward(loss, p, cor, y, lab, N, O);
     softmax_xent_backward(dz, p, lab, N, O);
     float *gz = up(y, 70), *gl = poisoned(7), *gp = poisoned(70), *gdz = poisoned(70);
-    int32_t *glab = G->alloc(sizeof lab), *gc = G->alloc(sizeof lab);
+    int32_t *glab = dev(sizeof lab), *gc = dev(sizeof lab);
     G->upload(glab, lab, sizeof lab);
     G->softmax_xent_forward(gl, gp, gc, gz, glab, N, O);
     G->softmax_xent_backward(gdz, gp, glab, N, O);
@@ -742,18 +753,10 @@ START_TEST(linear_and_loss_kernels)
         for (int k = 0; k < 3; k++) {
             ck_assert_msg(memcmp(got[k], want[k], sizeof(float) * sz[k]) == 0, "classifier backward: output %d is not "
                           "the bits of the three calls", k);
-            free(got[k]);
-            free(want[k]);
         }
-        G->free(tdp); G->free(tdx); G->free(tdw); G->free(tdb);
 #endif
-        G->free(cdx); G->free(cdw); G->free(cdb);
         free(dx3);
     }
-    float *bufs[] = {gx, gw, gb, gdy, gy, gdx, gdw, gdb, gz, gl, gp, gdz};
-    for (int i = 0; i < 12; i++) G->free(bufs[i]);
-    G->free(glab); G->free(gc);
-    free(x); free(w); free(b); free(dy);
 }
 END_TEST
 
@@ -770,13 +773,13 @@ START_TEST(augment_kernel_matches_cpu)
     int32_t idx[6] = {8, 0, 3, 3, 5, 1};
     int perm[1024];
     permutation_from_seed(perm, 1024, 3);
-    uint8_t *dimgs = G->alloc((size_t)nimg * CIFAR_PIXELS);
+    uint8_t *dimgs = dev((size_t)nimg * CIFAR_PIXELS);
     G->upload(dimgs, imgs, (size_t)nimg * CIFAR_PIXELS);
-    int32_t *didx = G->alloc(sizeof idx), *dperm = G->alloc(sizeof perm);
+    int32_t *didx = dev(sizeof idx), *dperm = dev(sizeof perm);
     G->upload(didx, idx, sizeof idx);
     G->upload(dperm, perm, sizeof perm);
     AugParams p[6];
-    AugParams *dp = G->alloc(sizeof p);
+    AugParams *dp = dev(sizeof p);
     float *ref = malloc(sizeof(float) * n * CIFAR_PIXELS);
     static const double angles[] = {0, 0, 30, 90, 45};
     for (int cfg = 0; cfg < 5; cfg++) {
@@ -791,10 +794,7 @@ START_TEST(augment_kernel_matches_cpu)
         float *got = down(dout, (size_t)n * CIFAR_PIXELS);
         for (size_t k = 0; k < (size_t)n * CIFAR_PIXELS; k++)
             ck_assert_msg(fabsf(got[k] - ref[k]) <= 1e-5f, "config %d value %zu: gpu %g cpu %g", cfg, k, got[k], ref[k]);
-        free(got);
-        G->free(dout);
     }
-    G->free(dimgs); G->free(didx); G->free(dperm); G->free(dp);
     free(imgs); free(ref);
 }
 END_TEST
@@ -825,8 +825,6 @@ START_TEST(device_data_path_matches_loader)
     float *got = down(dx, (size_t)8 * CIFAR_PIXELS);
     for (int i = 0; i < 8 * CIFAR_PIXELS; i++) ck_assert_msg(fabsf(got[i] - cpu.x[i]) <= 1e-5f, "value %d", i);
     ck_assert(memcmp(y, cpu.y, sizeof y) == 0);
-    free(got);
-    G->free(dx);
     devdata_free(dd);
     /* evaluation: same accuracy through either table (tiny model, 16 images) */
     ModelConfig cfg;
@@ -883,7 +881,6 @@ static float *run_model_step(const Ops *ops, int block, double *loss_out, float 
     model_get_params(m, p);
     *np = m->n_params;
     model_free(m);
-    free(x);
     return p;
 }
 
@@ -948,6 +945,19 @@ START_TEST(reference_table_step_matches)
 }
 END_TEST
 
+/* n training images with fixed patterns and labels i % 10; the test set: their first 8 */
+static void tiny_sets(Dataset *tr, Dataset *te, int n)
+{
+    *tr = (Dataset){n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)};
+    *te = (Dataset){8, malloc(8 * CIFAR_PIXELS), malloc(8)};
+    for (int i = 0; i < n; i++) {
+        tr->labels[i] = (uint8_t)(i % 10);
+        for (int k = 0; k < CIFAR_PIXELS; k++) tr->images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 29 + k * 7) % 253);
+    }
+    memcpy(te->images, tr->images, 8 * CIFAR_PIXELS);
+    memcpy(te->labels, tr->labels, 8);
+}
+
 /* `--device gpu --kernels reference` as the apps run it (train_run: the batches built on the
  * device, the step issued op by op or as a graph): one epoch of 4 steps of a small net, whose
  * weights agree with the same run on the fast GPU table and on the CPU's reference table within
@@ -955,13 +965,8 @@ END_TEST
 static float *train_tiny(const char *device, const char *kernels, size_t *np)
 {
     int n = 32;
-    Dataset tr = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)}, te = {8, malloc(8 * CIFAR_PIXELS), malloc(8)};
-    for (int i = 0; i < n; i++) {
-        tr.labels[i] = (uint8_t)(i % 10);
-        for (int k = 0; k < CIFAR_PIXELS; k++) tr.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 29 + k * 7) % 253);
-    }
-    memcpy(te.images, tr.images, 8 * CIFAR_PIXELS);
-    memcpy(te.labels, tr.labels, 8);
+    Dataset tr, te;
+    tiny_sets(&tr, &te, n);
     char dir[] = "/tmp/convnet_kernels_XXXXXX", path[256], err[512];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     TrainConfig c;
@@ -1201,13 +1206,8 @@ static void raise_at(void *arg, int epoch, int step)
 START_TEST(gpu_training_resumes_bit_exact)
 {
     int n = 36;
-    Dataset tr = {n, malloc((size_t)n * CIFAR_PIXELS), malloc(n)}, te = {8, malloc(8 * CIFAR_PIXELS), malloc(8)};
-    for (int i = 0; i < n; i++) {
-        tr.labels[i] = (uint8_t)(i % 10);
-        for (int k = 0; k < CIFAR_PIXELS; k++) tr.images[(size_t)i * CIFAR_PIXELS + k] = (uint8_t)((i * 29 + k * 7) % 253);
-    }
-    memcpy(te.images, tr.images, 8 * CIFAR_PIXELS);
-    memcpy(te.labels, tr.labels, 8);
+    Dataset tr, te;
+    tiny_sets(&tr, &te, n);
     char dA[] = "/tmp/convnet_gpuA_XXXXXX", dB[] = "/tmp/convnet_gpuB_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dA));
     ck_assert_ptr_nonnull(mkdtemp(dB));
@@ -1267,8 +1267,6 @@ START_TEST(read_back_after_capture)
     float *y = down(gy, n);
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(y[i], x[i] > 0.f ? x[i] : 0.f);
     G->graph_free(graph);
-    G->free(gx); G->free(gy);
-    free(x); free(y);
 }
 END_TEST
 
@@ -1324,7 +1322,7 @@ Suite *suite_gpu(void)
 {
     Suite *s = suite_create("gpu kernels (CUDA emulator)");
     TCase *t = tcase_create("gpu");
-    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 300);
     ADD_LOOP(gemm_kernels, SEEDS);
     ADD_LOOP(gemm_big_kernel, SEEDS);
@@ -1338,7 +1336,8 @@ Suite *suite_gpu(void)
     ADD_LOOP(block_backward_pair, 2 * SEEDS);
     ADD_LOOP(elementwise_kernels, SEEDS);
     ADD_LOOP(pool_kernels, SEEDS);
-    ADD_LOOP(linear_and_loss_kernels, SEEDS);
+    ADD_LOOP(linear_kernels, SEEDS);
+    ADD_LOOP(loss_and_head_kernels, SEEDS);
     ADD_LOOP(augment_kernel_matches_cpu, 2);
     ADD(gpu_unusable_reasons);
     ADD(device_data_path_matches_loader);
