@@ -475,14 +475,7 @@ START_TEST(fused_bn_relu_conv_kernels)
 }
 END_TEST
 
-/* The GPU table's backward of a block's two layers in one call (conv2d_relu_batchnorm_backward_
- * pair: bn2's apply pass not run, conv1's kernels reading d(conv1's output) as bn2's backward
- * of g2), against the same table's two calls (on the emulator: the same bits) and the CPU
- * reference table's two calls (which store the activations); with and without the residual,
- * in both maths, each layer as two launches and as the fused backward (2 column tiles a
- * block); and with din == NULL, a weight gradient reading d x unapplied
- * (conv2d_backward_weight_bn_grad). Shapes: l1 4 -> 6 channels and l2 6 -> 4 at 9x9, and 8 -> 8 -> 8 at 20x20
- * (50 column tiles: the epilogues' two groups). */
+/* batchnorm's batch mean and 1/sqrt(var + eps) per channel, in double (the tests' statistics) */
 static void bn_stats_of(float *mean, float *inv, const float *x, int N, int C, int HW)
 {
     for (int c = 0; c < C; c++) {
@@ -496,113 +489,162 @@ static void bn_stats_of(float *mean, float *inv, const float *x, int N, int C, i
         inv[c] = (float)(1 / sqrt(q / ((double)N * HW) + 1e-5));
     }
 }
+
+/* One case of a pre-activation block's main path, out = conv2(relu(bn2(conv1(relu(bn1(x)))))),
+ * at shape t (N, C, H=W, K1, K2), with or without the residual add: inputs and parameters, the
+ * CPU's gradients (the fused slots' definition on stored activations, two calls), and device
+ * copies. Everything lives in the test's arena. */
+typedef struct {
+    int N, C, H, W, K1, K2;
+    size_t nx, nc1, nws, sz[7];   /* sz: dx, dw1, dw2, dg1, db1, dg2, db2 */
+    float *x, *add, m1[8], i1[8], m2[8], i2[8];
+    float *rdx, *rdw1, *rdw2, rdg1[8], rdb1[8], rdg2[8], rdb2[8];
+    float *gx, *gc1, *gdy, *gadd, *gw1, *gw2, *gg1, *gb1, *gg2, *gb2, *gm1, *gi1, *gm2, *gi2, *s1, *s2, *gws;
+} PairCase;
+static float *host(size_t n) { return kept(malloc(sizeof(float) * (n ? n : 1)), 0); }
+static void pair_case(PairCase *p, int t, int with_add)
+{
+    static const int shapes[][5] = {{3, 4, 9, 6, 4}, {2, 8, 20, 8, 8}};   /* N, C, H=W, K1, K2 */
+    int N = shapes[t][0], C = shapes[t][1], H = shapes[t][2], W = H, K1 = shapes[t][3], K2 = shapes[t][4];
+    *p = (PairCase){.N = N, .C = C, .H = H, .W = W, .K1 = K1, .K2 = K2};
+    size_t nx = (size_t)N * C * H * W, nc1 = (size_t)N * K1 * H * W, ny = (size_t)N * K2 * H * W;
+    size_t nw1 = (size_t)K1 * C * 9, nw2 = (size_t)K2 * K1 * 9;
+    size_t ws1 = conv2d_workspace_floats(N, C, H, W, K1, 3, 3, 1, 1), ws2 = conv2d_workspace_floats(N, K1, H, W, K2, 3, 3, 1, 1);
+    p->nx = nx; p->nc1 = nc1; p->nws = ws1 > ws2 ? ws1 : ws2;
+    size_t sz[7] = {nx, nw1, nw2, C, C, K1, K1};
+    memcpy(p->sz, sz, sizeof sz);
+    float *x = rnd(nx, 21), *c1 = rnd(nc1, 22), *dy = rnd(ny, 23), *add = with_add ? rnd(nx, 24) : NULL;
+    float *w1 = rnd(nw1, 25), *w2 = rnd(nw2, 26), *g1 = rnd(C, 27), *b1 = rnd(C, 28), *g2 = rnd(K1, 29), *b2 = rnd(K1, 30);
+    p->x = x; p->add = add;
+    bn_stats_of(p->m1, p->i1, x, N, C, H * W);
+    bn_stats_of(p->m2, p->i2, c1, N, K1, H * W);
+    /* the CPU reference: stored activations a = relu(bn(.)), two calls */
+    float *a1 = host(nx), *a2 = host(nc1);
+    for (size_t e = 0; e < nx; e++) {
+        int c = (int)(e / (H * W) % C);
+        float v = (x[e] - p->m1[c]) * p->i1[c] * g1[c] + b1[c];
+        a1[e] = v > 0 ? v : 0;
+    }
+    for (size_t e = 0; e < nc1; e++) {
+        int c = (int)(e / (H * W) % K1);
+        float v = (c1[e] - p->m2[c]) * p->i2[c] * g2[c] + b2[c];
+        a2[e] = v > 0 ? v : 0;
+    }
+    float *ws = host(p->nws), *rdc1 = host(nc1), *rg = host(nc1 > nx ? nc1 : nx);
+    p->rdx = host(nx); p->rdw1 = host(nw1); p->rdw2 = host(nw2);
+    fused_cpu_ref.conv2d_relu_batchnorm_backward(p->rdw2, rdc1, rg, dy, a2, w2, N, K1, H, W, K2, 3, 3, 1, 1, ws, p->rdg2,
+                                                 p->rdb2, c1, NULL, g2, b2, p->m2, p->i2);
+    fused_cpu_ref.conv2d_relu_batchnorm_backward(p->rdw1, p->rdx, rg, rdc1, a1, w1, N, C, H, W, K1, 3, 3, 1, 1, ws, p->rdg1,
+                                                 p->rdb1, x, add, g1, b1, p->m1, p->i1);
+    p->gx = up(x, nx); p->gc1 = up(c1, nc1); p->gdy = up(dy, ny); p->gadd = add ? up(add, nx) : NULL;
+    p->gw1 = up(w1, nw1); p->gw2 = up(w2, nw2); p->gg1 = up(g1, C); p->gb1 = up(b1, C); p->gg2 = up(g2, K1);
+    p->gb2 = up(b2, K1); p->gm1 = up(p->m1, C); p->gi1 = up(p->i1, C); p->gm2 = up(p->m2, K1); p->gi2 = up(p->i2, K1);
+    p->s1 = poisoned(nx > nc1 ? nx : nc1); p->s2 = poisoned(nc1); p->gws = poisoned(p->nws);
+}
+/* the pair's two layers writing their gradients into o[1..6] (o: dx, dw1, dw2, dg1, db1, dg2, db2) */
+static void pair_layers(const PairCase *p, float *const *o, ConvBnLayer *l2, ConvBnLayer *l1)
+{
+    *l2 = (ConvBnLayer){p->gw2, p->gc1, p->gg2, p->gb2, p->gm2, p->gi2, o[2], o[5], o[6], p->K1, p->H, p->W, p->K2, 3, 3, 1, 1};
+    *l1 = (ConvBnLayer){p->gw1, p->gx, p->gg1, p->gb1, p->gm1, p->gi1, o[1], o[3], o[4], p->C, p->H, p->W, p->K1, 3, 3, 1, 1};
+}
+/* the block's backward on the device, as the pair (way 0) or the two calls (way 1); outputs
+ * downloaded into out[0..7) */
+static void pair_run(const PairCase *p, int way, float **out)
+{
+    float *o[7];
+    for (int k = 0; k < 7; k++) o[k] = poisoned(p->sz[k]);
+    if (way == 0) {
+        ConvBnLayer l2, l1;
+        pair_layers(p, o, &l2, &l1);
+        G->fused->conv2d_relu_batchnorm_backward_pair(o[0], p->s1, p->s2, p->gdy, &l2, &l1, p->gadd, p->N);
+    } else {
+        int N = p->N, C = p->C, H = p->H, W = p->W, K1 = p->K1, K2 = p->K2;
+        float *gdc1 = poisoned(p->nc1);
+        G->fused->conv2d_relu_batchnorm_backward(o[2], gdc1, p->s2, p->gdy, NULL, p->gw2, N, K1, H, W, K2, 3, 3, 1, 1, p->gws,
+                                                 o[5], o[6], p->gc1, NULL, p->gg2, p->gb2, p->gm2, p->gi2);
+        G->fused->conv2d_relu_batchnorm_backward(o[1], o[0], p->s1, gdc1, NULL, p->gw1, N, C, H, W, K1, 3, 3, 1, 1, p->gws,
+                                                 o[3], o[4], p->gx, p->gadd, p->gg1, p->gb1, p->gm1, p->gi1);
+    }
+    for (int k = 0; k < 7; k++) out[k] = down(o[k], p->sz[k]);
+}
+
+/* A pre-activation block's two-layer backward in one call
+ * (Ops.fused->conv2d_relu_batchnorm_backward_pair), which need not store the gradient between
+ * the convolutions, against the CPU reference and, on the emulator, the same bits as the two
+ * separate calls; each layer as two launches and as the fused backward; both maths, with and
+ * without the residual, two shapes (one with 50 column tiles). */
 START_TEST(block_backward_pair)
 {
     if (!use_math(_i)) return;
-    const Ops *R = &ops_cpu_ref;
     ck_assert(G->fused->conv2d_relu_batchnorm_backward_pair != NULL);
-    static const int shapes[][5] = {{3, 4, 9, 6, 4}, {2, 8, 20, 8, 8}};   /* N, C, H=W, K1, K2 */
     for (int t = 0; t < 2; t++)
         for (int with_add = 0; with_add <= 1; with_add++) {
-            int N = shapes[t][0], C = shapes[t][1], H = shapes[t][2], W = H, K1 = shapes[t][3], K2 = shapes[t][4];
-            size_t nx = (size_t)N * C * H * W, nc1 = (size_t)N * K1 * H * W, ny = (size_t)N * K2 * H * W;
-            size_t nw1 = (size_t)K1 * C * 9, nw2 = (size_t)K2 * K1 * 9;
-            float *x = rnd(nx, 21), *c1 = rnd(nc1, 22), *dy = rnd(ny, 23), *add = with_add ? rnd(nx, 24) : NULL;
-            float *w1 = rnd(nw1, 25), *w2 = rnd(nw2, 26), *g1 = rnd(C, 27), *b1 = rnd(C, 28), *g2 = rnd(K1, 29),
-                  *b2 = rnd(K1, 30);
-            float m1[8], i1[8], m2[8], i2[8];
-            bn_stats_of(m1, i1, x, N, C, H * W);
-            bn_stats_of(m2, i2, c1, N, K1, H * W);
-            /* the CPU reference: stored activations a = relu(bn(.)), two calls */
-            float *a1 = malloc(sizeof(float) * nx), *a2 = malloc(sizeof(float) * nc1);
-            for (size_t e = 0; e < nx; e++) {
-                int c = (int)(e / (H * W) % C);
-                float v = (x[e] - m1[c]) * i1[c] * g1[c] + b1[c];
-                a1[e] = v > 0 ? v : 0;
-            }
-            for (size_t e = 0; e < nc1; e++) {
-                int c = (int)(e / (H * W) % K1);
-                float v = (c1[e] - m2[c]) * i2[c] * g2[c] + b2[c];
-                a2[e] = v > 0 ? v : 0;
-            }
-            size_t nws = conv2d_workspace_floats(N, K1, H, W, K2, 3, 3, 1, 1) > conv2d_workspace_floats(N, C, H, W, K1, 3, 3, 1, 1)
-                             ? conv2d_workspace_floats(N, K1, H, W, K2, 3, 3, 1, 1) : conv2d_workspace_floats(N, C, H, W, K1, 3, 3, 1, 1);
-            float *ws = malloc(sizeof(float) * nws), *rdc1 = malloc(sizeof(float) * nc1), *rdx = malloc(sizeof(float) * nx);
-            float *rg = malloc(sizeof(float) * (nc1 > nx ? nc1 : nx)), *rdw1 = malloc(sizeof(float) * nw1),
-                  *rdw2 = malloc(sizeof(float) * nw2), rdg1[8], rdb1[8], rdg2[8], rdb2[8];
-            fused_cpu_ref.conv2d_relu_batchnorm_backward(rdw2, rdc1, rg, dy, a2, w2, N, K1, H, W, K2, 3, 3, 1, 1, ws, rdg2, rdb2, c1,
-                                              NULL, g2, b2, m2, i2);
-            fused_cpu_ref.conv2d_relu_batchnorm_backward(rdw1, rdx, rg, rdc1, a1, w1, N, C, H, W, K1, 3, 3, 1, 1, ws, rdg1, rdb1, x,
-                                              add, g1, b1, m1, i1);
-            /* the GPU: the pair, then the two calls */
-            float *gx = up(x, nx), *gc1 = up(c1, nc1), *gdy = up(dy, ny), *gadd = add ? up(add, nx) : NULL;
-            float *gw1 = up(w1, nw1), *gw2 = up(w2, nw2), *gg1 = up(g1, C), *gb1 = up(b1, C), *gg2 = up(g2, K1),
-                  *gb2 = up(b2, K1), *gm1 = up(m1, C), *gi1 = up(i1, C), *gm2 = up(m2, K1), *gi2 = up(i2, K1);
-            float *out[2][7];   /* dx, dw1, dw2, dg1, db1, dg2, db2 */
-            size_t sz[7] = {nx, nw1, nw2, C, C, K1, K1};
-            float *s1 = poisoned(nx > nc1 ? nx : nc1), *s2 = poisoned(nc1), *gws = poisoned(nws);
+            PairCase p;
+            pair_case(&p, t, with_add);
             for (int fuse = 0; fuse < 2; fuse++) {   /* the layers' two launches, then the fused backward */
                 const char *fname = fuse ? "fused" : "not fused";
                 gpu_set_conv_fusion(fuse ? 2 : -1);
-                if (fuse) ck_assert_int_gt(gpu_conv2d_igemm_fused_blocks(N, K1, H, W, K2, 3, 3, 1, 1), 0);
-                for (int way = 0; way < 2; way++) {
-                    float *o[7];
-                    for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
-                    if (way == 0) {
-                        ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
-                        ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
-                        G->fused->conv2d_relu_batchnorm_backward_pair(o[0], s1, s2, gdy, &l2, &l1, gadd, N);
-                    } else {
-                        float *gdc1 = poisoned(nc1);
-                        G->fused->conv2d_relu_batchnorm_backward(o[2], gdc1, s2, gdy, NULL, gw2, N, K1, H, W, K2, 3, 3, 1, 1, gws,
-                                                          o[5], o[6], gc1, NULL, gg2, gb2, gm2, gi2);
-                        G->fused->conv2d_relu_batchnorm_backward(o[1], o[0], s1, gdc1, NULL, gw1, N, C, H, W, K1, 3, 3, 1, 1, gws,
-                                                          o[3], o[4], gx, gadd, gg1, gb1, gm1, gi1);
-                    }
-                    for (int k = 0; k < 7; k++) {
-                        out[way][k] = down(o[k], sz[k]);
-                    }
-                }
-                {   /* din == NULL, then a weight gradient reading d x unapplied (that of a 3-channel
-                     * 3x3 conv whose output is x, as the stem's): vs the CPU's on rdx, and on the
-                     * emulator the bits of the plain weight gradient of the pair's d x */
-                    size_t nin = (size_t)N * 3 * H * W, nw3 = (size_t)C * 27;
-                    float *in3 = rnd(nin, 31), *gin3 = up(in3, nin), *gdx = up(out[0][0], nx), *o[7];
-                    float *r3 = malloc(sizeof(float) * nw3), *want3 = poisoned(nw3), *got3 = poisoned(nw3);
-                    float *ws3 = malloc(sizeof(float) * conv2d_workspace_floats(N, 3, H, W, C, 3, 3, 1, 1));
-                    for (int k = 0; k < 7; k++) o[k] = poisoned(sz[k]);
-                    R->conv2d_backward_weight(r3, rdx, in3, N, 3, H, W, C, 3, 3, 1, 1, ws3);
-                    G->conv2d_backward_weight(want3, gdx, gin3, N, 3, H, W, C, 3, 3, 1, 1, gws);
-                    ConvBnLayer l2 = {gw2, gc1, gg2, gb2, gm2, gi2, o[2], o[5], o[6], K1, H, W, K2, 3, 3, 1, 1};
-                    ConvBnLayer l1 = {gw1, gx, gg1, gb1, gm1, gi1, o[1], o[3], o[4], C, H, W, K1, 3, 3, 1, 1};
-                    G->fused->conv2d_relu_batchnorm_backward_pair(NULL, s1, s2, gdy, &l2, &l1, gadd, N);
-                    G->fused->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, s1, &l1, gadd);
-                    float *g3 = down(got3, nw3);
-                    double e = max_rel(g3, r3, nw3);
-                    ck_assert_msg(e <= GPU_TOL, "d x unapplied: d/dw (shape %d, add %d, seed %d, %s, %s): vs cpu %g", t,
-                                  with_add, _i % SEEDS, math_name, fname, e);
-#ifndef CONVNET_REAL_GPU
-                    float *w3 = down(want3, nw3);
-                    ck_assert_msg(memcmp(g3, w3, sizeof(float) * nw3) == 0, "d x unapplied: d/dw (shape %d, add %d, %s, %s): "
-                                  "not the bits of the applied d x's", t, with_add, math_name, fname);
-#endif
-                    free(r3); free(ws3);
-                }
-                const float *want[7] = {rdx, rdw1, rdw2, rdg1, rdb1, rdg2, rdb2};
+                if (fuse) ck_assert_int_gt(gpu_conv2d_igemm_fused_blocks(p.N, p.K1, p.H, p.W, p.K2, 3, 3, 1, 1), 0);
+                float *out[2][7];
+                for (int way = 0; way < 2; way++) pair_run(&p, way, out[way]);
+                const float *want[7] = {p.rdx, p.rdw1, p.rdw2, p.rdg1, p.rdb1, p.rdg2, p.rdb2};
                 static const char *what[7] = {"d/dx", "d/dw1", "d/dw2", "d/dgamma1", "d/dbeta1", "d/dgamma2", "d/dbeta2"};
                 for (int k = 0; k < 7; k++) {
-                    double e = max_rel(out[0][k], want[k], sz[k]);
+                    double e = max_rel(out[0][k], want[k], p.sz[k]);
                     ck_assert_msg(e <= GPU_TOL, "pair %s (shape %d, add %d, seed %d, %s, %s): vs cpu %g", what[k], t,
                                   with_add, _i % SEEDS, math_name, fname, e);
 #ifndef CONVNET_REAL_GPU
-                    ck_assert_msg(memcmp(out[0][k], out[1][k], sizeof(float) * sz[k]) == 0,
+                    ck_assert_msg(memcmp(out[0][k], out[1][k], sizeof(float) * p.sz[k]) == 0,
                                   "pair %s (shape %d, add %d, %s, %s): not the two calls' bits", what[k], t, with_add, math_name,
                                   fname);
 #endif
                 }
                 gpu_set_conv_fusion(0);
             }
-            free(a1); free(a2); free(ws); free(rdc1); free(rdx); free(rg); free(rdw1); free(rdw2);
+        }
+}
+END_TEST
+
+/* The pair called with din == NULL, then a weight gradient reading d x unapplied
+ * (Ops.fused->conv2d_backward_weight_bn_grad; that of a 3-channel 3x3 conv whose output is x,
+ * as the stem's): vs the CPU's on the reference d x and, on the emulator, the bits of the
+ * plain weight gradient of the d x the pair stores; the same cases as block_backward_pair. */
+START_TEST(block_backward_unapplied_dx)
+{
+    if (!use_math(_i)) return;
+    ck_assert(G->fused->conv2d_backward_weight_bn_grad != NULL);
+    for (int t = 0; t < 2; t++)
+        for (int with_add = 0; with_add <= 1; with_add++) {
+            PairCase p;
+            pair_case(&p, t, with_add);
+            int N = p.N, C = p.C, H = p.H, W = p.W;
+            for (int fuse = 0; fuse < 2; fuse++) {
+                const char *fname = fuse ? "fused" : "not fused";
+                gpu_set_conv_fusion(fuse ? 2 : -1);
+                float *stored[7];
+                pair_run(&p, 0, stored);   /* the d x the pair stores, for the bits */
+                size_t nin = (size_t)N * 3 * H * W, nw3 = (size_t)C * 27;
+                float *in3 = rnd(nin, 31), *gin3 = up(in3, nin), *gdx = up(stored[0], p.nx), *o[7];
+                float *r3 = host(nw3), *want3 = poisoned(nw3), *got3 = poisoned(nw3);
+                float *ws3 = host(conv2d_workspace_floats(N, 3, H, W, C, 3, 3, 1, 1));
+                for (int k = 0; k < 7; k++) o[k] = poisoned(p.sz[k]);
+                ops_cpu_ref.conv2d_backward_weight(r3, p.rdx, in3, N, 3, H, W, C, 3, 3, 1, 1, ws3);
+                G->conv2d_backward_weight(want3, gdx, gin3, N, 3, H, W, C, 3, 3, 1, 1, p.gws);
+                ConvBnLayer l2, l1;
+                pair_layers(&p, o, &l2, &l1);
+                G->fused->conv2d_relu_batchnorm_backward_pair(NULL, p.s1, p.s2, p.gdy, &l2, &l1, p.gadd, N);
+                G->fused->conv2d_backward_weight_bn_grad(got3, gin3, N, 3, H, W, C, 3, 3, 1, 1, p.s1, &l1, p.gadd);
+                float *g3 = down(got3, nw3);
+                double e = max_rel(g3, r3, nw3);
+                ck_assert_msg(e <= GPU_TOL, "d x unapplied: d/dw (shape %d, add %d, seed %d, %s, %s): vs cpu %g", t,
+                              with_add, _i % SEEDS, math_name, fname, e);
+#ifndef CONVNET_REAL_GPU
+                ck_assert_msg(memcmp(g3, down(want3, nw3), sizeof(float) * nw3) == 0,
+                              "d x unapplied: d/dw (shape %d, add %d, %s, %s): not the bits of the applied d x's", t,
+                              with_add, math_name, fname);
+#endif
+                gpu_set_conv_fusion(0);
+            }
         }
 }
 END_TEST
@@ -1334,6 +1376,7 @@ Suite *suite_gpu(void)
     ADD_LOOP(batchnorm_kernels, SEEDS);
     ADD_LOOP(fused_bn_relu_conv_kernels, 2 * SEEDS);
     ADD_LOOP(block_backward_pair, 2 * SEEDS);
+    ADD_LOOP(block_backward_unapplied_dx, 2 * SEEDS);
     ADD_LOOP(elementwise_kernels, SEEDS);
     ADD_LOOP(pool_kernels, SEEDS);
     ADD_LOOP(linear_kernels, SEEDS);
