@@ -1,6 +1,6 @@
 /* The plain walk: the whole ResNet's forward and backward as the practical's basic operators,
  * called in order, one line of math each. Any op table runs it; the reference tables (the
- * readable kernels of cpu/ and gpu/) always do. Shapes: x [N, C, H, W]; a block maps
+ * readable kernels, on either device) always do. Shapes: x [N, C, H, W]; a block maps
  * [N, Cin, H, W] to [N, Cout, Ho, Wo]; every buffer is one model_create allocated (model.h).
  *
  *   pre-activation block:  y = conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x)
