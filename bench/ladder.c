@@ -10,6 +10,10 @@
  *   3 direct        no column matrix (cpu/fast/conv2d_direct.c)
  *   4 fused         3 with batchnorm + ReLU of its input applied as the input is copied
  *                   (timed with that batchnorm: compare with "3 + batchnorm+ReLU in turn")
+ *   W1, W2          beside rung 1: the readable Winograd F(2x2,3x3) and F(4x4,3x3)
+ *                   (cpu/winograd.c, plain loops like rung 1) on the 3x3 stride-1 layers: what
+ *                   fewer multiplications buy before any tuning (GFLOP/s counted in the direct
+ *                   method's FLOPs, so above the real rate)
  * Batchnorm + ReLU forward (memory-bound: GB/s of the bytes it must move, against the triad):
  *   1 readable      cpu/batchnorm.c then cpu/relu.c
  *   2 one pass      cpu/fast/batchnorm_relu.c
@@ -127,7 +131,8 @@ static void bn_relu_readable(Ctx *c)
     relu_forward(c->a, c->a, (size_t)c->N * c->C * c->H * c->W);
 }
 
-enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, BN_READABLE, BN_FAST, GPU_CONV };
+enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, CONV_WINO2, CONV_WINO4, BN_READABLE, BN_FAST,
+       GPU_CONV };
 
 static void run(void *p)
 {
@@ -146,6 +151,8 @@ static void run(void *p)
                                           H * W, 0.1f, 1e-5f);
         conv2d_direct_forward(c->y, c->a, c->w, N, C, H, W, K, R, R, st, pd, c->ws);
         break;
+    case CONV_WINO2: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 2); break;
+    case CONV_WINO4: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 4); break;
     case BN_READABLE: bn_relu_readable(c); break;
     case BN_FAST:
         batchnorm_relu_fast_forward_train(c->a, c->mean, c->invstd, c->rmean, c->rvar, c->x, c->gamma, c->beta, N, C,
@@ -184,7 +191,9 @@ int main(int argc, char **argv)
         {16, 32, 16, 3, 1, 1}, {16, 32, 24, 3, 2, 1}, {24, 16, 24, 3, 1, 1}, {24, 16, 32, 3, 2, 1}, {32, 8, 32, 3, 1, 1}};
     static const char *conv_name[] = {"1 readable: im2col + plain GEMM loops", "2 im2col + packed GEMM",
                                       "3 direct", "4 fused: batchnorm+ReLU applied in the input copy",
-                                      "  (3 + batchnorm+ReLU in turn, for 4)"};
+                                      "  (3 + batchnorm+ReLU in turn, for 4)",
+                                      "W1 readable Winograd F(2x2,3x3): 2.25x fewer multiplications (plain loops, as 1)",
+                                      "W2 readable Winograd F(4x4,3x3): 4x fewer multiplications (plain loops, as 1)"};
     printf("#### Convolution forward, batch %d (GFLOP/s and %% of the FMA peak)\n\n", batch);
     printf("| layer | rung | ms | GFLOP/s | %% of peak | x rung 1 |\n|---|---|---|---|---|---|\n");
     const char *why = NULL;
@@ -201,7 +210,8 @@ int main(int argc, char **argv)
         c.mean = filled(c.C, 3); c.invstd = filled(c.C, 4); c.rmean = filled(c.C, 5); c.rvar = filled(c.C, 6);
         c.gamma = filled(c.C, 7); c.beta = filled(c.C, 8);
         double flop = 2.0 * c.N * c.K * c.P * c.Q * c.C * c.R * c.R, t1 = 0;
-        for (int r = CONV_READABLE; r <= CONV_DIRECT_THEN_BN; r++) {
+        for (int r = CONV_READABLE; r <= CONV_WINO4; r++) {
+            if (r >= CONV_WINO2 && (c.stride != 1 || c.R != 3)) continue;   /* Winograd: 3x3 stride 1 only */
             c.rung = r;
             double t = time_median(run, &c, 1, r == CONV_READABLE ? (reps + 1) / 2 : reps);
             if (r == CONV_READABLE) t1 = t;

@@ -1,0 +1,152 @@
+/* The readable Winograd convolution (cpu/winograd.c) against the readable convolution
+ * (cpu/conv2d.c): forward and backward-input, F(2x2,3x3) and F(4x4,3x3), at the practical's
+ * 3x3 stride-1 shapes and at odd ones (channel counts not a multiple of a vector, batch 1 and 3,
+ * H and W not a multiple of the tile, a 1-pixel image, padding 0, 1 and 2). Error: max |got -
+ * want| / max |want| over the output.
+ *  - In double (the _f64 build of cpu/), against conv2d in double: the method is exact, so
+ *    only rounding remains: about 1e-16 times the transforms' growth (F(4x4)'s entries run
+ *    from 1/24 to 8, and a tile sums 36 products of them). Tolerance 1e-12: above the rounding
+ *    with a margin, and a wrong transform entry (even by 1%) errs by 1e-3 or more.
+ *  - In float, against conv2d in double at the practical's shapes: the error Winograd adds to
+ *    fp32 arithmetic, printed beside the float conv2d's own. Measured here: F(2x2) 1.8-2.8e-7,
+ *    about conv2d's own; F(4x4) 2.9-5.5e-6, 10-30x more (its fractions are not exact in float,
+ *    and the transforms grow the values before the subtractions that cancel them). Tolerances
+ *    2e-6 and 2e-5: a 4-7x margin over those, and a wrong transform entry errs by 1e-3. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "core/ops.h"
+#include "cpu/cpu.h"
+#include "tests/gradcheck.h"
+
+/* the double build's functions (tests/f64_names.h names them) */
+void conv2d_forward_f64(double *out, const double *in, const double *weight, int N, int C, int H, int W, int K, int R,
+                        int S, int stride, int pad, double *workspace);
+void conv2d_backward_input_f64(double *din, const double *dout, const double *weight, int N, int C, int H, int W,
+                               int K, int R, int S, int stride, int pad, double *workspace);
+void winograd_conv3x3_forward_f64(double *out, const double *in, const double *weight, int N, int C, int H, int W,
+                                  int K, int pad, int m);
+void winograd_conv3x3_backward_input_f64(double *din, const double *dout, const double *weight, int N, int C, int H,
+                                         int W, int K, int pad, int m);
+
+typedef struct { int N, C, H, W, K, pad; } Shape;
+static const Shape odd[] = {
+    {2, 3, 7, 6, 5, 1},    /* channels not a multiple of a vector, W and H not of the tile */
+    {1, 5, 9, 11, 3, 1},   /* batch 1 */
+    {3, 2, 5, 5, 4, 0},    /* batch 3, no padding */
+    {2, 4, 6, 7, 2, 2},    /* padding 2 */
+    {2, 3, 1, 1, 2, 1},    /* a 1-pixel image */
+    {1, 17, 8, 8, 9, 1},
+};
+static const Shape practical[] = {{2, 16, 32, 32, 16, 1}, {2, 24, 16, 16, 24, 1}, {2, 32, 8, 8, 32, 1}};
+
+static double rel_err_d(const double *got, const double *want, size_t n)
+{
+    double dmax = 0, wmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;
+        dmax = fmax(dmax, fabs(got[i] - want[i]));
+        wmax = fmax(wmax, fabs(want[i]));
+    }
+    return dmax / (wmax > 0 ? wmax : 1);
+}
+
+static double *dvec(size_t n, unsigned seed)
+{
+    double *v = malloc(sizeof(double) * (n ? n : 1));
+    fill_normal(v, n, seed);
+    return v;
+}
+static double *nans(size_t n)
+{
+    double *v = malloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = NAN;
+    return v;
+}
+
+/* forward (dir 0) or backward-input (dir 1) of shape s with tile m: Winograd's error against
+ * conv2d's in double; f32: the float build's Winograd instead (m = 0: the float build's
+ * conv2d, the direct method's own float error) */
+static double error_of(const Shape *s, int m, int dir, int f32)
+{
+    int P = s->H + 2 * s->pad - 2, Q = s->W + 2 * s->pad - 2;
+    size_t nx = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9, ny = (size_t)s->N * s->K * P * Q;
+    size_t nin = dir ? ny : nx, nout = dir ? nx : ny;
+    double *in = dvec(nin, 1 + m), *w = dvec(nw, 2), *want = nans(nout), *got = nans(nout);
+    double *ws = malloc(sizeof(double) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad));
+    if (dir) conv2d_backward_input_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
+    else conv2d_forward_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
+    if (!f32) {
+        if (dir) winograd_conv3x3_backward_input_f64(got, in, w, s->N, s->C, s->H, s->W, s->K, s->pad, m);
+        else winograd_conv3x3_forward_f64(got, in, w, s->N, s->C, s->H, s->W, s->K, s->pad, m);
+    } else {
+        float *fin = malloc(sizeof(float) * nin), *fw = malloc(sizeof(float) * nw), *fout = malloc(sizeof(float) * nout);
+        for (size_t i = 0; i < nin; i++) fin[i] = (float)in[i];
+        for (size_t i = 0; i < nw; i++) fw[i] = (float)w[i];
+        /* the reference sees the same rounded inputs */
+        for (size_t i = 0; i < nin; i++) in[i] = fin[i];
+        for (size_t i = 0; i < nw; i++) w[i] = fw[i];
+        if (dir) conv2d_backward_input_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
+        else conv2d_forward_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
+        float *fws = malloc(sizeof(float) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad));
+        if (m == 0 && dir) conv2d_backward_input(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, fws);
+        else if (m == 0) conv2d_forward(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, fws);
+        else if (dir) winograd_conv3x3_backward_input(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, s->pad, m);
+        else winograd_conv3x3_forward(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, s->pad, m);
+        free(fws);
+        for (size_t i = 0; i < nout; i++) got[i] = fout[i];
+        free(fin); free(fw); free(fout);
+    }
+    double e = rel_err_d(got, want, nout);
+    free(in); free(w); free(want); free(got); free(ws);
+    return e;
+}
+
+START_TEST(winograd_matches_conv_in_double)
+{
+    double worst[2] = {0, 0};
+    for (int m = 2; m <= 4; m += 2)
+        for (int dir = 0; dir < 2; dir++) {
+            for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+                double e = error_of(&odd[i], m, dir, 0);
+                worst[m / 4] = fmax(worst[m / 4], e);
+                ck_assert_msg(e <= 1e-12, "F(%dx%d) %s, odd shape %zu: error %g", m, m, dir ? "backward-input" : "forward",
+                              i, e);
+            }
+            for (size_t i = 0; i < sizeof practical / sizeof practical[0]; i++) {
+                double e = error_of(&practical[i], m, dir, 0);
+                worst[m / 4] = fmax(worst[m / 4], e);
+                ck_assert_msg(e <= 1e-12, "F(%dx%d) %s, practical shape %zu: error %g", m, m,
+                              dir ? "backward-input" : "forward", i, e);
+            }
+        }
+    printf("  winograd in double: largest error F(2x2) %.1e, F(4x4) %.1e (tolerance 1e-12)\n", worst[0], worst[1]);
+}
+END_TEST
+
+START_TEST(winograd_error_in_float)
+{
+    for (int m = 2; m <= 4; m += 2)
+        for (int dir = 0; dir < 2; dir++)
+            for (size_t i = 0; i < sizeof practical / sizeof practical[0]; i++) {
+                const Shape *s = &practical[i];
+                double e = error_of(s, m, dir, 1), tol = m == 2 ? 2e-6 : 2e-5, direct = error_of(s, 0, dir, 1);
+                printf("  winograd F(%dx%d) %-14s %2d->%2d at %2dx%2d: float error %.2e (tolerance %.0e; conv2d's own "
+                       "%.2e)\n", m, m, dir ? "backward-input" : "forward", s->C, s->K, s->H, s->W, e, tol, direct);
+                ck_assert_msg(e <= tol, "F(%dx%d) %s, practical shape %zu: float error %g", m, m,
+                              dir ? "backward-input" : "forward", i, e);
+            }
+}
+END_TEST
+
+Suite *suite_winograd(void)
+{
+    Suite *s = suite_create("winograd (readable)");
+    TCase *t = tcase_create("winograd");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, winograd_matches_conv_in_double);
+    tcase_add_test(t, winograd_error_in_float);
+    suite_add_tcase(s, t);
+    return s;
+}
