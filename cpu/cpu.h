@@ -43,13 +43,15 @@ void conv2d_backward_weight(real *dweight, const real *dout, const real *in,
                             int N, int C, int H, int W, int K, int R, int S,
                             int stride, int pad, real *workspace);
 /* winograd.c: 3x3 convolutions at stride 1 (pad 0..2) by Winograd's F(m x m, 3 x 3), m = 2 or
- * 4 (winograd_supported); the same results as conv2d_forward / conv2d_backward_input up to
- * rounding. Readable: the definition fast Winograd kernels are tested against. */
+ * 4 (winograd_supported); the same results as conv2d_forward / _backward_input /
+ * _backward_weight up to rounding. Readable: the definition fast Winograd kernels are tested against. */
 int winograd_supported(int m);
 void winograd_conv3x3_forward(real *out, const real *in, const real *weight, int N, int C, int H, int W, int K,
                               int pad, int m);
 void winograd_conv3x3_backward_input(real *din, const real *dout, const real *weight, int N, int C, int H, int W,
                                      int K, int pad, int m);
+void winograd_conv3x3_backward_weight(real *dweight, const real *dout, const real *in, int N, int C, int H, int W,
+                                      int K, int pad, int m);
 void bias_forward(real *out, const real *bias, int N, int K, int HW);
 void bias_backward(real *dbias, const real *dout, int N, int K, int HW);
 

@@ -13,7 +13,14 @@
  * for m = 4) make the rounding error grow with m: see tests/test_winograd.c.
  *
  * The backward of the input is itself a 3x3 stride-1 convolution: of dout with the kernel
- * flipped in space and with input and output channels swapped, padded by 2 - pad. */
+ * flipped in space and with input and output channels swapped, padded by 2 - pad.
+ *
+ * The weight gradient, dW[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in[n,c,p+r-pad,q+s-pad], uses
+ * the same matrices transposed (the transposition principle: y = A^T ((G g) . (B^T d))
+ * computes a correlation, so g' = G^T ((A y) . (B^T d)) computes its derivative in g): per
+ * m x m tile y of dout and its a x a input tile d,
+ *   dW[k,c] = G^T ( sum_{n, tiles} (A y_k A^T) . (B^T d_c B) ) G        [3 x 3]
+ * F(2x2, 3x3)'s matrices give F(3x3, 2x2) this way. */
 #include <stdlib.h>
 #include <string.h>
 #include "cpu/cpu.h"
@@ -127,4 +134,46 @@ void winograd_conv3x3_backward_input(real *din, const real *dout, const real *we
             for (int rs = 0; rs < 9; rs++) wf[((size_t)c * K + k) * 9 + rs] = weight[((size_t)k * C + c) * 9 + 8 - rs];
     winograd_conv3x3_forward(din, dout, wf, N, K, H + 2 * pad - 2, W + 2 * pad - 2, C, 2 - pad, m);
     free(wf);
+}
+
+void winograd_conv3x3_backward_weight(real *dweight, const real *dout, const real *in, int N, int C, int H, int W,
+                                      int K, int pad, int m)
+{
+    if (!winograd_supported(m) || pad < 0 || pad > 2) return;
+    int a = m + 2, P = H + 2 * pad - 2, Q = W + 2 * pad - 2;
+    const real *BT = m == 2 ? BT2 : BT4, *G = m == 2 ? G2 : G4, *AT = m == 2 ? AT2 : AT4;
+    real A[6 * 4], GT[3 * 6];   /* A = (A^T)^T [a x m], G^T [3 x a] */
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < a; j++) A[j * m + i] = AT[i * a + j];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < 3; j++) GT[j * a + i] = G[i * 3 + j];
+    int tiles_p = (P + m - 1) / m, tiles_q = (Q + m - 1) / m;
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < K; k++) {   /* each (k, c) summed by one thread, in a fixed order */
+        real *Mk = calloc((size_t)C * a * a, sizeof(real)), y[4 * 4], Z[6 * 6], d[6 * 6], V[6 * 6];
+        for (int n = 0; n < N; n++)
+            for (int tp = 0; tp < tiles_p; tp++)
+                for (int tq = 0; tq < tiles_q; tq++) {
+                    const real *g = dout + ((size_t)n * K + k) * P * Q;
+                    for (int i = 0; i < m; i++)   /* the dout tile, zero past the edge */
+                        for (int j = 0; j < m; j++) {
+                            int p = tp * m + i, q = tq * m + j;
+                            y[i * m + j] = p < P && q < Q ? g[(size_t)p * Q + q] : 0;
+                        }
+                    sandwich(Z, A, y, a, m);      /* Z = A y A^T */
+                    for (int c = 0; c < C; c++) {
+                        const real *img = in + ((size_t)n * C + c) * H * W;
+                        for (int i = 0; i < a; i++)
+                            for (int j = 0; j < a; j++) {
+                                int h = tp * m - pad + i, w = tq * m - pad + j;
+                                d[i * a + j] = h >= 0 && h < H && w >= 0 && w < W ? img[(size_t)h * W + w] : 0;
+                            }
+                        sandwich(V, BT, d, a, a); /* V = B^T d B */
+                        real *acc = Mk + (size_t)c * a * a;
+                        for (int e = 0; e < a * a; e++) acc[e] += Z[e] * V[e];
+                    }
+                }
+        for (int c = 0; c < C; c++) sandwich(dweight + ((size_t)k * C + c) * 9, GT, Mk + (size_t)c * a * a, 3, a);
+        free(Mk);
+    }
 }

@@ -11,6 +11,7 @@
 #define winograd_supported winograd_supported_f64
 #define winograd_conv3x3_forward winograd_conv3x3_forward_f64
 #define winograd_conv3x3_backward_input winograd_conv3x3_backward_input_f64
+#define winograd_conv3x3_backward_weight winograd_conv3x3_backward_weight_f64
 #define bias_forward bias_forward_f64
 #define bias_backward bias_backward_f64
 #define batchnorm_forward_train batchnorm_forward_train_f64

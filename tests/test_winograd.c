@@ -1,5 +1,6 @@
 /* The readable Winograd convolution (cpu/winograd.c) against the readable convolution
- * (cpu/conv2d.c): forward and backward-input, F(2x2,3x3) and F(4x4,3x3), at the practical's
+ * (cpu/conv2d.c): forward, backward-input and the weight gradient, F(2x2,3x3) and F(4x4,3x3)
+ * (the weight gradient: their transposed forms), at the practical's
  * 3x3 stride-1 shapes and at odd ones (channel counts not a multiple of a vector, batch 1 and 3,
  * H and W not a multiple of the tile, a 1-pixel image, padding 0, 1 and 2). Error: max |got -
  * want| / max |want| over the output.
@@ -8,10 +9,13 @@
  *    from 1/24 to 8, and a tile sums 36 products of them). Tolerance 1e-12: above the rounding
  *    with a margin, and a wrong transform entry (even by 1%) errs by 1e-3 or more.
  *  - In float, against conv2d in double at the practical's shapes: the error Winograd adds to
- *    fp32 arithmetic, printed beside the float conv2d's own. Measured here: F(2x2) 1.8-2.8e-7,
- *    about conv2d's own; F(4x4) 2.9-5.5e-6, 10-30x more (its fractions are not exact in float,
- *    and the transforms grow the values before the subtractions that cancel them). Tolerances
- *    2e-6 and 2e-5: a 4-7x margin over those, and a wrong transform entry errs by 1e-3. */
+ *    fp32 arithmetic, printed beside the float conv2d's own. Measured here, forward and
+ *    backward-input: F(2x2) 1.8-2.8e-7, about conv2d's own; F(4x4) 2.9-5.5e-6, 10-30x more (its
+ *    fractions are not exact in float, and the transforms grow the values before the
+ *    subtractions that cancel them). The weight gradient sums N P Q products per weight, in
+ *    the transformed domain: F(2x2) 3.2e-7-1.1e-6, F(4x4) 2.3-6.5e-6. Tolerances 2e-6 and 2e-5,
+ *    2.5 times that for the weight gradient: a 3-7x margin over those, while a wrong transform
+ *    entry errs by 1e-3. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +33,10 @@ void winograd_conv3x3_forward_f64(double *out, const double *in, const double *w
                                   int K, int pad, int m);
 void winograd_conv3x3_backward_input_f64(double *din, const double *dout, const double *weight, int N, int C, int H,
                                          int W, int K, int pad, int m);
+void conv2d_backward_weight_f64(double *dweight, const double *dout, const double *in, int N, int C, int H, int W,
+                                int K, int R, int S, int stride, int pad, double *workspace);
+void winograd_conv3x3_backward_weight_f64(double *dweight, const double *dout, const double *in, int N, int C, int H,
+                                          int W, int K, int pad, int m);
 
 typedef struct { int N, C, H, W, K, pad; } Shape;
 static const Shape odd[] = {
@@ -68,38 +76,57 @@ static double *nans(size_t n)
 /* forward (dir 0) or backward-input (dir 1) of shape s with tile m: Winograd's error against
  * conv2d's in double; f32: the float build's Winograd instead (m = 0: the float build's
  * conv2d, the direct method's own float error) */
+static const char *dir_name[3] = {"forward", "backward-input", "backward-weight"};
+
+/* the float build's version of one pass: conv2d's (m = 0) or Winograd's */
+static void run_f32(int dir, int m, const Shape *s, float *out, const float *a, const float *b, float *ws)
+{
+    int N = s->N, C = s->C, H = s->H, W = s->W, K = s->K, pd = s->pad;
+    if (m == 0 && dir == 0) conv2d_forward(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (m == 0 && dir == 1) conv2d_backward_input(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (m == 0) conv2d_backward_weight(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (dir == 0) winograd_conv3x3_forward(out, a, b, N, C, H, W, K, pd, m);
+    else if (dir == 1) winograd_conv3x3_backward_input(out, a, b, N, C, H, W, K, pd, m);
+    else winograd_conv3x3_backward_weight(out, a, b, N, C, H, W, K, pd, m);
+}
+/* the double build's version of one pass: conv2d's (m = 0) or Winograd's */
+static void run_f64(int dir, int m, const Shape *s, double *out, const double *a, const double *b, double *ws)
+{
+    int N = s->N, C = s->C, H = s->H, W = s->W, K = s->K, pd = s->pad;
+    if (m == 0 && dir == 0) conv2d_forward_f64(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (m == 0 && dir == 1) conv2d_backward_input_f64(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (m == 0) conv2d_backward_weight_f64(out, a, b, N, C, H, W, K, 3, 3, 1, pd, ws);
+    else if (dir == 0) winograd_conv3x3_forward_f64(out, a, b, N, C, H, W, K, pd, m);
+    else if (dir == 1) winograd_conv3x3_backward_input_f64(out, a, b, N, C, H, W, K, pd, m);
+    else winograd_conv3x3_backward_weight_f64(out, a, b, N, C, H, W, K, pd, m);
+}
+
+/* one pass (dir 0 forward: x, w -> y; 1 backward-input: dy, w -> dx; 2 backward-weight:
+ * dy, x -> dw) of shape s with tile m: its error against conv2d's in double. f32: the float
+ * build's instead (m = 0 there: the float conv2d, the direct method's own float error) */
 static double error_of(const Shape *s, int m, int dir, int f32)
 {
     int P = s->H + 2 * s->pad - 2, Q = s->W + 2 * s->pad - 2;
     size_t nx = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9, ny = (size_t)s->N * s->K * P * Q;
-    size_t nin = dir ? ny : nx, nout = dir ? nx : ny;
-    double *in = dvec(nin, 1 + m), *w = dvec(nw, 2), *want = nans(nout), *got = nans(nout);
-    double *ws = malloc(sizeof(double) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad));
-    if (dir) conv2d_backward_input_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
-    else conv2d_forward_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
+    size_t na = dir ? ny : nx, nb = dir == 2 ? nx : nw, nout = dir == 0 ? ny : dir == 1 ? nx : nw;
+    double *a = dvec(na, 1 + m), *b = dvec(nb, 2), *want = nans(nout), *got = nans(nout);
+    size_t nws = conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad);
+    double *ws = malloc(sizeof(double) * nws);
     if (!f32) {
-        if (dir) winograd_conv3x3_backward_input_f64(got, in, w, s->N, s->C, s->H, s->W, s->K, s->pad, m);
-        else winograd_conv3x3_forward_f64(got, in, w, s->N, s->C, s->H, s->W, s->K, s->pad, m);
+        run_f64(dir, 0, s, want, a, b, ws);
+        run_f64(dir, m, s, got, a, b, ws);
     } else {
-        float *fin = malloc(sizeof(float) * nin), *fw = malloc(sizeof(float) * nw), *fout = malloc(sizeof(float) * nout);
-        for (size_t i = 0; i < nin; i++) fin[i] = (float)in[i];
-        for (size_t i = 0; i < nw; i++) fw[i] = (float)w[i];
-        /* the reference sees the same rounded inputs */
-        for (size_t i = 0; i < nin; i++) in[i] = fin[i];
-        for (size_t i = 0; i < nw; i++) w[i] = fw[i];
-        if (dir) conv2d_backward_input_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
-        else conv2d_forward_f64(want, in, w, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, ws);
-        float *fws = malloc(sizeof(float) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad));
-        if (m == 0 && dir) conv2d_backward_input(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, fws);
-        else if (m == 0) conv2d_forward(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, s->pad, fws);
-        else if (dir) winograd_conv3x3_backward_input(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, s->pad, m);
-        else winograd_conv3x3_forward(fout, fin, fw, s->N, s->C, s->H, s->W, s->K, s->pad, m);
-        free(fws);
+        float *fa = malloc(sizeof(float) * na), *fb = malloc(sizeof(float) * nb), *fout = malloc(sizeof(float) * nout);
+        float *fws = malloc(sizeof(float) * nws);
+        for (size_t i = 0; i < na; i++) a[i] = fa[i] = (float)a[i];   /* the reference sees the same rounded inputs */
+        for (size_t i = 0; i < nb; i++) b[i] = fb[i] = (float)b[i];
+        run_f64(dir, 0, s, want, a, b, ws);
+        run_f32(dir, m, s, fout, fa, fb, fws);
         for (size_t i = 0; i < nout; i++) got[i] = fout[i];
-        free(fin); free(fw); free(fout);
+        free(fa); free(fb); free(fout); free(fws);
     }
     double e = rel_err_d(got, want, nout);
-    free(in); free(w); free(want); free(got); free(ws);
+    free(a); free(b); free(want); free(got); free(ws);
     return e;
 }
 
@@ -107,18 +134,18 @@ START_TEST(winograd_matches_conv_in_double)
 {
     double worst[2] = {0, 0};
     for (int m = 2; m <= 4; m += 2)
-        for (int dir = 0; dir < 2; dir++) {
+        for (int dir = 0; dir < 3; dir++) {
             for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
                 double e = error_of(&odd[i], m, dir, 0);
                 worst[m / 4] = fmax(worst[m / 4], e);
-                ck_assert_msg(e <= 1e-12, "F(%dx%d) %s, odd shape %zu: error %g", m, m, dir ? "backward-input" : "forward",
+                ck_assert_msg(e <= 1e-12, "F(%dx%d) %s, odd shape %zu: error %g", m, m, dir_name[dir],
                               i, e);
             }
             for (size_t i = 0; i < sizeof practical / sizeof practical[0]; i++) {
                 double e = error_of(&practical[i], m, dir, 0);
                 worst[m / 4] = fmax(worst[m / 4], e);
                 ck_assert_msg(e <= 1e-12, "F(%dx%d) %s, practical shape %zu: error %g", m, m,
-                              dir ? "backward-input" : "forward", i, e);
+                              dir_name[dir], i, e);
             }
         }
     printf("  winograd in double: largest error F(2x2) %.1e, F(4x4) %.1e (tolerance 1e-12)\n", worst[0], worst[1]);
@@ -128,14 +155,14 @@ END_TEST
 START_TEST(winograd_error_in_float)
 {
     for (int m = 2; m <= 4; m += 2)
-        for (int dir = 0; dir < 2; dir++)
+        for (int dir = 0; dir < 3; dir++)
             for (size_t i = 0; i < sizeof practical / sizeof practical[0]; i++) {
                 const Shape *s = &practical[i];
-                double e = error_of(s, m, dir, 1), tol = m == 2 ? 2e-6 : 2e-5, direct = error_of(s, 0, dir, 1);
+                double e = error_of(s, m, dir, 1), tol = (m == 2 ? 2e-6 : 2e-5) * (dir == 2 ? 2.5 : 1), direct = error_of(s, 0, dir, 1);
                 printf("  winograd F(%dx%d) %-14s %2d->%2d at %2dx%2d: float error %.2e (tolerance %.0e; conv2d's own "
-                       "%.2e)\n", m, m, dir ? "backward-input" : "forward", s->C, s->K, s->H, s->W, e, tol, direct);
+                       "%.2e)\n", m, m, dir_name[dir], s->C, s->K, s->H, s->W, e, tol, direct);
                 ck_assert_msg(e <= tol, "F(%dx%d) %s, practical shape %zu: float error %g", m, m,
-                              dir ? "backward-input" : "forward", i, e);
+                              dir_name[dir], i, e);
             }
 }
 END_TEST
