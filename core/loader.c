@@ -79,10 +79,6 @@ static void *worker(void *arg)
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
     }
-    pthread_mutex_lock(&l->mu);
-    l->worker_done = 1;
-    pthread_cond_broadcast(&l->cv);
-    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
 
@@ -107,7 +103,7 @@ void loader_start_epoch_at(Loader *l, int epoch, int first)
     l->first = first < 0 ? 0 : first > l->n_batches ? l->n_batches : first;
     l->next_take = l->next_fill = l->first;
     l->ready[0] = l->ready[1] = 0;
-    l->stop = l->worker_done = 0;
+    l->stop = 0;
     l->wait_seconds = 0;
     if (pthread_create(&l->thread, NULL, worker, l) != 0) die("cannot start the data loader thread");
     l->running = 1;
@@ -127,7 +123,7 @@ const Batch *loader_next(Loader *l)
         /* A wait that cannot end: the slot holds another batch (only this side frees a slot),
          * the thread has made its last batch, or it started after batch b. Then the batch
          * asked for and those made disagree: say so at once instead of waiting forever. */
-        if (l->ready[s] != 0 || l->worker_done || l->first > b) {
+        if (l->ready[s] != 0 || l->next_fill >= l->n_batches || l->first > b) {
             int first = l->first, made = l->next_fill, epoch = l->epoch, last = l->n_batches - 1;
             pthread_mutex_unlock(&l->mu);
             char so_far[64] = "none yet";

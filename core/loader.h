@@ -32,7 +32,6 @@ typedef struct Loader {
     Batch slot[2];
     int ready[2];           /* slot holds batch number ready[s] - 1 ... see loader.c */
     int next_fill, next_take, first, epoch, stop, running;   /* next_fill: the batch the thread makes next */
-    int worker_done;        /* the thread has made its last batch (or was stopped) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -21,7 +21,12 @@ void net_conv(Model *m, const Conv *c, float *out, const float *in, int N);
 void net_conv_backward(Model *m, const Conv *c, float *din, const float *dout, const float *in, int N);
 void net_batchnorm(Model *m, BatchNorm *b, float *out, const float *in, int N, int train);
 void net_batchnorm_backward(Model *m, const BatchNorm *b, float *din, const float *dout, const float *in, int N);
+void net_head_forward(Model *m, int N);             /* last block's output -> logits */
+void net_head_backward(Model *m, float *g, int N);  /* probs, labels -> head's grads, g = d(last output) */
 /* the input of block i: the previous block's output, or the stem's */
 const float *net_block_input(const Model *m, int i);
+/* values in a block's input and output for a batch of N */
+static inline size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
+static inline size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
 
 #endif

@@ -63,9 +63,6 @@ const float *net_block_input(const Model *m, int i)
     return m->cfg.block == BLOCK_PREACT ? m->stem_c : m->stem_a;
 }
 
-static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
-static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
-
 /* ------------------------------------------------------------------ pre-activation block */
 
 static void preact_forward(Model *m, Block *b, const float *x, int N, int train)
@@ -148,6 +145,26 @@ static void original_backward(Model *m, Block *b, float *dx, float *dy, const fl
 
 /* ------------------------------------------------------------------ the network */
 
+/* the head: pooled = the last block's output averaged over H x W, logits = pooled W^T + b */
+void net_head_forward(Model *m, int N)
+{
+    const Block *last = &m->blocks[m->n_blocks - 1];
+    m->ops->avgpool2d_forward(m->pooled, last->y, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+    m->ops->linear_forward(m->logits, m->pooled, m->params + m->fc_w, m->params + m->fc_b, N, m->feat, m->cfg.classes);
+}
+
+/* its backward from the loss: dlogits = (probs - onehot) / N, the linear layer's gradients,
+ * then g = d(last block's output) through the pooling */
+void net_head_backward(Model *m, float *g, int N)
+{
+    const Ops *o = m->ops;
+    const Block *last = &m->blocks[m->n_blocks - 1];
+    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
+    o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled, m->params + m->fc_w,
+                       N, m->feat, m->cfg.classes);
+    o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+}
+
 void plain_forward(Model *m, int N, int train)
 {
     const Ops *o = m->ops;
@@ -161,22 +178,15 @@ void plain_forward(Model *m, int N, int train)
         if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], net_block_input(m, i), N, train);
         else original_forward(m, &m->blocks[i], net_block_input(m, i), N, train);
     }
-    const Block *last = &m->blocks[m->n_blocks - 1];        /* pooled = mean over H x W */
-    o->avgpool2d_forward(m->pooled, last->y, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
-    o->linear_forward(m->logits, m->pooled, m->params + m->fc_w, m->params + m->fc_b, N, m->feat,
-                      c->classes);                          /* logits = pooled W^T + b */
+    net_head_forward(m, N);                                 /* logits */
 }
 
 void plain_backward(Model *m, int N)
 {
     const Ops *o = m->ops;
     const ModelConfig *c = &m->cfg;
-    const Block *last = &m->blocks[m->n_blocks - 1];
     float *g = m->g0, *gnext = m->g1;
-    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);   /* (probs - onehot) / N */
-    o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
-                       m->params + m->fc_w, N, m->feat, c->classes);
-    o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+    net_head_backward(m, g, N);                             /* g: d(last block's output) */
     for (int i = m->n_blocks - 1; i >= 0; i--) {            /* g: d(block i's output) */
         if (c->block == BLOCK_PREACT) preact_backward(m, &m->blocks[i], gnext, g, net_block_input(m, i), N);
         else original_backward(m, &m->blocks[i], gnext, g, net_block_input(m, i), N);

@@ -97,8 +97,6 @@ static int block_input_bns(Block *b, BatchNorm **bns)
     return n;
 }
 
-static size_t out_numel(const Block *b, int N) { return (size_t)N * b->Cout * b->Ho * b->Wo; }
-static size_t in_numel(const Block *b, int N) { return (size_t)N * b->Cin * b->H * b->W; }
 
 /* ------------------------------------------------------------------ blocks */
 
@@ -242,10 +240,7 @@ void scheduled_forward(Model *m, int N, int train)
         if (c->block == BLOCK_PREACT) preact_forward(m, &m->blocks[i], net_block_input(m, i), N, &pp);
         else original_forward(m, &m->blocks[i], net_block_input(m, i), N, train);
     }
-    const Block *last = &m->blocks[m->n_blocks - 1];
-    o->avgpool2d_forward(m->pooled, last->y, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
-    o->linear_forward(m->logits, m->pooled, m->params + m->fc_w, m->params + m->fc_b, N, m->feat,
-                      c->classes);
+    net_head_forward(m, N);
 }
 
 /* plain_backward: the head's backward one call, the first block's d x read unapplied by the
@@ -261,10 +256,7 @@ void scheduled_backward(Model *m, int N)
         f->classifier_backward(g, m->grads + m->fc_w, m->grads + m->fc_b, m->probs, m->labels, m->pooled,
                                m->params + m->fc_w, N, m->feat, c->classes, last->Ho, last->Wo);
     } else {
-        o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, c->classes);
-        o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled,
-                           m->params + m->fc_w, N, m->feat, c->classes);
-        o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);
+        net_head_backward(m, g, N);
     }
     /* the stem's weight gradient may read the first block's d x unapplied (ops_fused.h:
      * conv2d_backward_weight_bn_grad): then that d x is never stored */

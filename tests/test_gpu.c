@@ -108,9 +108,10 @@ static void teardown(void)
     }
 }
 static void *dev(size_t bytes) { return kept(G->alloc(bytes), 1); }
+static float *host(size_t n) { return kept(malloc(sizeof(float) * (n ? n : 1)), 0); }
 static float *rnd(size_t n, unsigned seed)
 {
-    float *x = kept(malloc(sizeof(float) * (n ? n : 1)), 0);
+    float *x = host(n);
     fill_normal_f(x, n, seed);
     return x;
 }
@@ -123,7 +124,7 @@ static float *poisoned(size_t n)   /* device buffer full of NaN */
     free(h);
     return d;
 }
-static float *down(const float *d, size_t n) { float *h = kept(malloc(sizeof(float) * n), 0); G->download(h, d, sizeof(float) * n); return h; }
+static float *down(const float *d, size_t n) { float *h = host(n); G->download(h, d, sizeof(float) * n); return h; }
 
 static double max_rel(const float *got, const float *want, size_t n)
 {
@@ -501,7 +502,6 @@ typedef struct {
     float *rdx, *rdw1, *rdw2, rdg1[8], rdb1[8], rdg2[8], rdb2[8];
     float *gx, *gc1, *gdy, *gadd, *gw1, *gw2, *gg1, *gb1, *gg2, *gb2, *gm1, *gi1, *gm2, *gi2, *s1, *s2, *gws;
 } PairCase;
-static float *host(size_t n) { return kept(malloc(sizeof(float) * (n ? n : 1)), 0); }
 static void pair_case(PairCase *p, int t, int with_add)
 {
     static const int shapes[][5] = {{3, 4, 9, 6, 4}, {2, 8, 20, 8, 8}};   /* N, C, H=W, K1, K2 */
