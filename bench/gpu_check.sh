@@ -37,13 +37,21 @@ WORK=/tmp/gpu_check_work
 rm -rf "$WORK"
 mkdir -p "$LOG" "$WORK"
 rm -f "$LOG"/{table.md,env.log,build.log,tests.log,bench.log,train.log,sanitizers.log}
-export PATH="$PATH:/usr/local/cuda/bin"
+# build-device/ also carries this machine's make, for an image that has a compiler but no make
+export PATH="$PATH:/usr/local/cuda/bin:$PWD/build-device"
 T0=$(date +%s)
 fails=0
 
 PLAN=(build:120 gpu_tests:40 plan:5 plan_fp32:5 train_step_gpu:20 train_step_fp32:12 train_step_unfused:12
       data:15 train_2_epochs:45 gemm:20 epoch_ours:15 epoch_torch:35 torch_practical_2_epochs:40
       memcheck:40 racecheck:40)
+# GPU_CHECK_ONLY=build,gpu_tests,...: run just these steps (a second call on a lent machine that
+# repeats only what the first one showed wrong); the budget counts the chosen steps alone
+if [ -n "${GPU_CHECK_ONLY:-}" ]; then
+  chosen=()
+  for e in "${PLAN[@]}"; do [[ ",$GPU_CHECK_ONLY," == *",${e%%:*},"* ]] && chosen+=("$e"); done
+  PLAN=("${chosen[@]}")
+fi
 BUDGET=0
 for e in "${PLAN[@]}"; do BUDGET=$((BUDGET + ${e##*:})); done
 MEMCHECK_TESTS=gemm_kernels,conv2d_kernels,batchnorm_kernels,block_backward_pair,linear_kernels,loss_and_head_kernels,read_back_after_capture
@@ -115,6 +123,7 @@ do_build() {
   if [ $DRY = 1 ]; then
     if ! command -v nvcc > /dev/null; then skip bundle "no nvcc here: the bundle needs the CUDA toolkit" 300; return; fi
     step bundle 300 make -j"$(nproc)" gpu-bundle
+    cp "$(command -v make)" build-device/make
     # what travels: the working tree (tracked + untracked-not-ignored) and the carried bundle
     local tree bundle total
     tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb 2>/dev/null | awk '$2 == "total" { s += $1 } END { print s + 0 }')
