@@ -45,16 +45,14 @@ cudaStream_t stream();
 // side_end). side_begin: the side stream waits for the main one's work so far; side_mark:
 // marks the side stream's work so far; side_end: back to the main stream; side_join: the
 // main stream waits for the side one's work up to the last mark; side_join_all: ... up to the
-// last side_end (sgd_step and capture_end do it: the weight gradients are all done). Captured,
-// this forks and joins branches of the step's graph. capture_begin/end use main_stream().
-// streams_after_capture: the three events recorded again outside any capture (capture_end
-// calls it): an event last recorded in a finished capture stands for graph nodes, and CUDA
-// refuses an eager wait on it (cudaErrorCapturedEvent), which side_join_all makes.
+// last side_end, if it has not waited for it yet (sgd_step and capture_end do it: the weight
+// gradients are all done). Captured, this forks and joins branches of the step's graph.
+// capture_begin/end use main_stream(); capture_begin joins side work issued before it (an
+// event is only ever waited for in the mode it was recorded in: ops_gpu.cu says why).
 // require_main_stream: stops with a message naming `what` unless launches go to the main
 // stream (kernels that take a last-block ticket: their counters are one per source file, so
 // two such launches must never overlap).
 cudaStream_t main_stream();
-void streams_after_capture();
 void require_main_stream(const char *what);
 void side_begin();
 void side_mark();

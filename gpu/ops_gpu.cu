@@ -9,6 +9,12 @@ namespace gpu {
 namespace {
 cudaStream_t main_s, side_s, current;
 cudaEvent_t fork_ev, join_ev, done_ev;
+// Side work ended (side_end) and not yet waited for by side_join_all. Each event is recorded
+// just before its one wait, in the same mode (eager, or inside the same capture): CUDA refuses
+// an eager wait on an event last recorded in a capture (cudaErrorCapturedEvent) and a captured
+// wait on one recorded outside it (cudaErrorStreamCaptureIsolation). So side_join_all waits
+// only for side work it has not joined yet, and capture_begin joins eager side work first.
+bool side_pending;
 void init_streams()   // on the first launch, which is never inside a capture
 {
     if (main_s) return;
@@ -17,7 +23,6 @@ void init_streams()   // on the first launch, which is never inside a capture
     CUDA_CHECK(cudaEventCreateWithFlags(&fork_ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&join_ev, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&done_ev, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(done_ev, side_s));   // side_join_all before any side work: nothing to wait for
     current = main_s;
 }
 }  // namespace
@@ -36,19 +41,15 @@ void side_mark() { CUDA_CHECK(cudaEventRecord(join_ev, side_s)); }
 void side_end()
 {
     CUDA_CHECK(cudaEventRecord(done_ev, side_s));
+    side_pending = true;
     current = main_s;
 }
 void side_join() { CUDA_CHECK(cudaStreamWaitEvent(main_s, join_ev, 0)); }
 void side_join_all()
 {
-    init_streams();
+    if (!side_pending) return;
     CUDA_CHECK(cudaStreamWaitEvent(main_s, done_ev, 0));
-}
-void streams_after_capture()
-{
-    CUDA_CHECK(cudaEventRecord(fork_ev, main_s));
-    CUDA_CHECK(cudaEventRecord(join_ev, side_s));
-    CUDA_CHECK(cudaEventRecord(done_ev, side_s));
+    side_pending = false;
 }
 void require_main_stream(const char *what)
 {

@@ -38,7 +38,11 @@ void loss_accumulate(double *sums, const float *losses, const int32_t *correct, 
 }
 
 // ---- capture of the step as a graph ----
-void capture_begin() { CUDA_CHECK(cudaStreamBeginCapture(main_stream(), cudaStreamCaptureModeGlobal)); }
+void capture_begin()
+{
+    side_join_all();   // side work issued before the capture is waited for outside it
+    CUDA_CHECK(cudaStreamBeginCapture(main_stream(), cudaStreamCaptureModeGlobal));
+}
 
 void *capture_end()
 {
@@ -46,7 +50,6 @@ void *capture_end()
     cudaGraphExec_t e;
     side_join_all();   // a capture must end with every forked stream joined back
     CUDA_CHECK(cudaStreamEndCapture(main_stream(), &g));
-    streams_after_capture();   // the next download's side_join_all waits on done_ev eagerly
     CUDA_CHECK(cudaGraphInstantiate(&e, g, 0));
     CUDA_CHECK(cudaGraphDestroy(g));
     return (void *)e;

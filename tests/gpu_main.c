@@ -1,5 +1,9 @@
 /* The GPU-vs-CPU suite alone, linked against the real CUDA build (make gpu-test), for a
- * machine with a GPU: the same tests the emulator runs in `make test`. */
+ * machine with a GPU: the same tests the emulator runs in `make test`.
+ * One process by default (compute-sanitizer sees every kernel; one CUDA context for all), each
+ * test's result printed as it ends, so a test that stops the process (a failed CUDA call
+ * exits) is the one after the last line. CK_FORK=yes runs each test in a process of its own
+ * (a context each: slower, but one failure no longer hides the tests after it). */
 #include <check.h>
 #include <stdlib.h>
 
@@ -8,7 +12,8 @@ Suite *suite_gpu(void);
 int main(void)
 {
     SRunner *sr = srunner_create(suite_gpu());
-    srunner_set_fork_status(sr, CK_NOFORK);   /* one process: compute-sanitizer sees every kernel */
+    if (!getenv("CK_FORK")) srunner_set_fork_status(sr, CK_NOFORK);
+    if (!getenv("CK_LOG_FILE_NAME")) srunner_set_log(sr, "/dev/stderr");   /* a line as each test ends */
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -592,6 +592,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorStreamCaptureUnjoined: return "capture was not joined: a forked stream's work is not waited for by the origin stream";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
     case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
     default: return "unknown error";
     }
@@ -619,10 +620,18 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 // capture if it was not in it). An event whose last record was inside a capture (one that has
 // ended, or another one) stands for nodes of a graph, not for work on a stream: CUDA refuses to
 // wait on it eagerly, query it or synchronize with it (cudaErrorCapturedEvent), and so does this.
+// The other way round, a captured stream may not wait on an event recorded outside the capture
+// (cudaErrorStreamCaptureIsolation, and the capture is invalidated): the graph would depend on
+// work outside it.
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned)
 {
     if (e->capture && (!emu::capturing || e->capture != emu::capture_id)) return cudaErrorCapturedEvent;
     if (!emu::capturing) return cudaSuccess;
+    if (!e->capture) {   // recorded outside the capture
+        if (!emu::frontier_of(s)) return cudaSuccess;   // an eager wait of a stream outside the capture
+        emu::capture_broken = true;
+        return cudaErrorStreamCaptureIsolation;
+    }
     std::vector<int> *f = emu::frontier_of(s);
     if (!f) {
         emu::frontier.push_back({s, e->deps});
@@ -662,6 +671,12 @@ extern "C" int emu_captured_event_rules(void)
     else if (cudaEventSynchronize(e) != cudaErrorCapturedEvent) bad = 7;
     else if (cudaEventRecord(e, s) != cudaSuccess || cudaStreamWaitEvent(s, e) != cudaSuccess) bad = 8;
     if (bad == 0 || bad > 4) cudaGraphDestroy(g);
+    // e now recorded outside any capture: a captured wait on it is refused, and so is the capture
+    if (bad == 0) {
+        if (cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) != cudaSuccess) bad = 9;
+        else if (cudaStreamWaitEvent(s, e) != cudaErrorStreamCaptureIsolation) bad = 10;
+        else if (cudaStreamEndCapture(s, &g) == cudaSuccess) bad = 11;
+    }
     cudaEventDestroy(e);
     cudaStreamDestroy(s);
     return bad;

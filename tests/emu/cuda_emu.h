@@ -50,7 +50,8 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
        cudaErrorInvalidConfiguration = 9, cudaErrorStreamCaptureUnsupported = 900,
-       cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureImplicit = 906,
+       cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureIsolation = 905,
+       cudaErrorStreamCaptureImplicit = 906,
        cudaErrorCapturedEvent = 907 };
 enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal,
