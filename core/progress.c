@@ -10,13 +10,20 @@ void progress_begin(Progress *p, int epoch, int epochs, int steps)
     p->epoch = epoch;
     p->epochs = epochs;
     p->steps = steps;
-    p->t0 = now_seconds();
+    p->t0 = p->last_line = now_seconds();
 }
 
 void progress_step(Progress *p, int step, double loss, double acc, double img_per_s)
 {
-    if (!p->tty) return;
-    double el = now_seconds() - p->t0, eta = step > 0 ? el / step * (p->steps - step) : 0;
+    double t = now_seconds(), el = t - p->t0, eta = step > 0 ? el / step * (p->steps - step) : 0;
+    if (!p->tty) {
+        if (t - p->last_line < PROGRESS_LOG_SECONDS || step >= p->steps) return;
+        p->last_line = t;
+        printf("epoch %d/%d  step %d/%d  %.0f img/s  ETA %02d:%02d\n", p->epoch + 1, p->epochs, step, p->steps,
+               img_per_s, (int)eta / 60, (int)eta % 60);
+        fflush(stdout);
+        return;
+    }
     int width = 24, fill = p->steps ? step * width / p->steps : width;
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';

@@ -1,8 +1,11 @@
-/* Progress display: a live one-line bar on a terminal, one plain line per epoch otherwise. */
+/* Progress display: a live one-line bar on a terminal; otherwise (a log file) one plain line
+ * per epoch, and inside an epoch a line every PROGRESS_LOG_SECONDS, so a slow epoch shows it is
+ * moving. */
 #ifndef CONVNET_PROGRESS_H
 #define CONVNET_PROGRESS_H
 
-typedef struct Progress { int tty, epoch, epochs, steps; double t0; } Progress;
+#define PROGRESS_LOG_SECONDS 10.0
+typedef struct Progress { int tty, epoch, epochs, steps; double t0, last_line; } Progress;
 
 void progress_begin(Progress *p, int epoch, int epochs, int steps);
 /* loss NaN: not known yet (a device sums it; shown at the epoch's end) */

@@ -26,7 +26,7 @@ __device__ int cropped_pixel(const uint8_t *img, const AugParams &p, int c, int 
     fy = fy < 0 ? 0 : fy > p.h - 1 ? p.h - 1 : fy;
     fx = fx < 0 ? 0 : fx > p.w - 1 ? p.w - 1 : fx;
     int y0 = (int)fy, x0 = (int)fx, y1 = y0 + 1 < p.h ? y0 + 1 : y0, x1 = x0 + 1 < p.w ? x0 + 1 : x0;
-    double wy = fy - y0, wx = fx - x0;
+    double wy = fy - y0, wx = fx - x0;   // multiples of 1/64: the sums below are exact, FMA or not
     double v = (1 - wy) * ((1 - wx) * SRC(p.top + y0, p.left + x0) + wx * SRC(p.top + y0, p.left + x1)) +
                wy * ((1 - wx) * SRC(p.top + y1, p.left + x0) + wx * SRC(p.top + y1, p.left + x1));
 #undef SRC
@@ -57,8 +57,13 @@ __global__ void augment_kernel(float *out, const uint8_t *images, const int32_t 
         int y = k / W, x = k % W, v;
         const uint8_t *img = images + (long)idx[i] * 3 * HW;
         if (rotate) {                                 // inverse map, as core/augment.c rotate_u8
+            // xi = cs xo - sn yo + W/2 - 1/2 (yi likewise), each operation rounded as the CPU
+            // rounds it: nvcc would contract a product and a sum into one FMA, and at 45 degrees
+            // (cs and sn one ulp apart) some xi are within an ulp of a .5 tie, so the nearest
+            // pixel would differ from the CPU's (seen on an H200). xo, yo are exact.
             double xo = x + 0.5 - W / 2.0, yo = y + 0.5 - H / 2.0;
-            double xi = cs * xo - sn * yo + W / 2.0 - 0.5, yi = sn * xo + cs * yo + H / 2.0 - 0.5;
+            double xi = __dadd_rn(__dadd_rn(__dadd_rn(__dmul_rn(cs, xo), -__dmul_rn(sn, yo)), W / 2.0), -0.5);
+            double yi = __dadd_rn(__dadd_rn(__dadd_rn(__dmul_rn(sn, xo), __dmul_rn(cs, yo)), H / 2.0), -0.5);
             long ix = (long)rint(xi), iy = (long)rint(yi);
             v = ix >= 0 && ix < W && iy >= 0 && iy < H ? cropped_pixel(img, params[i], c, (int)iy, (int)ix) : 0;
         } else {

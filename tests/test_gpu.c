@@ -1316,9 +1316,9 @@ START_TEST(read_back_after_capture)
     G->fused->branch_begin();   /* 3: side work outside a capture, then a capture without */
     G->relu_forward(gy, gx, n);
     G->fused->branch_end();
+    G->graph_free(plain);   /* (not inside a capture: CUDA refuses that) */
     G->capture_begin();
     G->relu_forward(gz, gy, n);
-    G->graph_free(plain);
     plain = G->capture_end();
     G->graph_launch(plain);
     float *z = down(gz, n);

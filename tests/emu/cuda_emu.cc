@@ -572,7 +572,12 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
     }
     return cudaSuccess;
 }
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
+{
+    if (refuse_in_capture()) return cudaErrorStreamCaptureUnsupported;   // as on an H200, global mode
+    delete e;
+    return cudaSuccess;
+}
 cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 cudaError_t cudaMallocHost(void **p, size_t bytes)
 {
