@@ -48,8 +48,8 @@ T0=$(date +%s)
 fails=0
 
 PLAN=(build:120 gpu_tests:40 gpu_tests_forked:35 plan:5 plan_fp32:5 train_step_gpu:20 train_step_fp32:12
-      train_step_unfused:12 train_step_reference:20 data:15 train_2_epochs:45 train_reference_1_epoch:40
-      gemm:20 epoch_ours:15 epoch_torch:30 torch_practical_2_epochs:40 memcheck:40 racecheck:40)
+      train_step_unfused:12 train_step_reference:20 data:15 train_2_epochs:45 train_reference_1_epoch:60
+      gemm:20 epoch_ours:15 epoch_torch:30 torch_practical_2_epochs:40 memcheck:30 racecheck:30)
 # GPU_CHECK_ONLY=build,gpu_tests,...: run just these steps (a second call on a lent machine that
 # repeats only what the first one showed wrong); the budget counts the chosen steps alone
 if [ -n "${GPU_CHECK_ONLY:-}" ]; then
