@@ -2,7 +2,9 @@
  * batch 128 on random data. Last line: "train_step img/s: <number>".
  *   bench/train_step [--device cpu|gpu] [--kernels fast|reference] [--steps 20] [--threads N] [--batch-size 128]
  *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32]
- *                    [--no-fused-backward] (GPU: each convolution's backward as two launches) */
+ *                    [--no-fused-backward] (GPU: each convolution's backward as two launches)
+ *                    [--profile] (GPU: the steps' launches issued eagerly, not as a graph, and timed
+ *                    one by one with events: a row per launch site, gpu/profile.cu) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,7 @@
 int main(int argc, char **argv)
 {
     const char *device = "cpu", *kernels = NULL;
-    int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2;
+    int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--device", 8)) device = cli_value(argc, argv, &i);
         else if (cli_is_flag(argv[i], "--kernels")) kernels = cli_kernels(cli_value(argc, argv, &i));
@@ -27,10 +29,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--eval")) eval = 1;
         else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--no-fused-backward")) gpu_set_conv_fusion(-1);
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(device, kernels);
+    if (profile && (ops->host || eval)) die_code(2, "--profile times GPU training steps: use it with --device gpu");
     if (!ops->fused)
         printf("kernels: %s table (the readable operators, the plain walk)\n", ops->name);
     else if (ops->host)
@@ -59,17 +63,22 @@ int main(int argc, char **argv)
         for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&rng, 10);
         DeviceData *dd = devdata_create(ops, &ds, NULL, batch);
         LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
-        GpuStep *g = gpustep_create(m, dd, &lc, 1);
+        GpuStep *g = gpustep_create(m, dd, &lc, !profile);
         gpustep_epoch(g, &lc, 0, 0, 0, 0);
         double t0 = 0;
         for (int s = -warmup; s < steps; s++) {
-            if (s == 0) { ops->sync(); t0 = now_seconds(); }
+            if (s == 0) {
+                ops->sync();
+                if (profile) gpu_profile_begin();
+                t0 = now_seconds();
+            }
             gpustep_run(g, 0.01f, 0.9f, 1e-4f);
         }
         ops->sync();
         double per = (now_seconds() - t0) / steps;
-        printf("%s train batch %d: %.3f ms/step over %d steps (one graph launch each)\n", device, batch,
-               per * 1e3, steps);
+        if (profile) gpu_profile_end(steps, stdout);
+        printf("%s train batch %d: %.3f ms/step over %d steps (%s)\n", device, batch, per * 1e3, steps,
+               profile ? "eager launches, each timed" : "one graph launch each");
         printf("train_step img/s: %.1f\n", batch / per);
         gpustep_free(g);
         devdata_free(dd);

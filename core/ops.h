@@ -11,6 +11,7 @@
 #define CONVNET_OPS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 struct AugParams;   /* core/augment.h */
@@ -156,6 +157,11 @@ int gpu_conv_math(void);
  * 0 where it pays (the default), n > 0 wherever the geometry allows it, n column tiles a
  * block (tests). Before the first training step, as above. Without CUDA: nothing to set. */
 void gpu_set_conv_fusion(int per);
+/* Per-launch timing of eager GPU work (gpu/profile.cu; bench/train_step --profile): begin,
+ * then the work, then end prints a row per launch site to out and returns the launches
+ * counted. Without CUDA support: end prints nothing and returns 0. */
+void gpu_profile_begin(void);
+long gpu_profile_end(int steps, FILE *out);
 #ifdef __cplusplus
 }
 #endif

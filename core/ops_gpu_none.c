@@ -12,3 +12,5 @@ const Ops *ops_gpu_ref(const char **why) { return ops_gpu(why); }
 int gpu_set_conv_math(int math) { return math == GPU_CONV_FP32 ? 0 : -1; }
 int gpu_conv_math(void) { return GPU_CONV_FP32; }
 void gpu_set_conv_fusion(int per) { (void)per; }
+void gpu_profile_begin(void) {}
+long gpu_profile_end(int steps, FILE *out) { (void)steps; (void)out; return 0; }

@@ -27,8 +27,17 @@
             exit(1);                                                                          \
         }                                                                                     \
     } while (0)
-// After each launch: launch-configuration errors surface here.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// After each launch: launch-configuration errors surface here (and, while gpu::profiling is
+// on, the launch's end is marked: gpu/profile.cu).
+namespace gpu {
+extern bool profiling;
+void profile_mark(const char *file, int line);
+}
+#define CUDA_CHECK_LAUNCH()                                                                   \
+    do {                                                                                      \
+        CUDA_CHECK(cudaGetLastError());                                                       \
+        if (gpu::profiling) gpu::profile_mark(__FILE__, __LINE__);                            \
+    } while (0)
 // gpu/'s one way to stop on anything else that cannot go on (a shape no kernel handles, a
 // broken contract): one line naming the file and line, then exit(1), as CUDA_CHECK does.
 #define GPU_FAIL(...)                                                                         \

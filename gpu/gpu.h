@@ -53,6 +53,7 @@ cudaStream_t stream();
 // stream (kernels that take a last-block ticket: their counters are one per source file, so
 // two such launches must never overlap).
 cudaStream_t main_stream();
+cudaStream_t side_stream();
 void require_main_stream(const char *what);
 void side_begin();
 void side_mark();

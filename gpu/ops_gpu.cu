@@ -29,6 +29,7 @@ void init_streams()   // on the first launch, which is never inside a capture
 
 cudaStream_t stream() { init_streams(); return current; }
 cudaStream_t main_stream() { init_streams(); return main_s; }
+cudaStream_t side_stream() { init_streams(); return side_s; }
 
 void side_begin()
 {

@@ -40,6 +40,7 @@ void loss_accumulate(double *sums, const float *losses, const int32_t *correct, 
 // ---- capture of the step as a graph ----
 void capture_begin()
 {
+    if (profiling) GPU_FAIL("capture_begin while profiling: profile eager launches (gpu/profile.cu)");
     side_join_all();   // side work issued before the capture is waited for outside it
     CUDA_CHECK(cudaStreamBeginCapture(main_stream(), cudaStreamCaptureModeGlobal));
 }

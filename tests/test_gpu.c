@@ -953,6 +953,47 @@ START_TEST(model_step_matches_cpu)
 }
 END_TEST
 
+#ifndef CONVNET_REAL_GPU
+typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
+void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
+static void count_launch(void *arg, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                         unsigned bz, size_t smem)
+{
+    (void)k; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)smem;
+    ++*(long *)arg;
+}
+#endif
+/* bench/train_step --profile's timing (gpu/profile.cu): every launch of a training step is
+ * timed once (on the emulator: as many as the emulator ran), and the report names the
+ * convolution's launch site. */
+START_TEST(profile_times_every_launch)
+{
+    double loss;
+    float *grads;
+    size_t np;
+#ifndef CONVNET_REAL_GPU
+    long launched = 0;
+    emu_set_trace(count_launch, &launched, 1);
+#endif
+    gpu_profile_begin();
+    float *p = run_model_step(G, 0, &loss, &grads, &np);
+    FILE *f = tmpfile();
+    long timed = gpu_profile_end(1, f);
+#ifndef CONVNET_REAL_GPU
+    emu_set_trace(NULL, NULL, 1);
+    ck_assert_int_eq(timed, launched);
+#endif
+    ck_assert_int_gt(timed, 20);
+    char text[8192];
+    rewind(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(text, "gpu/conv2d_igemm.cu:") && strstr(text, "main stream:"), "%s", text);
+    free(p); free(grads);
+}
+END_TEST
+
 /* The GPU's reference table (the readable kernels: im2col + GEMM convolutions, a block per
  * batchnorm channel) runs the plain walk (no fused slots): one training step of each network
  * against the CPU's reference table (the plain walk on cpu/) and against the GPU's fast table
@@ -1409,6 +1450,7 @@ Suite *suite_gpu(void)
 #ifndef CONVNET_REAL_GPU
     if (wanted("ticket_kernel_off_main_stream_refused")) tcase_add_exit_test(t, ticket_kernel_off_main_stream_refused, 1);
 #endif
+    ADD(profile_times_every_launch);
     ADD(reference_table_step_matches);
     ADD(reference_kernels_train_on_gpu);
     ADD(graph_step_matches_op_by_op);
