@@ -18,11 +18,13 @@ namespace {
 struct Mark { const char *file; int line; cudaStream_t s; cudaEvent_t before, after; };
 std::vector<Mark> marks;
 std::vector<std::pair<cudaStream_t, cudaEvent_t>> latest;   // each stream's last event
+std::vector<cudaEvent_t> created;                            // all of them, destroyed at the end
 cudaEvent_t new_event(cudaStream_t s)
 {
     cudaEvent_t e;
     CUDA_CHECK(cudaEventCreate(&e));
     CUDA_CHECK(cudaEventRecord(e, s));
+    created.push_back(e);
     return e;
 }
 }  // namespace
@@ -74,8 +76,8 @@ extern "C" long gpu_profile_end(int steps, FILE *out)
                 r.side ? 0.0 : 100.0 * r.ms / main_ms, r.file, r.line, r.side ? " (side: overlaps the main stream)" : "");
     fprintf(out, "main stream: %.3f ms/step in %zu launches over %d steps\n", main_ms / steps, marks.size(), steps);
     long n = (long)marks.size();
-    for (const Mark &m : marks) CUDA_CHECK(cudaEventDestroy(m.after));
-    for (auto &p : latest) p.second = nullptr;
+    for (cudaEvent_t e : created) CUDA_CHECK(cudaEventDestroy(e));
+    created.clear();
     marks.clear();
     latest.clear();
     return n;
