@@ -10,6 +10,7 @@
  *   3 direct        no column matrix (cpu/fast/conv2d_direct.c)
  *   4 fused         3 with batchnorm + ReLU of its input applied as the input is copied
  *                   (timed with that batchnorm: compare with "3 + batchnorm+ReLU in turn")
+ *   W3              beside rung 3: the fast Winograd F(2x2,3x3) (cpu/fast/winograd.c)
  *   W1, W2          beside rung 1: the readable Winograd F(2x2,3x3) and F(4x4,3x3)
  *                   (cpu/winograd.c, plain loops like rung 1) on the 3x3 stride-1 layers: what
  *                   fewer multiplications buy before any tuning (GFLOP/s counted in the direct
@@ -126,7 +127,7 @@ static void conv_readable(Ctx *c)
     }
 }
 
-enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, CONV_WINO2, CONV_WINO4, BN_READABLE, BN_FAST,
+enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, CONV_WINO2, CONV_WINO4, CONV_WINO2_FAST, BN_READABLE, BN_FAST,
        GPU_CONV };
 
 static void run(void *p)
@@ -148,6 +149,7 @@ static void run(void *p)
         break;
     case CONV_WINO2: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 2); break;
     case CONV_WINO4: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 4); break;
+    case CONV_WINO2_FAST: winograd_fast_forward(c->y, c->x, c->w, N, C, H, W, K); break;
     case BN_READABLE:   /* the two readable operators in turn: the fused slot's definition */
         fused_cpu_ref.batchnorm_relu_forward_train(c->a, c->mean, c->invstd, c->rmean, c->rvar, c->x, c->gamma, c->beta,
                                                    N, C, H * W, BN_MOMENTUM, BN_EPS);
@@ -191,7 +193,8 @@ int main(int argc, char **argv)
                                       "3 direct", "4 fused: batchnorm+ReLU applied in the input copy",
                                       "  (3 + batchnorm+ReLU in turn, for 4)",
                                       "W1 readable Winograd F(2x2,3x3): 2.25x fewer multiplications (plain loops, as 1)",
-                                      "W2 readable Winograd F(4x4,3x3): 4x fewer multiplications (plain loops, as 1)"};
+                                      "W2 readable Winograd F(4x4,3x3): 4x fewer multiplications (plain loops, as 1)",
+                                      "W3 fast Winograd F(2x2,3x3) (cpu/fast/winograd.c: vectors of tiles, as 3)"};
     printf("#### Convolution forward, batch %d (GFLOP/s and %% of the FMA peak)\n\n", batch);
     printf("| layer | rung | ms | GFLOP/s | %% of peak | x rung 1 |\n|---|---|---|---|---|---|\n");
     const char *why = NULL;
@@ -208,8 +211,9 @@ int main(int argc, char **argv)
         c.mean = filled(c.C, 3); c.invstd = filled(c.C, 4); c.rmean = filled(c.C, 5); c.rvar = filled(c.C, 6);
         c.gamma = filled(c.C, 7); c.beta = filled(c.C, 8);
         double flop = 2.0 * c.N * c.K * c.P * c.Q * c.C * c.R * c.R, t1 = 0;
-        for (int r = CONV_READABLE; r <= CONV_WINO4; r++) {
+        for (int r = CONV_READABLE; r <= CONV_WINO2_FAST; r++) {
             if (r >= CONV_WINO2 && (c.stride != 1 || c.R != 3)) continue;   /* Winograd: 3x3 stride 1 only */
+            if (r == CONV_WINO2_FAST && !winograd_fast_supported(c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad)) continue;
             c.rung = r;
             double t = time_median(run, &c, 1, r == CONV_READABLE ? (reps + 1) / 2 : reps);
             if (r == CONV_READABLE) t1 = t;

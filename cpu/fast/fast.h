@@ -32,6 +32,13 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
                                    int stride, int pad, float *workspace);
 const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q pixels */
 
+/* winograd.c: Winograd F(2x2, 3x3) forward for 3x3 stride-1 pad-1 convolutions with even H
+ * and W and K a multiple of 8 (winograd_fast_supported says; H = P, W = Q); the readable
+ * definition is cpu/winograd.c. Not in the op table yet. */
+int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride, int pad);
+const char *winograd_fast_isa(void);
+void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K);
+
 /* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
  * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output
  * as the mask: din = batchnorm_backward(dout * [relu_out > 0]) (+ add, if not NULL).
