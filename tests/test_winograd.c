@@ -170,55 +170,67 @@ START_TEST(winograd_error_in_float)
 }
 END_TEST
 
-/* The fast F(2x2, 3x3) forward (cpu/fast/winograd.c) against conv2d in double, for every
+/* The fast F(2x2, 3x3) forward and backward-input (cpu/fast/winograd.c) against conv2d in double, for every
  * instruction set this CPU runs, at the practical's shapes and at odd ones it supports (a
  * 2x2 image; fewer tiles in a row than a vector holds; more than one vector and a part);
  * the tolerance is the readable F(2x2)'s (2e-6: the same arithmetic, summed in another
  * order). Also: 1 and 2 threads give the same bits, and the shapes it does not take are
  * refused. */
-static double fast_error(const Shape *s, int threads, float **keep)
+static double fast_error(const Shape *s, int dir, int threads, float **keep, size_t *n_out)
 {
     size_t nx = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9, ny = (size_t)s->N * s->K * s->H * s->W;
-    double *a = dvec(nx, 7), *b = dvec(nw, 8), *want = nans(ny);
-    float *fa = malloc(sizeof(float) * nx), *fb = malloc(sizeof(float) * nw), *got = malloc(sizeof(float) * ny);
-    for (size_t i = 0; i < nx; i++) a[i] = fa[i] = (float)a[i];
+    size_t na = dir ? ny : nx, nout = dir ? nx : ny;
+    double *a = dvec(na, 7), *b = dvec(nw, 8), *want = nans(nout);
+    float *fa = malloc(sizeof(float) * na), *fb = malloc(sizeof(float) * nw), *got = malloc(sizeof(float) * nout);
+    for (size_t i = 0; i < na; i++) a[i] = fa[i] = (float)a[i];
     for (size_t i = 0; i < nw; i++) b[i] = fb[i] = (float)b[i];
-    for (size_t i = 0; i < ny; i++) got[i] = NAN;
+    for (size_t i = 0; i < nout; i++) got[i] = NAN;
     double *ws = malloc(sizeof(double) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1));
-    conv2d_forward_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
+    if (dir == 0) conv2d_forward_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
+    else conv2d_backward_input_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
     int before = omp_get_max_threads();
     omp_set_num_threads(threads);
-    winograd_fast_forward(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
+    if (dir == 0) winograd_fast_forward(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
+    else winograd_fast_backward_input(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
     omp_set_num_threads(before);
-    double *g = malloc(sizeof(double) * ny);
-    for (size_t i = 0; i < ny; i++) g[i] = got[i];
-    double e = rel_err_d(g, want, ny);
+    size_t ny_ = nout;
+    *n_out = nout;
+    double *g = malloc(sizeof(double) * ny_);
+    for (size_t i = 0; i < ny_; i++) g[i] = got[i];
+    double e = rel_err_d(g, want, ny_);
     free(a); free(b); free(want); free(fa); free(fb); free(g); free(ws);
     *keep = got;
     return e;
 }
 
-START_TEST(winograd_fast_forward_matches)
+START_TEST(winograd_fast_matches)
 {
     static const Shape shapes[] = {{2, 16, 32, 32, 16, 1}, {2, 24, 16, 16, 24, 1}, {2, 32, 8, 8, 32, 1},
-                                   {1, 5, 2, 2, 8, 1}, {3, 3, 6, 10, 8, 1}, {2, 17, 4, 36, 16, 1}};
+                                   {1, 5, 2, 2, 8, 1}, {3, 3, 6, 10, 8, 1}, {2, 17, 4, 36, 16, 1},
+                                   {1, 8, 2, 2, 8, 1}, {3, 8, 6, 10, 16, 1}, {2, 16, 4, 36, 8, 1}};
     static const int isas[] = {CPU_ISA_AVX2, CPU_ISA_AVX512};
     int ran = 0;
     for (int k = 0; k < 2; k++) {
         if (!cpu_isa_force(isas[k])) continue;
         ran++;
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            const Shape *s = &shapes[i];
-            ck_assert(winograd_fast_supported(s->C, s->H, s->W, s->K, 3, 3, 1, 1));
-            float *one, *two;
-            double e = fast_error(s, 1, &one), e2 = fast_error(s, 2, &two);
-            ck_assert_msg(e <= 2e-6, "fast F(2x2) forward (%s), shape %zu: error %g", winograd_fast_isa(), i, e);
-            ck_assert_msg(e == e2 && memcmp(one, two, sizeof(float) * s->N * s->K * s->H * s->W) == 0,
-                          "fast F(2x2) forward (%s), shape %zu: 1 and 2 threads differ", winograd_fast_isa(), i);
-            if (i < 3) printf("  winograd fast F(2x2) forward (%s) %2d->%2d at %2dx%2d: float error %.2e (tolerance 2e-6)\n",
-                              winograd_fast_isa(), s->C, s->K, s->H, s->W, e);
-            free(one); free(two);
-        }
+        for (int dir = 0; dir < 2; dir++)
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                const Shape *s = &shapes[i];
+                int cin = dir ? s->K : s->C, cout = dir ? s->C : s->K;   /* the convolution it runs */
+                if (!winograd_fast_supported(cin, s->H, s->W, cout, 3, 3, 1, 1)) {
+                    ck_assert_msg(cout % 8, "shape %zu refused", i);   /* only for the channel count */
+                    continue;
+                }
+                float *one, *two;
+                size_t n;
+                double e = fast_error(s, dir, 1, &one, &n), e2 = fast_error(s, dir, 2, &two, &n);
+                ck_assert_msg(e <= 2e-6, "fast F(2x2) %s (%s), shape %zu: error %g", dir_name[dir], winograd_fast_isa(), i, e);
+                ck_assert_msg(e == e2 && memcmp(one, two, sizeof(float) * n) == 0,
+                              "fast F(2x2) %s (%s), shape %zu: 1 and 2 threads differ", dir_name[dir], winograd_fast_isa(), i);
+                if (i < 3) printf("  winograd fast F(2x2) %-14s (%s) %2d->%2d at %2dx%2d: float error %.2e (tolerance 2e-6)\n",
+                                  dir_name[dir], winograd_fast_isa(), s->C, s->K, s->H, s->W, e);
+                free(one); free(two);
+            }
     }
     cpu_isa_force(-1);
     if (!ran) printf("  winograd fast forward: this CPU has no AVX2; not run\n");
@@ -236,7 +248,7 @@ Suite *suite_winograd(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, winograd_matches_conv_in_double);
     tcase_add_test(t, winograd_error_in_float);
-    tcase_add_test(t, winograd_fast_forward_matches);
+    tcase_add_test(t, winograd_fast_matches);
     suite_add_tcase(s, t);
     return s;
 }

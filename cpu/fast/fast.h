@@ -38,6 +38,9 @@ const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q p
 int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride, int pad);
 const char *winograd_fast_isa(void);
 void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K);
+/* backward-input: supported when winograd_fast_supported(K, H, W, C, ...) (C a multiple of 8) */
+void winograd_fast_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H, int W,
+                                  int K);
 
 /* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
  * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output

@@ -14,7 +14,8 @@
 #include "core/util.h"
 #include "cpu/fast/fast.h"
 
-#define KB 8   /* output channels of accumulators per vector of tiles */
+#define KB 8   /* output channels of accumulators ... */
+#define NV 2   /* ... by vectors of tiles, in the products */
 
 #define SFX avx512
 #define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
@@ -28,6 +29,13 @@
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
+#define VLOAD_FIRST(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
+/* even = a0 a2 ... a14 b0 b2 ... b14, odd = a1 a3 ... b15 */
+#define VDEINTERLEAVE(even, odd, a, b)                                                                   \
+    do {                                                                                                 \
+        even = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b); \
+        odd = _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b); \
+    } while (0)
 /* lo = a0 b0 a1 b1 ... a7 b7, hi = a8 b8 ... a15 b15 */
 #define VINTERLEAVE(lo, hi, a, b)                                                                        \
     do {                                                                                                 \
@@ -47,7 +55,9 @@
 #undef VSUB
 #undef VSTORE
 #undef VSTORE_FIRST
+#undef VLOAD_FIRST
 #undef VINTERLEAVE
+#undef VDEINTERLEAVE
 
 #define SFX avx2
 #define TARGET __attribute__((target("avx2,fma")))
@@ -60,8 +70,17 @@
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VSTORE_FIRST(p, v, n) \
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+#define LANES_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define VSTORE_FIRST(p, v, n) _mm256_maskstore_ps(p, LANES_BELOW(n), v)
+#define VLOAD_FIRST(p, n) _mm256_maskload_ps(p, LANES_BELOW(n))
+/* even = a0 a2 a4 a6 b0 b2 b4 b6, odd = a1 a3 ... b7 (shuffle works within 128-bit halves) */
+#define VDEINTERLEAVE(even, odd, a, b)                                                          \
+    do {                                                                                        \
+        even = _mm256_castpd_ps(_mm256_permute4x64_pd(                                          \
+            _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0))); \
+        odd = _mm256_castpd_ps(_mm256_permute4x64_pd(                                           \
+            _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0))); \
+    } while (0)
 /* lo = a0 b0 a1 b1 a2 b2 a3 b3, hi = a4 b4 ... a7 b7 (unpack works within 128-bit halves) */
 #define VINTERLEAVE(lo, hi, a, b)                                 \
     do {                                                          \
@@ -71,7 +90,8 @@
     } while (0)
 #include "cpu/fast/winograd_kern.h"
 
-typedef void (*row_fn)(float *, const float *, const float *, float *, float *, int, int, int, int, int, int, int);
+typedef void (*split_fn)(float *, const float *, int, int, int, int);
+typedef void (*image_fn)(float *, const float *, const float *, float *, float *, int, int, int, int, int, int, int);
 
 int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride, int pad)
 {
@@ -82,51 +102,67 @@ int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride
 const char *winograd_fast_isa(void) { return cpu_isa_best() == CPU_ISA_AVX512 ? "avx512" : "avx2"; }
 
 /* U[x][k][c], x = 4 u + v: the 4x4 G g G^T of kernel (k, c), G = [1 0 0; 1/2 1/2 1/2;
- * 1/2 -1/2 1/2; 0 0 1] (cpu/winograd.c's G2) */
-static void transform_weights(float *U, const float *w, int K, int C)
+ * 1/2 -1/2 1/2; 0 0 1] (cpu/winograd.c's G2). flip: the backward-input's kernel instead,
+ * g'(c, k)[r][s] = w[k][c][2 - r][2 - s], as U[x][c][k] (K and C swap roles). */
+static void transform_weights(float *U, const float *w, int K, int C, int flip)
 {
     static const float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
     for (int k = 0; k < K; k++)
         for (int c = 0; c < C; c++) {
-            const float *g = w + ((size_t)k * C + c) * 9;
+            const float *w9 = w + ((size_t)k * C + c) * 9;
+            float g[9];
+            for (int e = 0; e < 9; e++) g[e] = flip ? w9[8 - e] : w9[e];   /* (2 - r, 2 - s) is 8 - (3 r + s) */
             float Gg[4][3];
             for (int u = 0; u < 4; u++)
                 for (int s = 0; s < 3; s++) Gg[u][s] = G[u][0] * g[s] + G[u][1] * g[3 + s] + G[u][2] * g[6 + s];
             for (int u = 0; u < 4; u++)
                 for (int v = 0; v < 4; v++)
-                    U[((size_t)(u * 4 + v) * K + k) * C + c] = Gg[u][0] * G[v][0] + Gg[u][1] * G[v][1] + Gg[u][2] * G[v][2];
+                    U[flip ? ((size_t)(u * 4 + v) * C + c) * K + k : ((size_t)(u * 4 + v) * K + k) * C + c] =
+                        Gg[u][0] * G[v][0] + Gg[u][1] * G[v][1] + Gg[u][2] * G[v][2];
         }
 }
 
-/* out [N,K,H,W] = conv3x3(in [N,C,H,W], weight [K,C,3,3]), stride 1, pad 1 */
-void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K)
+/* out [N,K,H,W] = conv3x3(in [N,C,H,W], kernel U [16][K][C] transformed), stride 1, pad 1 */
+static void run(float *out, const float *in, const float *U, int N, int C, int H, int W, int K)
 {
-    if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward: unsupported shape");
     int avx512 = cpu_isa_best() == CPU_ISA_AVX512, vl = avx512 ? 16 : 8;
-    row_fn row = avx512 ? wino2_row_avx512 : wino2_row_avx2;
-    int TW = W / 2, TWV = (TW + vl - 1) / vl * vl + vl, rows = H + 2;
-    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
-    transform_weights(U, weight, K, C);
+    split_fn split = avx512 ? winograd_parity_split_avx512 : winograd_parity_split_avx2;
+    image_fn image = avx512 ? winograd_image_avx512 : winograd_image_avx2;
+    /* a chunk of CR tile rows, about 64 tiles: its Vb and Mb (16 C and 16 K floats a tile)
+     * stay in the core's L2 */
+    int TW = W / 2, TH = H / 2, CR = TW >= 64 ? 1 : 64 / TW < TH ? 64 / TW : TH;
+    int TWV = (TW + vl - 1) / vl * vl + vl, rows = H + 2, Tcv = (CR * TW + vl - 1) / vl * vl + vl;
 #pragma omp parallel
     {
-        size_t nph = (size_t)C * 2 * rows * TWV;
-        float *ph = xmalloc(sizeof(float) * (nph + 16 * (size_t)C * vl + 16 * KB * (size_t)vl));
-        float *Vb = ph + nph, *Mb = Vb + 16 * (size_t)C * vl;
+        size_t nph = (size_t)C * 2 * rows * TWV, nv = 16 * (size_t)C * Tcv, nm = 16 * (size_t)K * Tcv;
+        float *ph = xmalloc(sizeof(float) * (nph + nv + nm));
+        memset(ph, 0, sizeof(float) * (nph + nv + nm));   /* the padding, once */
+        float *Vb = ph + nph, *Mb = Vb + nv;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
-            /* the padded image, columns split by parity: ph[c][f][h + 1][j] = in[c][h][2 j + f - 1] */
-            memset(ph, 0, sizeof(float) * nph);
-            const float *x = in + (size_t)n * C * H * W;
-            for (int c = 0; c < C; c++)
-                for (int h = 0; h < H; h++)
-                    for (int w = 0; w < W; w++) {
-                        int pc = w + 1;
-                        ph[(((size_t)c * 2 + (pc & 1)) * rows + h + 1) * TWV + (pc >> 1)] = x[((size_t)c * H + h) * W + w];
-                    }
-            for (int i = 0; i < H / 2; i++)
-                row(out + (size_t)n * K * H * W, ph, U, Vb, Mb, C, K, i, H, W, rows, TWV);
+            split(ph, in + (size_t)n * C * H * W, C, H, W, TWV);
+            image(out + (size_t)n * K * H * W, ph, U, Vb, Mb, C, K, H, W, TWV, CR, Tcv);
         }
         free(ph);
     }
+}
+
+void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K)
+{
+    if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward: unsupported shape");
+    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
+    transform_weights(U, weight, K, C, 0);
+    run(out, in, U, N, C, H, W, K);
+    free(U);
+}
+
+/* din [N,C,H,W] from dout [N,K,H,W]: the forward of dout with the flipped kernel, input and
+ * output channels swapped (pad 2 - 1 = 1): needs C a multiple of 8 */
+void winograd_fast_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H, int W, int K)
+{
+    if (!winograd_fast_supported(K, H, W, C, 3, 3, 1, 1)) die("winograd_fast_backward_input: unsupported shape");
+    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
+    transform_weights(U, weight, K, C, 1);
+    run(din, dout, U, N, K, H, W, C);
     free(U);
 }

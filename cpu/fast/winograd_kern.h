@@ -1,73 +1,140 @@
-/* One ISA's Winograd F(2x2, 3x3) forward (included by cpu/fast/winograd.c with SFX, TARGET,
- * VL, KB, V and the vector macros defined). For one image and one row of tiles i (output rows
- * 2i, 2i+1), VL tiles at a time (tiles j0 .. j0+VL-1, output columns 2 j0 .. 2 j0 + 2 VL - 1):
- *   1. V = B^T d B for every input channel: the 16 entries of d for VL tiles are 16 vector
- *      loads from the phase-split padded image (ph[c][f][row][j]: padded column 2 j + f), and
- *      the transform is adds and subtracts across them;              Vb [16][C][VL]
- *   2. M = U . V summed over c, as 16 products of [K x C] by [C x VL]: KB output channels of
- *      accumulators per vector of tiles;                              Mb [16][KB][VL]
- *   3. Y = A^T M A, two vectors per output row, interleaved into the row's 2 VL columns. */
+/* One ISA's Winograd F(2x2, 3x3) forward for one image (included by cpu/fast/winograd.c with
+ * SFX, TARGET, VL, KB, NV, V and the vector macros defined). Tiles are numbered t = i TW + j
+ * (tile row i, column j; TW = Q / 2 tiles a row) and taken a chunk of tile rows at a time:
+ *   0. the image, split by column parity into ph[c][f][h + 1][j] = in[c][h][2 j + f - 1]
+ *      (padded column 2 j + f), zero outside the image (winograd_parity_split);
+ *   1. V = B^T d B for every channel and tile of the chunk: the 4x4 inputs of TW neighbouring
+ *      tiles (which start two columns apart) are 16 vector loads from ph;     Vb [16][C][Tc]
+ *   2. M = U . V summed over c: for each of the 16 entries a [K x C] by [C x Tc] product,
+ *      KB output channels by NV vectors of tiles of accumulators;             Mb [16][K][Tc]
+ *   3. Y = A^T M A, interleaved into the two output rows of each tile row. */
 #define WCAT_(a, b) a##_##b
 #define WCAT(a, b) WCAT_(a, b)
 
-TARGET static void WCAT(wino2_row, SFX)(float *out, const float *ph, const float *U, float *Vb, float *Mb,
-                                        int C, int K, int i, int P, int Q, int rows, int TWV)
+/* 0: ph must hold zeros where this writes nothing (the padding), as from the first memset */
+TARGET static void WCAT(winograd_parity_split, SFX)(float *ph, const float *x, int C, int H, int W, int TWV)
 {
-    const int TW = Q / 2;
-    for (int j0 = 0; j0 < TW; j0 += VL) {
-        /* 1. input transform, all channels */
+    int rows = H + 2;
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++) {
+            const float *src = x + ((size_t)c * H + h) * W;
+            float *even = ph + (((size_t)c * 2 + 0) * rows + h + 1) * TWV;   /* f = 0: in[2 j - 1] */
+            float *odd = ph + (((size_t)c * 2 + 1) * rows + h + 1) * TWV;    /* f = 1: in[2 j] */
+            for (int w = 0; w < W; w += 2 * VL) {
+                int left = W - w;
+                V a = left >= VL ? VLOAD(src + w) : VLOAD_FIRST(src + w, left);
+                V b = left >= 2 * VL ? VLOAD(src + w + VL) : left > VL ? VLOAD_FIRST(src + w + VL, left - VL) : VZERO();
+                V ev, od;
+                VDEINTERLEAVE(ev, od, a, b);   /* ev = in[w], in[w + 2], ...; od = in[w + 1], ... */
+                VSTORE(odd + w / 2, ev);
+                VSTORE(even + w / 2 + 1, od);
+            }
+        }
+}
+
+/* 2, for NV vectors of tiles from t: KB output channels from k */
+TARGET static inline __attribute__((always_inline)) void WCAT(winograd_products, SFX)(float *Mb, const float *Vb,
+        const float *U, int C, int K, int Tcv, int k, int t, int nv)
+{
+    for (int x = 0; x < 16; x++) {
+        V acc[KB][NV];
+        _Pragma("GCC unroll 16")
+        for (int b = 0; b < KB; b++)
+            _Pragma("GCC unroll 16")
+            for (int v = 0; v < NV; v++) acc[b][v] = VZERO();
+        const float *vx = Vb + (size_t)x * C * Tcv + t, *ux = U + ((size_t)x * K + k) * C;
         for (int c = 0; c < C; c++) {
-            V d[4][4], t[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int s = 0; s < 4; s++)
-                    d[r][s] = VLOAD(ph + (((size_t)c * 2 + (s & 1)) * rows + 2 * i + r) * TWV + j0 + (s >> 1));
-            for (int s = 0; s < 4; s++) {   /* t = B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
-                t[0][s] = VSUB(d[0][s], d[2][s]);
-                t[1][s] = VADD(d[1][s], d[2][s]);
-                t[2][s] = VSUB(d[2][s], d[1][s]);
-                t[3][s] = VSUB(d[1][s], d[3][s]);
-            }
-            for (int u = 0; u < 4; u++) {   /* V = t B: the same on the columns */
-                float *v = Vb + ((size_t)(u * 4) * C + c) * VL;
-                VSTORE(v, VSUB(t[u][0], t[u][2]));
-                VSTORE(v + (size_t)C * VL, VADD(t[u][1], t[u][2]));
-                VSTORE(v + (size_t)2 * C * VL, VSUB(t[u][2], t[u][1]));
-                VSTORE(v + (size_t)3 * C * VL, VSUB(t[u][1], t[u][3]));
-            }
-        }
-        for (int k0 = 0; k0 < K; k0 += KB) {   /* K is a multiple of KB (winograd_fast_supported) */
-            /* 2. the 16 products, KB output channels at a time */
-            for (int x = 0; x < 16; x++) {
-                V acc[KB];
-                for (int b = 0; b < KB; b++) acc[b] = VZERO();
-                const float *vx = Vb + (size_t)x * C * VL, *ux = U + ((size_t)x * K + k0) * C;
-                for (int c = 0; c < C; c++) {
-                    V v = VLOAD(vx + (size_t)c * VL);
-                    for (int b = 0; b < KB; b++)
-                        acc[b] = VFMA(VBCAST(ux + (size_t)b * C + c), v, acc[b]);
-                }
-                for (int b = 0; b < KB; b++) VSTORE(Mb + ((size_t)x * KB + b) * VL, acc[b]);
-            }
-            /* 3. output transform: s = A^T m (rows m0 + m1 + m2, m1 - m2 - m3), y = s A */
+            V d[NV];
+            _Pragma("GCC unroll 16")
+            for (int v = 0; v < NV; v++)
+                if (v < nv) d[v] = VLOAD(vx + (size_t)c * Tcv + v * VL);
+            _Pragma("GCC unroll 16")
             for (int b = 0; b < KB; b++) {
-                V m[16], s[2][4];
-                for (int x = 0; x < 16; x++) m[x] = VLOAD(Mb + ((size_t)x * KB + b) * VL);
-                for (int v = 0; v < 4; v++) {
-                    s[0][v] = VADD(VADD(m[v], m[4 + v]), m[8 + v]);
-                    s[1][v] = VSUB(VSUB(m[4 + v], m[8 + v]), m[12 + v]);
-                }
-                int cols = 2 * (TW - j0 < VL ? TW - j0 : VL);   /* output columns of this vector */
-                for (int a = 0; a < 2; a++) {
-                    V y0 = VADD(VADD(s[a][0], s[a][1]), s[a][2]), y1 = VSUB(VSUB(s[a][1], s[a][2]), s[a][3]);
-                    float *o = out + ((size_t)(k0 + b) * P + 2 * i + a) * Q + 2 * j0;
-                    V lo, hi;
-                    VINTERLEAVE(lo, hi, y0, y1);
-                    if (cols >= 2 * VL) { VSTORE(o, lo); VSTORE(o + VL, hi); }
-                    else if (cols > VL) { VSTORE(o, lo); VSTORE_FIRST(o + VL, hi, cols - VL); }
-                    else VSTORE_FIRST(o, lo, cols);
-                }
+                V u = VBCAST(ux + (size_t)b * C + c);
+                _Pragma("GCC unroll 16")
+                for (int v = 0; v < NV; v++)
+                    if (v < nv) acc[b][v] = VFMA(u, d[v], acc[b][v]);
             }
         }
+        _Pragma("GCC unroll 16")
+        for (int b = 0; b < KB; b++)
+            _Pragma("GCC unroll 16")
+            for (int v = 0; v < NV; v++)
+                if (v < nv) VSTORE(Mb + ((size_t)x * K + k + b) * Tcv + t + v * VL, acc[b][v]);
+    }
+}
+
+TARGET static void WCAT(winograd_image, SFX)(float *out, const float *ph, const float *U, float *Vb, float *Mb,
+                                             int C, int K, int P, int Q, int TWV, int CR, int Tcv)
+{
+    const int TW = Q / 2, TH = P / 2, rows = P + 2;
+    for (int i0 = 0; i0 < TH; i0 += CR) {
+        int i1 = i0 + CR < TH ? i0 + CR : TH;
+        /* 1. input transform */
+        for (int c = 0; c < C; c++)
+            for (int i = i0; i < i1; i++)
+                for (int j0 = 0; j0 < TW; j0 += VL) {
+                    int lanes = TW - j0 < VL ? TW - j0 : VL;
+                    V d[4][4], t[4][4];
+                    _Pragma("GCC unroll 16")
+                    for (int r = 0; r < 4; r++)
+                        _Pragma("GCC unroll 16")
+                        for (int s = 0; s < 4; s++)
+                            d[r][s] = VLOAD(ph + (((size_t)c * 2 + (s & 1)) * rows + 2 * i + r) * TWV + j0 + (s >> 1));
+                    _Pragma("GCC unroll 16")
+                    for (int s = 0; s < 4; s++) {   /* t = B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+                        t[0][s] = VSUB(d[0][s], d[2][s]);
+                        t[1][s] = VADD(d[1][s], d[2][s]);
+                        t[2][s] = VSUB(d[2][s], d[1][s]);
+                        t[3][s] = VSUB(d[1][s], d[3][s]);
+                    }
+                    size_t at = (size_t)c * Tcv + (size_t)(i - i0) * TW + j0, xs = (size_t)C * Tcv;
+                    _Pragma("GCC unroll 16")
+                    for (int u = 0; u < 4; u++) {   /* V = t B: the same on the columns */
+                        float *v = Vb + 4 * u * xs + at;
+                        V v0 = VSUB(t[u][0], t[u][2]), v1 = VADD(t[u][1], t[u][2]);
+                        V v2 = VSUB(t[u][2], t[u][1]), v3 = VSUB(t[u][1], t[u][3]);
+                        if (lanes == VL) {
+                            VSTORE(v, v0); VSTORE(v + xs, v1); VSTORE(v + 2 * xs, v2); VSTORE(v + 3 * xs, v3);
+                        } else {
+                            VSTORE_FIRST(v, v0, lanes); VSTORE_FIRST(v + xs, v1, lanes);
+                            VSTORE_FIRST(v + 2 * xs, v2, lanes); VSTORE_FIRST(v + 3 * xs, v3, lanes);
+                        }
+                    }
+                }
+        /* 2. the products, over the chunk's vectors of tiles (lanes past its last tile are
+         *    computed from zeros and never read) */
+        int nvec = ((i1 - i0) * TW + VL - 1) / VL;
+        for (int k = 0; k < K; k += KB) {
+            int v = 0;
+            for (; v + NV <= nvec; v += NV) WCAT(winograd_products, SFX)(Mb, Vb, U, C, K, Tcv, k, v * VL, NV);
+            if (v < nvec) WCAT(winograd_products, SFX)(Mb, Vb, U, C, K, Tcv, k, v * VL, nvec - v);
+        }
+        /* 3. output transform: s = A^T m (rows m0 + m1 + m2, m1 - m2 - m3), y = s A */
+        for (int k = 0; k < K; k++)
+            for (int i = i0; i < i1; i++)
+                for (int j0 = 0; j0 < TW; j0 += VL) {
+                    V m[16], s[2][4];
+                    const float *mk = Mb + (size_t)k * Tcv + (size_t)(i - i0) * TW + j0;
+                    _Pragma("GCC unroll 16")
+                    for (int x = 0; x < 16; x++) m[x] = VLOAD(mk + (size_t)x * K * Tcv);
+                    _Pragma("GCC unroll 16")
+                    for (int v = 0; v < 4; v++) {
+                        s[0][v] = VADD(VADD(m[v], m[4 + v]), m[8 + v]);
+                        s[1][v] = VSUB(VSUB(m[4 + v], m[8 + v]), m[12 + v]);
+                    }
+                    int cols = 2 * (TW - j0 < VL ? TW - j0 : VL);   /* output columns of this vector */
+                    _Pragma("GCC unroll 16")
+                    for (int a = 0; a < 2; a++) {
+                        V y0 = VADD(VADD(s[a][0], s[a][1]), s[a][2]), y1 = VSUB(VSUB(s[a][1], s[a][2]), s[a][3]);
+                        float *o = out + ((size_t)k * P + 2 * i + a) * Q + 2 * j0;
+                        V lo, hi;
+                        VINTERLEAVE(lo, hi, y0, y1);
+                        if (cols >= 2 * VL) { VSTORE(o, lo); VSTORE(o + VL, hi); }
+                        else if (cols > VL) { VSTORE(o, lo); VSTORE_FIRST(o + VL, hi, cols - VL); }
+                        else VSTORE_FIRST(o, lo, cols);
+                    }
+                }
     }
 }
 #undef WCAT_
