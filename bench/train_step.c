@@ -4,7 +4,9 @@
  *                    [--eval] (inference only, eval-mode BN) [--gpu-math 3xtf32|fp32]
  *                    [--no-fused-backward] (GPU: each convolution's backward as two launches)
  *                    [--profile] (GPU: the steps' launches issued eagerly, not as a graph, and timed
- *                    one by one with events: a row per launch site, gpu/profile.cu) */
+ *                    one by one with events: a row per launch site, gpu/profile.cu)
+ *                    [--warmup 2] (untimed steps first; 0 with --profile under ncu: every launch
+ *                    of the one step is then one the profiler sees) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@ int main(int argc, char **argv)
         else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--no-fused-backward")) gpu_set_conv_fusion(-1);
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (cli_is_flag(argv[i], "--warmup")) warmup = (int)cli_long("--warmup", cli_value(argc, argv, &i), 0, 1000);
         else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
