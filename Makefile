@@ -163,13 +163,35 @@ $(BUILD)/run_tests: $(OBJ_TEST) $(OBJ_F64) $(OBJ_EMU) $(OBJ_EMUC) $(LIB)
 # the CLI fuzz target compiles the apps' sources in
 $(BUILD)/tests/fuzz/fuzz_cli.o: $(wildcard apps/*.c)
 
+# The GPU suite once more on the emulator built the way nvcc builds: g++ fusing products and
+# sums into FMAs wherever it can (-ffp-contract=fast -mfma), so a kernel whose result depends
+# on where they are fused fails here as on a card (the rotation's 45-degree near-ties did,
+# on an H200 first). make test runs it where the CPU has FMA (not under make asan).
+EMU_FMA_FLAGS = -ffp-contract=fast -mfma
+OBJ_EMU_FMA = $(patsubst %.cu,$(BUILD)/emu-fma/%.o,$(GPU_SRC))
+$(BUILD)/emu-fma/%.o: %.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h tests/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CXXFMA,$<)
+	$(Q)$(CXX) $(EMU_CXXFLAGS) $(EMU_FMA_FLAGS) -DCONVNET_EMU -x c++ -c $< -o $@
+$(BUILD)/emu-fma/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -DCONVNET_EMU_FMA -c $< -o $@
+$(BUILD)/gpu_tests_emu_fma: $(BUILD)/emu-fma/test_gpu.o $(BUILD)/tests/gpu_main.o $(BUILD)/tests/gradcheck.o \
+                            $(BUILD)/tests/fixtures.o $(OBJ_EMU_FMA) $(BUILD)/emu/planted_gemm.o $(BUILD)/emu/planted_bn.o \
+                            $(OBJ_EMUC) $(LIB)
+	$(call say,LD,$@)
+	$(Q)$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
+RUN_EMU_FMA := $(if $(SANITIZE),,$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo 1))
+
 # `make test` also compiles gpu/ with nvcc (when present) so CUDA compile errors fail it.
 # tools/need.sh first installs (as root) or names (otherwise) the missing system packages.
 test:
 	@bash tools/need.sh test
 	@$(MAKE) --no-print-directory test-run
-test-run: $(BUILD)/run_tests $(OBJ_GPU)
+test-run: $(BUILD)/run_tests $(OBJ_GPU) $(if $(RUN_EMU_FMA),$(BUILD)/gpu_tests_emu_fma)
 	cd $(CURDIR) && $(BUILD)/run_tests
+	$(if $(RUN_EMU_FMA),cd $(CURDIR) && CK_FORK=yes CK_LOG_FILE_NAME=/dev/null $(BUILD)/gpu_tests_emu_fma)
 
 # The GPU-vs-CPU tests on a real GPU (needs nvcc and a device): build/gpu_tests.
 $(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)

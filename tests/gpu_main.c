@@ -1,5 +1,6 @@
 /* The GPU-vs-CPU suite alone, linked against the real CUDA build (make gpu-test), for a
- * machine with a GPU: the same tests the emulator runs in `make test`.
+ * machine with a GPU: the same tests the emulator runs in `make test`. (make test also links
+ * it against the emulator built with FMA contraction: build/gpu_tests_emu_fma.)
  * One process by default (compute-sanitizer sees every kernel; one CUDA context for all), each
  * test's result printed as it ends, so a test that stops the process (a failed CUDA call
  * exits) is the one after the last line. CK_FORK=yes runs each test in a process of its own

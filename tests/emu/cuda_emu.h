@@ -181,14 +181,22 @@ static inline void __threadfence() {}
 #define __expf(x) expf(x)   // macros: glibc already declares functions of these names
 #define __logf(x) logf(x)
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-// rounded arithmetic that nvcc never contracts into an FMA (g++ here contracts nothing: -std=c++17
-// is ISO mode, fp-contract off); __fmaf_rn is one fused multiply-add
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
+// Rounded arithmetic that nvcc never contracts into an FMA. The emulator is built twice: in ISO
+// mode g++ contracts nothing, and with -ffp-contract=fast -mfma (make's emu-fma build) it fuses
+// a product and a sum wherever it can, as nvcc does; there each of these results passes
+// through an empty asm that needs it in a register, rounded, so no fusion crosses it.
+// __fmaf_rn is one fused multiply-add.
+#if defined(__x86_64__) || defined(__i386__)
+#define EMU_ROUNDED(r) __asm__("" : "+x"(r))
+#else
+#define EMU_ROUNDED(r) __asm__("" : "+w"(r))
+#endif
+static inline float __fmul_rn(float a, float b) { float r = a * b; EMU_ROUNDED(r); return r; }
+static inline float __fadd_rn(float a, float b) { float r = a + b; EMU_ROUNDED(r); return r; }
+static inline float __fsub_rn(float a, float b) { float r = a - b; EMU_ROUNDED(r); return r; }
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
-static inline double __dmul_rn(double a, double b) { return a * b; }
-static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dmul_rn(double a, double b) { double r = a * b; EMU_ROUNDED(r); return r; }
+static inline double __dadd_rn(double a, double b) { double r = a + b; EMU_ROUNDED(r); return r; }
 static inline float __fdividef(float a, float b) { return a / b; }
 template <class T> static inline T __ldg(const T *p) { return *p; }
 template <class T> static inline T __ldcg(const T *p) { return *p; }
