@@ -48,7 +48,7 @@ NVCCFLAGS = -std=c++17 $(OPT) -I. -DCONVNET_CUDA_ARCH=$(CUDA_ARCH) -gencode arch
             -Xcompiler -Wall,-Wextra$(NVWERR)
 
 CORE_SRC = $(wildcard core/*.c)
-CORE_SRC := $(filter-out core/ops_gpu_none.c,$(CORE_SRC))
+CORE_SRC := $(filter-out core/ops_gpu_none.c core/dist_mpi.c,$(CORE_SRC))
 CPU_SRC  = $(wildcard cpu/*.c)
 FAST_SRC = $(wildcard cpu/fast/*.c)
 GPU_SRC  = $(wildcard gpu/*.cu)
@@ -96,7 +96,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra $(WERR) -I. -Itests/emu -fopenmp $(SANFLAGS) \
                -Wno-unused-parameter -Wno-unknown-pragmas
 
-.PHONY: all test test-run asan run run-now data bench bench-torch-venv clean practical gpu-test gpu-bundle fuzz fuzz-bins
+.PHONY: test-mpi all test test-run asan run run-now data bench bench-torch-venv clean practical gpu-test gpu-bundle fuzz fuzz-bins
 all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def tests/fuzz/*.h)
@@ -184,14 +184,31 @@ $(BUILD)/gpu_tests_emu_fma: $(BUILD)/emu-fma/test_gpu.o $(BUILD)/tests/gpu_main.
 	$(Q)$(CXX) $(SANFLAGS) $^ $(CHECK_LIBS) $(LDLIBS) -o $@
 RUN_EMU_FMA := $(if $(SANITIZE),,$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo 1))
 
+# Data-parallel training over MPI (core/dist.h): where mpicc exists (Open MPI or MPICH),
+# core/dist_mpi.c and the test that trains a few steps with 1, 2 and 3 processes
+# (tests/mpi/run.sh, run by make test; not under make asan, where Open MPI's own allocations
+# would be reported).
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+RUN_MPI := $(if $(SANITIZE),,$(MPICC))
+$(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h cpu/cpu.h
+	@mkdir -p $(dir $@)
+	$(call say,MPICC,$<)
+	$(Q)$(MPICC) $(CFLAGS) -c $< -o $@
+$(BUILD)/mpi_steps: tests/mpi/steps.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(BUILD)/core/ops_gpu_none.o
+	$(call say,LD,$@)
+	$(Q)$(MPICC) $(CFLAGS) $^ $(LDLIBS) -o $@
+test-mpi: $(BUILD)/mpi_steps
+	bash tests/mpi/run.sh $(BUILD)/mpi_steps
+
 # `make test` also compiles gpu/ with nvcc (when present) so CUDA compile errors fail it.
 # tools/need.sh first installs (as root) or names (otherwise) the missing system packages.
 test:
 	@bash tools/need.sh test
 	@$(MAKE) --no-print-directory test-run
-test-run: $(BUILD)/run_tests $(OBJ_GPU) $(if $(RUN_EMU_FMA),$(BUILD)/gpu_tests_emu_fma)
+test-run: $(BUILD)/run_tests $(OBJ_GPU) $(if $(RUN_EMU_FMA),$(BUILD)/gpu_tests_emu_fma) $(if $(RUN_MPI),$(BUILD)/mpi_steps)
 	cd $(CURDIR) && $(BUILD)/run_tests
 	$(if $(RUN_EMU_FMA),cd $(CURDIR) && CK_FORK=yes CK_LOG_FILE_NAME=/dev/null $(BUILD)/gpu_tests_emu_fma)
+	$(if $(RUN_MPI),cd $(CURDIR) && bash tests/mpi/run.sh $(BUILD)/mpi_steps,@echo "MPI tests: not run ($(if $(SANITIZE),under the sanitizers,no mpicc: tools/need.sh test installs Open MPI as root))")
 
 # The GPU-vs-CPU tests on a real GPU (needs nvcc and a device): build/gpu_tests.
 $(BUILD)/real/test_gpu.o: tests/test_gpu.c $(wildcard core/*.h cpu/*.h tests/*.h)

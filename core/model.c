@@ -175,6 +175,7 @@ Model *model_create(const Ops *ops, const ModelConfig *cfg, int max_batch)
     m->ops = ops;
     m->cfg = *cfg;
     m->max_batch = max_batch;
+    m->batch_share = 1;
     if (cfg->mlp) return mlp_create(m, max_batch);
     int pre = cfg->block == BLOCK_PREACT;
     int H = cfg->in_h, W = cfg->in_w, C = cfg->channels[0];

@@ -89,6 +89,9 @@ typedef struct Model {
     float *g0, *g1, *t1, *t2, *ws;                  /* gradient and scratch buffers */
     /* MLP: layer l maps width[l] -> width[l+1]; act[l] = relu output of hidden layer l */
     int n_layers, width[6];
+    /* data-parallel training (core/dist.h): this process's rows over the whole batch's; the
+     * loss is the whole batch's mean, so its gradient is scaled by this (1: one process) */
+    double batch_share;
     size_t lw[5], lb[5];
     float *act[4];
     float *host_losses;

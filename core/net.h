@@ -17,6 +17,7 @@ void mlp_forward(Model *m, int N);
 void mlp_backward(Model *m, int N);
 
 /* the plain walk's layer calls, shared with the scheduled walk where it runs a layer unfused */
+void net_loss_backward(Model *m, int N);   /* m->probs, m->labels -> m->dlogits */
 void net_conv(Model *m, const Conv *c, float *out, const float *in, int N);
 void net_conv_backward(Model *m, const Conv *c, float *din, const float *dout, const float *in, int N);
 void net_batchnorm(Model *m, BatchNorm *b, float *out, const float *in, int N, int train);

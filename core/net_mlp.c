@@ -22,7 +22,7 @@ void mlp_forward(Model *m, int N)
 void mlp_backward(Model *m, int N)
 {
     const Ops *o = m->ops;
-    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
+    net_loss_backward(m, N);
     const float *dout = m->dlogits;
     float *g = m->g0, *gnext = m->g1;
     for (int l = m->n_layers - 1; l >= 0; l--) {

@@ -15,6 +15,7 @@
  * of its output: d(a + b) reaches a and b; relu_backward masks by the stored ReLU output;
  * batchnorm_backward and the convolutions' backward write the parameters' gradients too. */
 #include "core/net.h"
+#include "core/util.h"
 
 /* out = conv(in) (+ bias) */
 void net_conv(Model *m, const Conv *c, float *out, const float *in, int N)
@@ -153,13 +154,23 @@ void net_head_forward(Model *m, int N)
     m->ops->linear_forward(m->logits, m->pooled, m->params + m->fc_w, m->params + m->fc_b, N, m->feat, m->cfg.classes);
 }
 
-/* its backward from the loss: dlogits = (probs - onehot) / N, the linear layer's gradients,
- * then g = d(last block's output) through the pooling */
+/* The loss's gradient: dlogits = (probs - onehot) / N; with the batch split over processes
+ * (core/dist.h) the loss is the whole batch's mean: times this process's share of it. */
+void net_loss_backward(Model *m, int N)
+{
+    m->ops->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
+    if (m->batch_share == 1) return;
+    if (!m->ops->host) die("data-parallel training runs on the CPU tables only");
+    for (size_t i = 0; i < (size_t)N * m->cfg.classes; i++) m->dlogits[i] *= (float)m->batch_share;
+}
+
+/* the head's backward from the loss: its gradient, the linear layer's gradients, then
+ * g = d(last block's output) through the pooling */
 void net_head_backward(Model *m, float *g, int N)
 {
     const Ops *o = m->ops;
     const Block *last = &m->blocks[m->n_blocks - 1];
-    o->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
+    net_loss_backward(m, N);
     o->linear_backward(m->dpooled, m->grads + m->fc_w, m->grads + m->fc_b, m->dlogits, m->pooled, m->params + m->fc_w,
                        N, m->feat, m->cfg.classes);
     o->avgpool2d_backward(g, m->dpooled, N, last->Cout, last->Ho, last->Wo, last->Ho, 1, 0);

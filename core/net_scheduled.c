@@ -252,7 +252,7 @@ void scheduled_backward(Model *m, int N)
     const ModelConfig *c = &m->cfg;
     const Block *last = &m->blocks[m->n_blocks - 1];
     float *g = m->g0, *gnext = m->g1;
-    if (f->classifier_backward && last->Ho == last->Wo) {   /* the head in one call (global pooling) */
+    if (f->classifier_backward && last->Ho == last->Wo && m->batch_share == 1) {   /* the head in one call */
         f->classifier_backward(g, m->grads + m->fc_w, m->grads + m->fc_b, m->probs, m->labels, m->pooled,
                                m->params + m->fc_w, N, m->feat, c->classes, last->Ho, last->Wo);
     } else {

@@ -11,9 +11,24 @@
  *         dbeta_c  = sum dy;   dgamma_c = sum dy * xhat
  *         dx = gamma_c * invstd_c / M * (M dy - dbeta_c - xhat dgamma_c)
  * Sums are accumulated in double, one channel per loop iteration (threads split channels);
- * `omp simd` vectorizes the inner loops (a fixed lane order: thread-count independent). */
+ * `omp simd` vectorizes the inner loops (a fixed lane order: thread-count independent).
+ *
+ * Data-parallel training (core/dist.h) splits a batch over processes, and the statistics are
+ * still the whole batch's (synchronized batchnorm): each per-channel sum, and the count M, is
+ * added over the processes by batchnorm_sync between the passes. With one process it is NULL
+ * and nothing is added. dgamma and dbeta stay this process's own sums: they are gradients,
+ * added over the processes with all the others. */
 #include <math.h>
+#include <stdlib.h>
 #include "cpu/cpu.h"
+
+void (*batchnorm_sync)(double *v, int n);
+
+/* v[0..n-1] over all processes (a no-op with one process) */
+static void sync_sums(double *v, int n)
+{
+    if (batchnorm_sync) batchnorm_sync(v, n);
+}
 
 #define X(p, n, c) ((p) + ((size_t)(n) * C + (c)) * HW)
 
@@ -22,22 +37,34 @@ void batchnorm_forward_train(real *out, real *save_mean, real *save_invstd,
                              const real *in, const real *gamma, const real *beta,
                              int N, int C, int HW, real momentum, real eps)
 {
-    double M = (double)N * HW;
+    double *sum = malloc(sizeof(double) * (2 * (size_t)C + 1)), *sq = sum + C + 1;
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
-        double sum = 0, sq = 0;
+        double s = 0;
         for (int n = 0; n < N; n++) {
             const real *x = X(in, n, c);
-            #pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < HW; i++) sum += x[i];
+            #pragma omp simd reduction(+ : s)
+            for (int i = 0; i < HW; i++) s += x[i];
         }
-        double mean = sum / M;
+        sum[c] = s;
+    }
+    sum[C] = (double)N * HW;
+    sync_sums(sum, C + 1);   /* the whole batch's sums and count */
+    double M = sum[C];
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double mean = sum[c] / M, q = 0;
         for (int n = 0; n < N; n++) {
             const real *x = X(in, n, c);
-            #pragma omp simd reduction(+ : sq)
-            for (int i = 0; i < HW; i++) { double d = x[i] - mean; sq += d * d; }
+            #pragma omp simd reduction(+ : q)
+            for (int i = 0; i < HW; i++) { double d = x[i] - mean; q += d * d; }
         }
-        double var = sq / M;
+        sq[c] = q;
+    }
+    sync_sums(sq, C);
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double mean = sum[c] / M, var = sq[c] / M;
         double invstd = 1.0 / sqrt(var + eps);
         real scale = (real)(gamma[c] * invstd), shift = (real)(beta[c] - mean * gamma[c] * invstd);
         for (int n = 0; n < N; n++) {
@@ -52,6 +79,7 @@ void batchnorm_forward_train(real *out, real *save_mean, real *save_invstd,
         running_mean[c] = (real)((1 - momentum) * running_mean[c] + momentum * mean);
         running_var[c] = (real)((1 - momentum) * running_var[c] + momentum * unbiased);
     }
+    free(sum);
 }
 
 void batchnorm_forward_eval(real *out, const real *in, const real *gamma, const real *beta,
@@ -76,7 +104,7 @@ void batchnorm_backward(real *din, real *dgamma, real *dbeta, const real *dout,
                         const real *in, const real *gamma, const real *save_mean,
                         const real *save_invstd, int N, int C, int HW)
 {
-    double M = (double)N * HW;
+    double *sums = malloc(sizeof(double) * (2 * (size_t)C + 1));   /* sum dy [C], sum dy xhat [C], M */
     #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         double mean = save_mean[c], invstd = save_invstd[c];
@@ -88,6 +116,15 @@ void batchnorm_backward(real *din, real *dgamma, real *dbeta, const real *dout,
         }
         dbeta[c] = (real)sdy;
         dgamma[c] = (real)sdyx;
+        sums[c] = sdy;
+        sums[C + c] = sdyx;
+    }
+    sums[2 * C] = (double)N * HW;
+    sync_sums(sums, 2 * C + 1);   /* the whole batch's */
+    double M = sums[2 * C];
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double mean = save_mean[c], invstd = save_invstd[c], sdy = sums[c], sdyx = sums[C + c];
         double k = gamma[c] * invstd / M;
         for (int n = 0; n < N; n++) {
             const real *x = X(in, n, c), *dy = X(dout, n, c);
@@ -99,4 +136,5 @@ void batchnorm_backward(real *din, real *dgamma, real *dbeta, const real *dout,
             }
         }
     }
+    free(sums);
 }

@@ -55,7 +55,10 @@ void winograd_conv3x3_backward_weight(real *dweight, const real *dout, const rea
 void bias_forward(real *out, const real *bias, int N, int K, int HW);
 void bias_backward(real *dbias, const real *dout, int N, int K, int HW);
 
-/* batchnorm.c */
+/* batchnorm.c. batchnorm_sync: NULL, or (data-parallel training, core/dist.h) a function
+ * that replaces v[0..n-1] by its sum over all processes; the training statistics and the
+ * backward's sums then cover the whole batch (synchronized batchnorm). cpu/fast/ uses it too. */
+extern void (*batchnorm_sync)(double *v, int n);
 void batchnorm_forward_train(real *out, real *save_mean, real *save_invstd,
                              real *running_mean, real *running_var,
                              const real *in, const real *gamma, const real *beta,

@@ -17,6 +17,7 @@
 #define batchnorm_forward_train batchnorm_forward_train_f64
 #define batchnorm_forward_eval batchnorm_forward_eval_f64
 #define batchnorm_backward batchnorm_backward_f64
+#define batchnorm_sync batchnorm_sync_f64
 #define relu_forward relu_forward_f64
 #define relu_backward relu_backward_f64
 #define add_forward add_forward_f64

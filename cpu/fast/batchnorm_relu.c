@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "cpu/cpu.h"
 #include "cpu/fast/fast.h"
 
 #define PLANE(p, n, c) ((p) + ((size_t)(n) * C + (c)) * HW)
@@ -108,19 +109,31 @@ static void train_coeffs(float *scale, float *shift, float *save_mean, float *sa
                          const float *gamma, const float *beta, int N, int C, int HW,
                          float momentum, float eps)
 {
-    double M = (double)N * HW, *part = parts(N, C);
+    /* the shift x0 of each channel's sums: its first value; over several processes (whose
+     * sums are added, cpu/cpu.h) one they share: the running mean */
+    double M = (double)N * HW, *part = parts(N, C), *tot = malloc(sizeof(double) * (2 * (size_t)C + 1));
+    float *x0 = malloc(sizeof(float) * (size_t)C);
+    if (!tot || !x0) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    for (int c = 0; c < C; c++) x0[c] = batchnorm_sync ? running_mean[c] : PLANE(in, 0, c)[0];
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             double *pc = part + ((size_t)n * C + c) * 2;
             pc[0] = pc[1] = 0;
-            plane_stats(PLANE(in, n, c), HW, PLANE(in, 0, c)[0], &pc[0], &pc[1]);
+            plane_stats(PLANE(in, n, c), HW, x0[c], &pc[0], &pc[1]);
         }
     for (int c = 0; c < C; c++) {
-        float x0 = PLANE(in, 0, c)[0];
         double s1 = 0, s2 = 0;
         for (int n = 0; n < N; n++) { s1 += part[((size_t)n * C + c) * 2]; s2 += part[((size_t)n * C + c) * 2 + 1]; }
-        double dmean = s1 / M, mean = x0 + dmean;
+        tot[c] = s1;
+        tot[C + c] = s2;
+    }
+    tot[2 * C] = M;
+    if (batchnorm_sync) batchnorm_sync(tot, 2 * C + 1);
+    M = tot[2 * C];
+    for (int c = 0; c < C; c++) {
+        double s1 = tot[c], s2 = tot[C + c];
+        double dmean = s1 / M, mean = x0[c] + dmean;
         double var = s2 / M - dmean * dmean;
         if (var < 0) var = 0;
         double invstd = 1.0 / sqrt(var + eps);
@@ -133,6 +146,8 @@ static void train_coeffs(float *scale, float *shift, float *save_mean, float *sa
         running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
     }
     free(part);
+    free(tot);
+    free(x0);
 }
 
 static void eval_coeffs(float *scale, float *shift, const float *gamma, const float *beta,
@@ -193,13 +208,22 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
         sums = part;
     }
     float *k = malloc(sizeof(float) * 3 * (size_t)C);
-    if (!k) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    double *tot = malloc(sizeof(double) * (2 * (size_t)C + 1));   /* sum dy' [C], sum dy' xhat [C], M */
+    if (!k || !tot) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
     for (int c = 0; c < C; c++) {
-        double invstd = save_invstd[c], sdy = 0, sdyx = 0;
+        double sdy = 0, sdyx = 0;
         for (int n = 0; n < N; n++) { sdy += sums[((size_t)n * C + c) * 2]; sdyx += sums[((size_t)n * C + c) * 2 + 1]; }
-        sdyx *= invstd;                     /* sum dy' * xhat */
-        dbeta[c] = (float)sdy;
+        sdyx *= save_invstd[c];             /* sum dy' * xhat */
+        dbeta[c] = (float)sdy;              /* this process's: a gradient */
         dgamma[c] = (float)sdyx;
+        tot[c] = sdy;
+        tot[C + c] = sdyx;
+    }
+    tot[2 * C] = M;
+    if (batchnorm_sync) batchnorm_sync(tot, 2 * C + 1);   /* the whole batch's (cpu/cpu.h) */
+    M = tot[2 * C];
+    for (int c = 0; c < C; c++) {
+        double invstd = save_invstd[c], sdy = tot[c], sdyx = tot[C + c];
         double f = gamma[c] * invstd / M;   /* dx = k1 * dy' - k0 - (x - mean) * k2 */
         k[3 * c] = (float)(f * sdy);
         k[3 * c + 1] = (float)(f * M);
@@ -212,6 +236,7 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
                             PLANE(in, n, c), add ? PLANE(add, n, c) : NULL, HW, save_mean[c],
                             k[3 * c], k[3 * c + 1], k[3 * c + 2]);
     free(k);
+    free(tot);
     free(part);
 }
 

@@ -1,0 +1,27 @@
+/* Data-parallel training over processes (issue: MPI for CPU processes on one or many machines).
+ * Every process holds the whole model, draws the same epoch plan, and takes its slice of each
+ * batch (dist_slice); batchnorm's statistics are the whole batch's (cpu/cpu.h's
+ * batchnorm_sync) and the gradients are summed over the processes before SGD, so N processes
+ * train the model one process trains, up to the order of floating-point sums.
+ *
+ * Two builds of this interface: core/dist_none.c (one process; in the library, what every
+ * program links) and core/dist_mpi.c (MPI; linked into apps/resnet-mpi, run by mpirun).
+ * Sums over processes are added in rank order, so the same process count gives the same bits
+ * on every process and every run. */
+#ifndef CONVNET_DIST_H
+#define CONVNET_DIST_H
+
+#include <stddef.h>
+
+void dist_init(int *argc, char ***argv);   /* first thing in main; sets batchnorm_sync */
+void dist_finalize(void);
+int dist_rank(void);                       /* 0 .. dist_size() - 1; 0 with one process */
+int dist_size(void);
+const char *dist_name(void);               /* "" or "MPI, 3 processes" */
+/* v[0..n-1] := its sum over all processes, added in rank order */
+void dist_sum(double *v, size_t n);
+void dist_sum_floats(float *v, size_t n);
+/* this process's rows of a batch of n: [*lo, *hi), contiguous, in rank order */
+void dist_slice(int n, int *lo, int *hi);
+
+#endif

@@ -1,0 +1,95 @@
+/* A few data-parallel training steps (core/dist.h over MPI), for tests/mpi/run.sh:
+ *   mpirun -np N build/mpi_steps train STEPS OUT [reference]
+ *       the practical's ResNet (the fast CPU table, or the readable one), batch 128 of random
+ *       images and labels, lr 0.05; each process takes its slice of every batch, batchnorm's
+ *       statistics are synchronized, the gradients summed; rank 0 writes the weights and
+ *       batchnorm's running statistics to OUT (raw floats)
+ *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/cifar.h"
+#include "core/dist.h"
+#include "core/loader.h"
+#include "core/model.h"
+#include "core/ops.h"
+#include "core/util.h"
+
+static float *read_floats(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f) / sizeof(float);
+    rewind(f);
+    float *v = xmalloc_floats(*n);
+    if (fread(v, sizeof(float), *n, f) != *n) die("short read: %s", path);
+    fclose(f);
+    return v;
+}
+
+static int compare(const char *a, const char *b, double tol)
+{
+    size_t na, nb;
+    float *x = read_floats(a, &na), *y = read_floats(b, &nb);
+    if (na != nb || na == 0) die("%s and %s: %zu and %zu floats", a, b, na, nb);
+    double dmax = 0, ymax = 0;
+    for (size_t i = 0; i < na; i++) {
+        if (!isfinite(x[i])) die("%s: not finite at %zu", a, i);
+        dmax = fmax(dmax, fabs((double)x[i] - y[i]));
+        ymax = fmax(ymax, fabs((double)y[i]));
+    }
+    double e = dmax / ymax;
+    printf("%s vs %s: %zu floats, largest difference %.3g of the largest value (tolerance %.0e)%s\n", a, b, na, e, tol,
+           e == 0 ? ", identical" : "");
+    free(x); free(y);
+    return e <= tol ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]));
+    dist_init(&argc, &argv);
+    if (argc < 4 || argc > 5 || strcmp(argv[1], "train"))
+        die("usage: mpi_steps train STEPS OUT [reference] | compare A B TOL");
+    const Ops *ops = argc == 5 && !strcmp(argv[4], "reference") ? &ops_cpu_ref : &ops_cpu;
+    int steps = atoi(argv[2]), batch = 128, n_img = steps * batch;
+    Rng r;
+    rng_seed(&r, 7, 1);
+    Dataset ds = {n_img, xmalloc((size_t)n_img * CIFAR_PIXELS), xmalloc((size_t)n_img)};
+    for (size_t i = 0; i < (size_t)n_img * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
+    for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    Model *m = model_create(ops, &cfg, batch);
+    rng_seed(&r, 1, 1);
+    model_init(m, &r);
+    LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
+    Loader *l = loader_create(&lc);
+    loader_start_epoch(l, 0);
+    for (int s = 0; s < steps; s++) {
+        const Batch *b = loader_next(l);   /* every process draws the whole batch ... */
+        int lo, hi;
+        dist_slice(b->n, &lo, &hi);        /* ... and trains on its rows */
+        m->batch_share = (double)(hi - lo) / b->n;
+        model_forward(m, b->x + (size_t)lo * CIFAR_PIXELS, hi - lo, 1);
+        model_loss(m, b->y + lo, hi - lo, NULL);
+        model_backward(m, hi - lo);
+        dist_sum_floats(m->grads, m->n_params);
+        model_sgd_step(m, 0.05f, 0.9f, 5e-4f);
+    }
+    if (dist_rank() == 0) {
+        FILE *f = fopen(argv[3], "wb");
+        if (!f) die("cannot write %s", argv[3]);
+        fwrite(m->params, sizeof(float), m->n_params, f);
+        fwrite(m->buffers, sizeof(float), m->n_buffers, f);
+        fclose(f);
+        printf("%s: %d steps, %s, %s table\n", argv[3], steps, dist_name(), ops->name);
+    }
+    loader_free(l);
+    model_free(m);
+    dataset_free(&ds);
+    dist_finalize();
+    return 0;
+}
