@@ -54,6 +54,9 @@ FAST_SRC = $(wildcard cpu/fast/*.c)
 GPU_SRC  = $(wildcard gpu/*.cu)
 APPS     = apps/resnet apps/rotation apps/shuffle
 APPS    := $(foreach a,$(APPS),$(if $(wildcard $(a).c),$(a)))
+# Data-parallel training over MPI (core/dist.h) where mpicc exists: apps/resnet-mpi
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI_APPS = $(if $(MPICC),apps/resnet-mpi)
 BENCHES  = $(patsubst %.c,%,$(filter-out bench/bench_util.c,$(wildcard bench/*.c)))
 # bench/gemm compares against OpenBLAS (Debian libopenblas-dev); skipped where it is absent.
 # OpenBLAS's own cblas.h (a plain cblas.h may be the reference BLAS's, without openblas_*).
@@ -97,7 +100,7 @@ EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra $(WERR) -I. -Itests/emu -fopen
                -Wno-unused-parameter -Wno-unknown-pragmas
 
 .PHONY: test-mpi all test test-run asan run run-now data bench bench-torch-venv clean practical gpu-test gpu-bundle fuzz fuzz-bins
-all: $(LIB) $(APPS) $(BENCHES) $(OBJ_GPU)
+all: $(LIB) $(APPS) $(MPI_APPS) $(BENCHES) $(OBJ_GPU)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h cpu/*.h cpu/fast/*.h tests/*.h tests/*.def tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
@@ -188,16 +191,19 @@ RUN_EMU_FMA := $(if $(SANITIZE),,$(shell grep -qw fma /proc/cpuinfo 2>/dev/null 
 # core/dist_mpi.c and the test that trains a few steps with 1, 2 and 3 processes
 # (tests/mpi/run.sh, run by make test; not under make asan, where Open MPI's own allocations
 # would be reported).
-MPICC ?= $(shell command -v mpicc 2>/dev/null)
 RUN_MPI := $(if $(SANITIZE),,$(MPICC))
 $(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h cpu/cpu.h
 	@mkdir -p $(dir $@)
 	$(call say,MPICC,$<)
 	$(Q)$(MPICC) $(CFLAGS) -c $< -o $@
+# apps/resnet-mpi: apps/resnet with core/dist_mpi.c (mpirun -np N apps/resnet-mpi ...)
+apps/%-mpi: apps/%.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(OBJ_GPU)
+	$(call say,LD,$@)
+	$(Q)$(MPICC) $(CFLAGS) $< $(BUILD)/mpi/dist_mpi.o $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
 $(BUILD)/mpi_steps: tests/mpi/steps.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(BUILD)/core/ops_gpu_none.o
 	$(call say,LD,$@)
 	$(Q)$(MPICC) $(CFLAGS) $^ $(LDLIBS) -o $@
-test-mpi: $(BUILD)/mpi_steps
+test-mpi: $(BUILD)/mpi_steps $(MPI_APPS)
 	bash tests/mpi/run.sh $(BUILD)/mpi_steps
 
 # `make test` also compiles gpu/ with nvcc (when present) so CUDA compile errors fail it.
@@ -205,7 +211,7 @@ test-mpi: $(BUILD)/mpi_steps
 test:
 	@bash tools/need.sh test
 	@$(MAKE) --no-print-directory test-run
-test-run: $(BUILD)/run_tests $(OBJ_GPU) $(if $(RUN_EMU_FMA),$(BUILD)/gpu_tests_emu_fma) $(if $(RUN_MPI),$(BUILD)/mpi_steps)
+test-run: $(BUILD)/run_tests $(OBJ_GPU) $(if $(RUN_EMU_FMA),$(BUILD)/gpu_tests_emu_fma) $(if $(RUN_MPI),$(BUILD)/mpi_steps $(MPI_APPS))
 	cd $(CURDIR) && $(BUILD)/run_tests
 	$(if $(RUN_EMU_FMA),cd $(CURDIR) && CK_FORK=yes CK_LOG_FILE_NAME=/dev/null $(BUILD)/gpu_tests_emu_fma)
 	$(if $(RUN_MPI),cd $(CURDIR) && bash tests/mpi/run.sh $(BUILD)/mpi_steps,@echo "MPI tests: not run ($(if $(SANITIZE),under the sanitizers,no mpicc: tools/need.sh test installs Open MPI as root))")

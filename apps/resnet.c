@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "core/cli.h"
+#include "core/dist.h"
 #include "core/util.h"
 
 /* The flags (one line and exit 2 on a bad one); 1 when --help was printed. Fuzzed by
@@ -26,9 +27,13 @@ static int resnet_flags(int argc, char **argv, TrainConfig *cfg, int *threads)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);   /* progress lines reach logs as they happen */
+    dist_init(&argc, &argv);   /* one process, or (apps/resnet-mpi under mpirun) one of several: core/dist.h */
     TrainConfig cfg;
     int threads;
-    if (resnet_flags(argc, argv, &cfg, &threads)) return 0;
+    if (resnet_flags(argc, argv, &cfg, &threads)) {
+        dist_finalize();
+        return 0;
+    }
     cli_apply_threads(threads);
     /* the practical's defaults: with no checkpoint in --out, use the one shipped beside this
      * program (apps/results/ResNet), as the notebook uses its pretrained download */
@@ -39,9 +44,10 @@ int main(int argc, char **argv)
     }
     TrainResult res;
     train_run(&cfg, &res);
-    if (res.interrupted) return 128 + res.interrupted;   /* state saved; --resume continues */
-    if (res.epochs_run)
+    int rc = res.interrupted ? 128 + res.interrupted : 0;   /* interrupted: state saved; --resume continues */
+    if (!rc && res.epochs_run && dist_rank() == 0)
         printf("%d epochs, %.1f s/epoch, %.0f img/s; best val %.4f at epoch %d\n", res.epochs_run,
                res.seconds_per_epoch, res.images_per_second, res.best_val, res.best_epoch);
-    return 0;
+    dist_finalize();
+    return rc;
 }

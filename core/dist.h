@@ -21,6 +21,9 @@ const char *dist_name(void);               /* "" or "MPI, 3 processes" */
 /* v[0..n-1] := its sum over all processes, added in rank order */
 void dist_sum(double *v, size_t n);
 void dist_sum_floats(float *v, size_t n);
+/* 1 if any process passes nonzero (a collective: every process must call it, and none goes
+ * on before all have) */
+int dist_any(int flag);
 /* this process's rows of a batch of n: [*lo, *hi), contiguous, in rank order */
 void dist_slice(int n, int *lo, int *hi);
 

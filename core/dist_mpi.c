@@ -83,6 +83,13 @@ void dist_sum_floats(float *v, size_t n)
     }
 }
 
+int dist_any(int flag)
+{
+    int in = flag != 0, out = in;
+    if (size_ > 1) check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    return out;
+}
+
 void dist_slice(int n, int *lo, int *hi)
 {
     *lo = (int)((long)n * rank_ / size_);

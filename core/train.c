@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/devdata.h"
+#include "core/dist.h"
 #include "core/gpustep.h"
 #include "core/loader.h"
 #include "core/progress.h"
@@ -146,7 +147,7 @@ static void metrics_truncate(const char *path, int epochs)
 static void interrupt_save(const Model *m, const TrainState *at, const char *state_path, int epoch, int steps, int quiet)
 {
     char err[1024];
-    if (train_state_save(m, at, state_path, err, sizeof err)) die("%s", err);
+    if (dist_rank() == 0 && train_state_save(m, at, state_path, err, sizeof err)) die("%s", err);
     const char *name = stop_signal() == SIGINT ? "interrupt" : stop_signal() == SIGTERM ? "SIGTERM" : "signal";
     if (!quiet)
         fprintf(stderr, "\nconvnet: stopped by %s in epoch %d after step %d of %d; saved %s: run the same "
@@ -158,9 +159,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     memset(res, 0, sizeof *res);
     for (int i = 0; i < 1024; i++) res->val_history[i] = NAN;
     const Ops *ops = ops_for_device(cfg->device, cfg->kernels);
+    /* data parallel over processes (core/dist.h): every process trains its slice of each
+     * batch; rank 0 alone writes files and prints */
+    int writer = dist_rank() == 0, quiet = cfg->quiet || !writer;
+    if (dist_size() > 1 && !ops->host)
+        die_code(2, "data-parallel training (%s) runs on the CPU for now: --device gpu takes one process", dist_name());
     char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
     mkdir_p(cfg->out_dir);
-    files_remove_stale_temps(cfg->out_dir, cfg->quiet);
+    if (writer) files_remove_stale_temps(cfg->out_dir, quiet);
     snprintf(best_path, sizeof best_path, "%s/best.safetensors", cfg->out_dir);
     snprintf(state_path, sizeof state_path, "%s/last.state", cfg->out_dir);
     snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", cfg->out_dir);
@@ -181,13 +187,13 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     split_train_val(train_set->n, n_val, 42, train_idx, val_idx);   /* the practical's split seed */
 
     Model *m = model_create(ops, &cfg->model, cfg->batch);
-    if (!cfg->quiet)
-        printf("%s on %s: %zu trainable parameters; train %d / val %d / test %d\n",
+    if (!quiet)
+        printf("%s on %s%s%s: %zu trainable parameters; train %d / val %d / test %d\n",
                cfg->model.mlp ? "MLP" : cfg->model.block == BLOCK_PREACT ? "ResNet (preact)" : "ResNet (original)", ops->name,
-               model_num_trainable(m), n_train, n_val, test_set->n);
+               dist_size() > 1 ? ", " : "", dist_name(), model_num_trainable(m), n_train, n_val, test_set->n);
 
     /* the validation split, for anyone who wants the same images (bench/torch_practical.py) */
-    if (!cfg->train_set) {
+    if (!cfg->train_set && writer) {
         size_t cap = (size_t)n_val * 8 + 16, len = 0;
         char *txt = xmalloc(cap);
         for (int i = 0; i < n_val; i++) len += (size_t)snprintf(txt + len, cap - len, "%d\n", val_idx[i]);
@@ -205,10 +211,11 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         char src[4200];
         snprintf(src, sizeof src, "%s/best.safetensors", cfg->shipped_dir);
         if (file_exists(src)) {
-            if (copy_file(src, best_path, err, sizeof err)) die_code(2, "%s", err);
+            if (writer && copy_file(src, best_path, err, sizeof err)) die_code(2, "%s", err);
             snprintf(src, sizeof src, "%s/metrics.csv", cfg->shipped_dir);
-            if (file_exists(src) && !file_exists(csv_path) && copy_file(src, csv_path, err, sizeof err)) die("%s", err);
-            if (!cfg->quiet)
+            if (writer && file_exists(src) && !file_exists(csv_path) && copy_file(src, csv_path, err, sizeof err))
+                die("%s", err);
+            if (!quiet)
                 printf("no checkpoint in %s: using the shipped one, %s/best.safetensors (trained by "
                        "convnet.c at the practical's defaults; --retrain trains instead)\n",
                        cfg->out_dir, cfg->shipped_dir);
@@ -216,33 +223,37 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             res->used_shipped = 1;
         }
     }
+    /* every process decides alike, and none reads best_path before rank 0 has copied it */
+    have_best = dist_any(have_best);
     DeviceData *dd = NULL;   /* the device's copy of the training set (devices other than the CPU) */
     if (have_best && !cfg->retrain && !cfg->resume) {
         if (checkpoint_load(m, best_path, err, sizeof err)) die_code(2, "%s", err);
-        if (!cfg->quiet && !res->used_shipped)
+        if (!quiet && !res->used_shipped)
             printf("found %s: skipping training (pass --retrain to train again)\n", best_path);
         res->loaded_pretrained = 1;
     } else {
         TrainState st = {.best_val = -1, .best_epoch = -1, .seed = cfg->seed};
-        if (cfg->resume && file_exists(state_path)) {
+        if (cfg->resume && dist_any(file_exists(state_path))) {
             if (train_state_load(m, &st, state_path, err, sizeof err)) die_code(2, "%s", err);
             if (st.seed != cfg->seed) die_code(2, "%s was trained with --seed %llu, not %llu", state_path,
                                                (unsigned long long)st.seed, (unsigned long long)cfg->seed);
-            metrics_truncate(csv_path, st.epoch);
-            if (!cfg->quiet && st.step)
+            if (writer) metrics_truncate(csv_path, st.epoch);
+            if (!quiet && st.step)
                 printf("resuming epoch %d at step %d (best val so far %.4f)\n", st.epoch + 1, st.step + 1, st.best_val);
-            else if (!cfg->quiet)
+            else if (!quiet)
                 printf("resuming after epoch %d (best val %.4f)\n", st.epoch, st.best_val);
         } else {
-            if (cfg->resume && !cfg->quiet) printf("no %s to resume from: starting fresh\n", state_path);
+            if (cfg->resume && !quiet) printf("no %s to resume from: starting fresh\n", state_path);
             Rng rng;
             rng_seed(&rng, cfg->seed, 1);
             model_init(m, &rng);
-            FILE *f = fopen(csv_path, "w");
-            if (!f) die_code(2, "cannot write %s: %s", csv_path, strerror(errno));
-            fprintf(f, "epoch,lr,train_loss,train_acc,val_acc,seconds,img_per_s\n");
-            fclose(f);
-            unlink(best_path);   /* a fresh run must not keep a stale "best" from another run */
+            if (writer) {
+                FILE *f = fopen(csv_path, "w");
+                if (!f) die_code(2, "cannot write %s: %s", csv_path, strerror(errno));
+                fprintf(f, "epoch,lr,train_loss,train_acc,val_acc,seconds,img_per_s\n");
+                fclose(f);
+                unlink(best_path);   /* a fresh run must not keep a stale "best" from another run */
+            }
         }
         LoaderConfig lc = {.ds = train_set, .indices = train_idx, .n = n_train, .batch = cfg->batch,
                            .shuffle = 1, .drop_last = 1, .flip = cfg->flip, .crop = cfg->crop,
@@ -254,10 +265,10 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         if (!on_cpu) dd = devdata_create(ops, train_set, cfg->perm, cfg->batch);
         GpuStep *gs = on_cpu ? NULL : gpustep_create(m, dd, &lc, 1);
         int steps = n_train / cfg->batch;   /* drop_last */
-        TbLog tb;
+        TbLog tb = {0};   /* (not opened: its calls do nothing) */
         char tbdir[4200];
         snprintf(tbdir, sizeof tbdir, "%s/tensorboard", cfg->out_dir);
-        if (tblog_open(&tb, tbdir, err, sizeof err)) die_code(2, "%s", err);
+        if (writer && tblog_open(&tb, tbdir, err, sizeof err)) die_code(2, "%s", err);
         double total_time = 0;
         long total_imgs = 0;
         stop_install();   /* Ctrl-C / SIGTERM: finish the step, save, exit (core/stop.h) */
@@ -273,7 +284,28 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             else gpustep_epoch(gs, &lc, epoch, first, loss_sum, correct);
             for (int step = first; step < steps; step++) {
                 int count = cfg->batch;
-                if (on_cpu) {
+                if (on_cpu && dist_size() > 1) {
+                    /* data parallel: every process draws the whole batch and trains on its
+                     * rows; the loss and the gradients are the whole batch's (core/dist.h) */
+                    const Batch *b = loader_next(loader);
+                    int lo, hi, ok;
+                    dist_slice(b->n, &lo, &hi);
+                    count = b->n;
+                    m->batch_share = (double)(hi - lo) / b->n;
+                    model_forward(m, b->x + (size_t)lo * CIFAR_PIXELS, hi - lo, 1);
+                    double sums[2] = {model_loss(m, b->y + lo, hi - lo, &ok) * (hi - lo), ok};
+                    dist_sum(sums, 2);
+                    double loss = sums[0] / count;
+                    if (!isfinite(loss))
+                        die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
+                            "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
+                    model_backward(m, hi - lo);
+                    dist_sum_floats(m->grads, m->n_params);
+                    model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
+                    loss_sum += loss * count;
+                    correct += (long)sums[1];
+                    tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
+                } else if (on_cpu) {
                     int ok;
                     const Batch *b = loader_next(loader);
                     count = b->n;
@@ -297,19 +329,19 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                     if ((step + 1) % GPU_STEPS_AHEAD == 0) m->ops->sync();
                 }
                 seen += count;
-                if (!cfg->quiet) progress_step(&pr, step + 1, on_cpu ? loss_sum / seen : NAN,
+                if (!quiet) progress_step(&pr, step + 1, on_cpu ? loss_sum / seen : NAN,
                                                on_cpu ? (double)correct / seen : NAN,
                                                seen / (before + now_seconds() - t0));
                 if (cfg->on_step) cfg->on_step(cfg->on_step_arg, epoch, step);
-                if (stop_signal()) {
+                if (dist_any(stop_signal())) {   /* any process's Ctrl-C or SIGTERM stops them all */
                     if (!on_cpu) gpustep_sums(gs, &loss_sum, &correct);
                     TrainState at = st;
                     at.step = step + 1;
                     at.steps = m->steps;
                     at.loss_sum = loss_sum; at.correct = correct; at.seen = seen;
                     at.seconds = before + now_seconds() - t0;
-                    interrupt_save(m, &at, state_path, epoch, steps, cfg->quiet);
-                    res->interrupted = stop_signal();
+                    interrupt_save(m, &at, state_path, epoch, steps, quiet);
+                    res->interrupted = stop_signal() ? stop_signal() : SIGTERM;
                     break;
                 }
             }
@@ -330,28 +362,30 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
                 if (val > st.best_val) {
                     st.best_val = val;
                     st.best_epoch = epoch + 1;
-                    if (checkpoint_save(m, best_path, err, sizeof err)) die("%s", err);
+                    if (writer && checkpoint_save(m, best_path, err, sizeof err)) die("%s", err);
                 }
             }
-            if (!cfg->quiet) progress_end(&pr, loss_sum / seen, (double)correct / seen, val, lr, secs, seen / secs);
+            if (!quiet) progress_end(&pr, loss_sum / seen, (double)correct / seen, val, lr, secs, seen / secs);
             tblog_scalar(&tb, "train_acc", m->steps, (float)((double)correct / seen));
             tblog_scalar(&tb, "lr", m->steps, (float)lr);
             if (!isnan(val)) tblog_scalar(&tb, "val_acc", m->steps, (float)val);
             tblog_flush(&tb);
-            FILE *f = fopen(csv_path, "a");
-            if (!f) die("cannot append to %s: %s", csv_path, strerror(errno));
-            fprintf(f, "%d,%.6g,%.6f,%.6f,", epoch + 1, lr, loss_sum / seen, (double)correct / seen);
-            if (!isnan(val)) fprintf(f, "%.6f", val);
-            fprintf(f, ",%.3f,%.1f\n", secs, seen / secs);
-            xfclose(f, csv_path);
+            if (writer) {
+                FILE *f = fopen(csv_path, "a");
+                if (!f) die("cannot append to %s: %s", csv_path, strerror(errno));
+                fprintf(f, "%d,%.6g,%.6f,%.6f,", epoch + 1, lr, loss_sum / seen, (double)correct / seen);
+                if (!isnan(val)) fprintf(f, "%.6f", val);
+                fprintf(f, ",%.3f,%.1f\n", secs, seen / secs);
+                xfclose(f, csv_path);
+            }
             st.epoch = epoch + 1;
             st.steps = m->steps;
             st.step = 0; st.loss_sum = 0; st.correct = st.seen = 0; st.seconds = 0;
-            if (train_state_save(m, &st, state_path, err, sizeof err)) die("%s", err);
+            if (writer && train_state_save(m, &st, state_path, err, sizeof err)) die("%s", err);
             res->epochs_run++;
-            if (stop_signal() && epoch + 1 < cfg->epochs) {   /* arrived during validation or the save */
-                interrupt_save(m, &st, state_path, epoch + 1, steps, cfg->quiet);
-                res->interrupted = stop_signal();
+            if (dist_any(stop_signal()) && epoch + 1 < cfg->epochs) {   /* arrived during validation or the save */
+                interrupt_save(m, &st, state_path, epoch + 1, steps, quiet);
+                res->interrupted = stop_signal() ? stop_signal() : SIGTERM;
             }
             if (cfg->stop_after_epoch && st.epoch >= cfg->stop_after_epoch) {
                 stopped = 1;   /* tests: behave as if killed here (no final evaluation) */
@@ -369,6 +403,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         res->best_val = st.best_val;
         res->best_epoch = st.best_epoch;
         if (res->interrupted) stopped = 1;
+        dist_any(0);   /* (every process waits here for rank 0's last write of best_path) */
         if (!stopped && checkpoint_load(m, best_path, err, sizeof err)) die("%s", err);
     }
     if (!stopped) {
@@ -376,9 +411,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         res->test = evaluate(m, test_set, NULL, test_set->n, cfg->perm, 0, cfg->batch);
         char json[256];
         int jl = snprintf(json, sizeof json, "{\"test\": %.6f, \"val\": %.6f}\n", res->test, res->val);
-        if (atomic_write(json_path, json, (size_t)jl, err, sizeof err)) die("%s", err);
-        if (!cfg->quiet) printf("best weights: val %.4f  test %.4f  (%s)\n", res->val, res->test, json_path);
-        if (file_exists(csv_path) && !cfg->quiet) {
+        if (writer && atomic_write(json_path, json, (size_t)jl, err, sizeof err)) die("%s", err);
+        if (!quiet) printf("best weights: val %.4f  test %.4f  (%s)\n", res->val, res->test, json_path);
+        if (file_exists(csv_path) && !quiet) {
             char png[4200];
             snprintf(png, sizeof png, "%s/training_curve.png", cfg->out_dir);
             plot_training_curve(png, csv_path);

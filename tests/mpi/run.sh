@@ -9,7 +9,8 @@
 #      rounding differences of step 1 by about 10x a step at first (the fast and the readable
 #      table on one process drift apart the same way), so this bound is loose by nature; the
 #      one-step check is the sharp one.
-#   bash tests/mpi/run.sh build/mpi_steps
+#   3. apps/resnet-mpi (below)
+#   bash tests/mpi/run.sh build/mpi_steps   (APP=... for another build of apps/resnet-mpi)
 set -euo pipefail
 bin=${1:-build/mpi_steps}
 export OMP_NUM_THREADS=1   # the processes share this machine's cores
@@ -34,5 +35,43 @@ run 2 20 20steps-np2-again
 check 20steps-np2-again 20steps-np2 0
 check 20steps-np2 20steps-np1 5e-2
 check 20steps-np3 20steps-np1 5e-2
+
+# 3. apps/resnet-mpi (a small net, so that an epoch takes seconds): one epoch with 2 processes,
+#    resumed to a second epoch with 3; rank 0 alone writes (metrics.csv: one row an epoch).
+#    Then SIGTERM to mpirun mid-epoch: every process stops after the same step and the state is
+#    saved once.
+app=${APP:-apps/resnet-mpi}
+if [ -x "$app" ]; then
+  data=${CIFAR10_DIR:-}
+  if [ -z "$data" ] || [ ! -f "$data/data_batch_1.bin" ]; then   # random images in the CIFAR format
+    data=$d/data
+    python3 - "$data" <<'PY'
+import os, random, sys
+d = sys.argv[1]; os.makedirs(d); rnd = random.Random(0)
+for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(b"".join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(10000)))
+PY
+  fi
+  small=(--blocks 1,1,1 --channels 4,4,4 --data "$data" --threads 1 --val-every 1 --lr 0.02)
+  ok() { echo "  $1: ok"; }
+  bad() { echo "  $1: FAILED ($2)"; fails=$((fails + 1)); }
+  if mpirun "${flags[@]}" -np 2 "$app" "${small[@]}" --epochs 1 --retrain --out "$d/run" > "$d/app1" 2>&1 &&
+     mpirun "${flags[@]}" -np 3 "$app" "${small[@]}" --epochs 2 --resume --out "$d/run" > "$d/app2" 2>&1; then
+    rows=$(($(wc -l < "$d/run/metrics.csv") - 1))
+    if [ "$rows" = 2 ] && [ -f "$d/run/results.json" ]; then ok "apps/resnet-mpi: 1 epoch on 2 processes, resumed on 3"
+    else bad "apps/resnet-mpi: 1 epoch on 2 processes, resumed on 3" "metrics.csv has $rows rows"; fi
+  else cat "$d/app1" "$d/app2" 2> /dev/null | tail -20; bad "apps/resnet-mpi" "exit status"; fi
+  mpirun "${flags[@]}" -np 2 "$app" "${small[@]}" --epochs 20 --retrain --out "$d/stop" > "$d/app3" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q "step" "$d/app3" 2> /dev/null && break; sleep 0.1; done
+  sleep 1
+  kill -TERM $pid
+  wait $pid || true
+  said=$(grep -c "stopped by SIGTERM" "$d/app3" || true)
+  if [ -f "$d/stop/last.state" ] && [ "$said" = 1 ]; then ok "SIGTERM to mpirun: state saved once"
+  else tail -5 "$d/app3"; bad "SIGTERM to mpirun" "last.state $( [ -f "$d/stop/last.state" ] && echo saved || echo missing), said $said times"; fi
+fi
+
 if [ $fails != 0 ]; then echo "MPI tests: $fails failed"; exit 1; fi
 echo "MPI tests: all passed"
