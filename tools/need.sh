@@ -14,8 +14,8 @@ case $what in
     need_cmd g++ g++                       # the CUDA emulator and its tests are C++
     need_cmd pkg-config pkg-config
     [ -f /usr/include/check.h ] || pkgs+=(check)
-    need_cmd mpicc libopenmpi-dev          # data-parallel training's tests (tests/mpi/run.sh)
-    need_cmd mpirun openmpi-bin
+    need_cmd mpirun openmpi-bin            # data-parallel training's tests (tests/mpi/run.sh)
+    echo '#include <mpi.h>' | mpicc -E -x c - > /dev/null 2>&1 || pkgs+=(libopenmpi-dev)
     ;;
   run)
     need_cmd gnuplot gnuplot-nox           # training-curve, rotation and shuffle plots
