@@ -24,6 +24,9 @@ void dist_sum_floats(float *v, size_t n);
 /* 1 if any process passes nonzero (a collective: every process must call it, and none goes
  * on before all have) */
 int dist_any(int flag);
+/* seconds this process has spent in dist_sum, dist_sum_floats and dist_any (waiting for the
+ * others included): the communication part of a step (bench/mpi_scaling.sh) */
+double dist_seconds(void);
 /* this process's rows of a batch of n: [*lo, *hi), contiguous, in rank order */
 void dist_slice(int n, int *lo, int *hi);
 

@@ -12,6 +12,7 @@
 #include "cpu/cpu.h"
 
 static int rank_, size_ = 1;
+static double seconds_;   /* in the collectives */
 static char name_[64];
 static void *scratch;
 static size_t scratch_bytes;
@@ -59,21 +60,25 @@ int dist_rank(void) { return rank_; }
 int dist_size(void) { return size_; }
 const char *dist_name(void) { return name_; }
 
+double dist_seconds(void) { return seconds_; }
+
 void dist_sum(double *v, size_t n)
 {
     if (size_ == 1) return;
-    double *all = gathered(sizeof(double) * n * size_);
+    double t = MPI_Wtime(), *all = gathered(sizeof(double) * n * size_);
     check(MPI_Allgather(v, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, MPI_COMM_WORLD), "MPI_Allgather");
     for (size_t i = 0; i < n; i++) {
         double s = all[i];
         for (int r = 1; r < size_; r++) s += all[(size_t)r * n + i];
         v[i] = s;
     }
+    seconds_ += MPI_Wtime() - t;
 }
 
 void dist_sum_floats(float *v, size_t n)
 {
     if (size_ == 1) return;
+    double t = MPI_Wtime();
     float *all = gathered(sizeof(float) * n * size_);
     check(MPI_Allgather(v, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
     for (size_t i = 0; i < n; i++) {
@@ -81,12 +86,16 @@ void dist_sum_floats(float *v, size_t n)
         for (int r = 1; r < size_; r++) s += all[(size_t)r * n + i];
         v[i] = s;
     }
+    seconds_ += MPI_Wtime() - t;
 }
 
 int dist_any(int flag)
 {
     int in = flag != 0, out = in;
-    if (size_ > 1) check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    if (size_ == 1) return out;
+    double t = MPI_Wtime();
+    check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    seconds_ += MPI_Wtime() - t;
     return out;
 }
 

@@ -10,3 +10,4 @@ void dist_sum(double *v, size_t n) { (void)v; (void)n; }
 void dist_sum_floats(float *v, size_t n) { (void)v; (void)n; }
 void dist_slice(int n, int *lo, int *hi) { *lo = 0; *hi = n; }
 int dist_any(int flag) { return flag != 0; }
+double dist_seconds(void) { return 0; }

@@ -71,6 +71,19 @@ PY
   said=$(grep -c "stopped by SIGTERM" "$d/app3" || true)
   if [ -f "$d/stop/last.state" ] && [ "$said" = 1 ]; then ok "SIGTERM to mpirun: state saved once"
   else tail -5 "$d/app3"; bad "SIGTERM to mpirun" "last.state $( [ -f "$d/stop/last.state" ] && echo saved || echo missing), said $said times"; fi
+  # a process killed outright (SIGKILL: no handler runs): the others must not hang
+  mpirun "${flags[@]}" -np 2 "$app" "${small[@]}" --epochs 20 --retrain --out "$d/kill" > "$d/app4" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q "step" "$d/app4" 2> /dev/null && break; sleep 0.1; done
+  sleep 1
+  victim=$(pgrep -f -- "--out $d/kill" | grep -v "^$pid\$" | tail -1)
+  start=$(date +%s)
+  kill -KILL "$victim"
+  rc=0
+  wait $pid || rc=$?
+  took=$(($(date +%s) - start))
+  if [ $rc != 0 ] && [ $took -le 30 ]; then ok "a process killed: mpirun ended the job in ${took} s (exit $rc)"
+  else bad "a process killed" "exit $rc after ${took} s"; fi
 fi
 
 if [ $fails != 0 ]; then echo "MPI tests: $fails failed"; exit 1; fi
