@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/dist.h"
 #include "core/util.h"
 #include "cpu/cpu.h"
@@ -39,6 +40,15 @@ static void *gathered(size_t bytes)
 
 static void sync_batchnorm(double *v, int n) { dist_sum(v, (size_t)n); }
 
+/* A bad input meets every process alike: rank 0 says so at once, and mpirun ends the job when
+ * it exits, before the others, two seconds later, would say it again. An error that meets
+ * another process alone still reaches stderr, those two seconds later. */
+static void report_once(int code, const char *msg)
+{
+    (void)code; (void)msg;
+    if (rank_ != 0) sleep(2);
+}
+
 void dist_init(int *argc, char ***argv)
 {
     check(MPI_Init(argc, argv), "MPI_Init");
@@ -46,7 +56,10 @@ void dist_init(int *argc, char ***argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     snprintf(name_, sizeof name_, "MPI, %d process%s", size_, size_ == 1 ? "" : "es");
-    if (size_ > 1) batchnorm_sync = sync_batchnorm;
+    if (size_ > 1) {
+        batchnorm_sync = sync_batchnorm;
+        die_set_hook(report_once);
+    }
 }
 
 void dist_finalize(void)

@@ -71,6 +71,12 @@ PY
   said=$(grep -c "stopped by SIGTERM" "$d/app3" || true)
   if [ -f "$d/stop/last.state" ] && [ "$said" = 1 ]; then ok "SIGTERM to mpirun: state saved once"
   else tail -5 "$d/app3"; bad "SIGTERM to mpirun" "last.state $( [ -f "$d/stop/last.state" ] && echo saved || echo missing), said $said times"; fi
+  # a bad input: said once (by rank 0), not once a process
+  rc=0
+  mpirun "${flags[@]}" -np 3 "$app" "${small[@]}" --data "$d/no-such-dir" --out "$d/bad" > "$d/app5" 2>&1 || rc=$?
+  said=$(grep -c "^convnet:.*no-such-dir" "$d/app5" || true)
+  if [ $rc != 0 ] && [ "$said" = 1 ]; then ok "a bad input on 3 processes: reported once"
+  else cat "$d/app5" | head -5; bad "a bad input on 3 processes" "exit $rc, reported $said times"; fi
   # a process killed outright (SIGKILL: no handler runs): the others must not hang
   mpirun "${flags[@]}" -np 2 "$app" "${small[@]}" --epochs 20 --retrain --out "$d/kill" > "$d/app4" 2>&1 &
   pid=$!
