@@ -63,6 +63,9 @@ const char cli_train_help[] =
     "  --out DIR              output directory\n"
     "  --threads N            CPU threads (default: all cores)\n"
     "  --no-flip, --no-crop   switch off a training augmentation\n"
+    "  --batchnorm sync|local with several processes (apps/resnet-mpi): statistics over the\n"
+    "                         whole batch (default: the same model as one process), or over\n"
+    "                         each process's slice (PyTorch DDP's default: a different model)\n"
     "  --retrain              train even if the best checkpoint exists\n"
     "  --resume               continue from DIR/last.state\n";
 
@@ -74,6 +77,11 @@ int cli_train_flag(TrainConfig *c, int argc, char **argv, int *i, int *threads)
         if (strcmp(c->device, "cpu") && strcmp(c->device, "gpu")) die_code(2, "--device: expected cpu or gpu, got '%s'", c->device);
     } else if (cli_is_flag(a, "--kernels")) {
         c->kernels = cli_kernels(cli_value(argc, argv, i));
+    } else if (cli_is_flag(a, "--batchnorm")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!strcmp(v, "sync")) c->batchnorm_local = 0;
+        else if (!strcmp(v, "local")) c->batchnorm_local = 1;
+        else die_code(2, "--batchnorm: expected sync or local, got '%s'", v);
     } else if (cli_is_flag(a, "--gpu-math")) {
         cli_gpu_math(cli_value(argc, argv, i));
     } else if (cli_is_flag(a, "--block")) {

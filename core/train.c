@@ -9,6 +9,7 @@
 #include "core/checkpoint.h"
 #include "core/devdata.h"
 #include "core/dist.h"
+#include "cpu/cpu.h"
 #include "core/gpustep.h"
 #include "core/loader.h"
 #include "core/progress.h"
@@ -164,6 +165,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     int writer = dist_rank() == 0, quiet = cfg->quiet || !writer;
     if (dist_size() > 1 && !ops->host)
         die_code(2, "data-parallel training (%s) runs on the CPU for now: --device gpu takes one process", dist_name());
+    void (*sync)(double *, int) = batchnorm_sync;   /* (restored at the end) */
+    if (cfg->batchnorm_local) batchnorm_sync = NULL;   /* each process's own statistics: another model */
     char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
     mkdir_p(cfg->out_dir);
     if (writer) files_remove_stale_temps(cfg->out_dir, quiet);
@@ -423,5 +426,6 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     model_free(m);
     free(train_idx); free(val_idx);
     dataset_free(&train_loaded); dataset_free(&test_loaded);
+    batchnorm_sync = sync;
     return 0;
 }

@@ -36,6 +36,7 @@ typedef struct TrainConfig {
     void (*on_step)(void *arg, int epoch, int step);   /* tests: called after every step, or NULL */
     void *on_step_arg;
     int quiet;
+    int batchnorm_local;       /* several processes: batchnorm over each one's slice (not synchronized) */
 } TrainConfig;
 
 typedef struct TrainResult {

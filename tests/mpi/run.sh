@@ -30,6 +30,9 @@ for table in fast reference; do
   check "$table-1step-np2" "$table-1step-np1" 1e-5
   check "$table-1step-np3" "$table-1step-np1" 1e-5
 done
+# per-process batchnorm (--batchnorm local) is another model: it must differ (by 9.7e-3 here)
+run 2 1 local-1step-np2 local
+"$bin" differ "$d/local-1step-np2" "$d/fast-1step-np1" 1e-3 | sed "s|$d/||g"; [ "${PIPESTATUS[0]}" = 0 ] || fails=$((fails + 1))
 for n in 1 2 3; do run $n 20 "20steps-np$n"; done
 run 2 20 20steps-np2-again
 check 20steps-np2-again 20steps-np2 0

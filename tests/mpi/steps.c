@@ -1,10 +1,12 @@
 /* A few data-parallel training steps (core/dist.h over MPI), for tests/mpi/run.sh:
- *   mpirun -np N build/mpi_steps train STEPS OUT [reference]
- *       the practical's ResNet (the fast CPU table, or the readable one), batch 128 of random
+ *   mpirun -np N build/mpi_steps train STEPS OUT [reference|local]
+ *       the practical's ResNet (the fast CPU table, or the readable one; local: the fast one
+ *       with each process's own batchnorm statistics), batch 128 of random
  *       images and labels, lr 0.05; each process takes its slice of every batch, batchnorm's
  *       statistics are synchronized, the gradients summed; rank 0 writes the weights and
  *       batchnorm's running statistics to OUT (raw floats)
- *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL */
+ *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL
+ *   build/mpi_steps differ A B MIN                    the same, exit 1 below MIN */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "core/model.h"
 #include "core/ops.h"
 #include "core/util.h"
+#include "cpu/cpu.h"
 
 static float *read_floats(const char *path, size_t *n)
 {
@@ -30,7 +33,7 @@ static float *read_floats(const char *path, size_t *n)
     return v;
 }
 
-static int compare(const char *a, const char *b, double tol)
+static int compare(const char *a, const char *b, double tol, int at_least)
 {
     size_t na, nb;
     float *x = read_floats(a, &na), *y = read_floats(b, &nb);
@@ -42,19 +45,21 @@ static int compare(const char *a, const char *b, double tol)
         ymax = fmax(ymax, fabs((double)y[i]));
     }
     double e = dmax / ymax;
-    printf("%s vs %s: %zu floats, largest difference %.3g of the largest value (tolerance %.0e)%s\n", a, b, na, e, tol,
-           e == 0 ? ", identical" : "");
+    printf("%s vs %s: %zu floats, largest difference %.3g of the largest value (%s %.0e)%s\n", a, b, na, e,
+           at_least ? "at least" : "tolerance", tol, e == 0 ? ", identical" : "");
     free(x); free(y);
-    return e <= tol ? 0 : 1;
+    return (at_least ? e >= tol : e <= tol) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]));
+    if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]), 0);
+    if (argc == 5 && !strcmp(argv[1], "differ")) return compare(argv[2], argv[3], atof(argv[4]), 1);
     dist_init(&argc, &argv);
     if (argc < 4 || argc > 5 || strcmp(argv[1], "train"))
-        die("usage: mpi_steps train STEPS OUT [reference] | compare A B TOL");
+        die("usage: mpi_steps train STEPS OUT [reference|local] | compare A B TOL | differ A B MIN");
     const Ops *ops = argc == 5 && !strcmp(argv[4], "reference") ? &ops_cpu_ref : &ops_cpu;
+    if (argc == 5 && !strcmp(argv[4], "local")) batchnorm_sync = NULL;   /* --batchnorm local */
     int steps = atoi(argv[2]), batch = 128, n_img = steps * batch;
     Rng r;
     rng_seed(&r, 7, 1);
