@@ -28,13 +28,16 @@ static void check(int rc, const char *what)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-static void *gathered(size_t bytes)
+/* every process's v[0..n-1] (elements of `bytes` bytes), rank after rank, in a buffer kept
+ * between calls */
+static void *allgather(const void *v, size_t n, MPI_Datatype type, size_t bytes)
 {
-    if (bytes > scratch_bytes) {
+    if (bytes * n * size_ > scratch_bytes) {
         free(scratch);
-        scratch = xmalloc(bytes);
-        scratch_bytes = bytes;
+        scratch_bytes = bytes * n * size_;
+        scratch = xmalloc(scratch_bytes);
     }
+    check(MPI_Allgather(v, (int)n, type, scratch, (int)n, type, MPI_COMM_WORLD), "MPI_Allgather");
     return scratch;
 }
 
@@ -78,8 +81,7 @@ double dist_seconds(void) { return seconds_; }
 void dist_sum(double *v, size_t n)
 {
     if (size_ == 1) return;
-    double t = MPI_Wtime(), *all = gathered(sizeof(double) * n * size_);
-    check(MPI_Allgather(v, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, MPI_COMM_WORLD), "MPI_Allgather");
+    double t = MPI_Wtime(), *all = allgather(v, n, MPI_DOUBLE, sizeof(double));
     for (size_t i = 0; i < n; i++) {
         double s = all[i];
         for (int r = 1; r < size_; r++) s += all[(size_t)r * n + i];
@@ -92,8 +94,7 @@ void dist_sum_floats(float *v, size_t n)
 {
     if (size_ == 1) return;
     double t = MPI_Wtime();
-    float *all = gathered(sizeof(float) * n * size_);
-    check(MPI_Allgather(v, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
+    float *all = allgather(v, n, MPI_FLOAT, sizeof(float));
     for (size_t i = 0; i < n; i++) {
         float s = all[i];
         for (int r = 1; r < size_; r++) s += all[(size_t)r * n + i];

@@ -287,37 +287,28 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
             else gpustep_epoch(gs, &lc, epoch, first, loss_sum, correct);
             for (int step = first; step < steps; step++) {
                 int count = cfg->batch;
-                if (on_cpu && dist_size() > 1) {
-                    /* data parallel: every process draws the whole batch and trains on its
-                     * rows; the loss and the gradients are the whole batch's (core/dist.h) */
+                if (on_cpu) {
+                    /* every process draws the whole batch and trains on its rows (one
+                     * process: all of them); the loss and the gradients are the whole
+                     * batch's (core/dist.h: the sums do nothing with one process) */
                     const Batch *b = loader_next(loader);
                     int lo, hi, ok;
                     dist_slice(b->n, &lo, &hi);
                     count = b->n;
                     m->batch_share = (double)(hi - lo) / b->n;
                     model_forward(m, b->x + (size_t)lo * CIFAR_PIXELS, hi - lo, 1);
-                    double sums[2] = {model_loss(m, b->y + lo, hi - lo, &ok) * (hi - lo), ok};
-                    dist_sum(sums, 2);
-                    double loss = sums[0] / count;
+                    double loss = model_loss(m, b->y + lo, hi - lo, &ok);
+                    if (dist_size() > 1) {
+                        double sums[2] = {loss * (hi - lo), ok};
+                        dist_sum(sums, 2);
+                        loss = sums[0] / count;
+                        ok = (int)sums[1];
+                    }
                     if (!isfinite(loss))
                         die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
                             "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
                     model_backward(m, hi - lo);
                     dist_sum_floats(m->grads, m->n_params);
-                    model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
-                    loss_sum += loss * count;
-                    correct += (long)sums[1];
-                    tblog_scalar(&tb, "train_loss", m->steps, (float)loss);
-                } else if (on_cpu) {
-                    int ok;
-                    const Batch *b = loader_next(loader);
-                    count = b->n;
-                    model_forward(m, b->x, count, 1);
-                    double loss = model_loss(m, b->y, count, &ok);
-                    if (!isfinite(loss))
-                        die("training diverged at epoch %d step %d (loss %g); the last good checkpoints "
-                            "(%s, %s) are kept", epoch + 1, step + 1, loss, best_path, state_path);
-                    model_backward(m, count);
                     model_sgd_step(m, (float)lr, (float)cfg->momentum, (float)cfg->weight_decay);
                     loss_sum += loss * count;
                     correct += ok;

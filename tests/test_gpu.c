@@ -41,6 +41,9 @@
 static void emu_set_shuffle(unsigned long long seed) { (void)seed; }
 #else
 void emu_set_shuffle(unsigned long long seed);
+/* the emulator's launch trace: fn(arg, kernel, grid x y z, block x y z, shared bytes) per launch */
+typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
+void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 void gpu_planted_gemm_tiled(int, int, int, int, int, const float *, int, const float *, int, float, float *, int);
 void gpu_planted_batchnorm_split_forward_train(float *out, float *sm, float *si, float *rm, float *rv,
         const float *in, const float *g, const float *b, int N, int C, int HW, float mom, float eps, int relu);
@@ -962,8 +965,6 @@ START_TEST(model_step_matches_cpu)
 END_TEST
 
 #ifndef CONVNET_REAL_GPU
-typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
-void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 static void count_launch(void *arg, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                          unsigned bz, size_t smem)
 {
@@ -1244,8 +1245,6 @@ END_TEST
  * the ones whose whole work is tiny: the 10-class head (linear layer, softmax, loss sums).
  * (The weight gradients' group sums, one launch for all layers before SGD, need no
  * exemption.) bench/gpu_plan prints the same with the FLOPs and bytes. */
-typedef void (*emu_trace_fn)(void *, const char *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, size_t);
-void emu_set_trace(emu_trace_fn fn, void *arg, int execute);
 static const char *const tiny_kernels[] = {"linear_small_", "softmax_xent", "loss_accumulate_kernel"};
 typedef struct { int launches, small; char first_small[160]; } BlockCount;
 static void count_blocks(void *arg, const char *k, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,

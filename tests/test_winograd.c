@@ -193,11 +193,10 @@ static double fast_error(const Shape *s, int dir, int threads, float **keep, siz
     if (dir == 0) winograd_fast_forward(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
     else winograd_fast_backward_input(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
     omp_set_num_threads(before);
-    size_t ny_ = nout;
     *n_out = nout;
-    double *g = malloc(sizeof(double) * ny_);
-    for (size_t i = 0; i < ny_; i++) g[i] = got[i];
-    double e = rel_err_d(g, want, ny_);
+    double *g = malloc(sizeof(double) * nout);
+    for (size_t i = 0; i < nout; i++) g[i] = got[i];
+    double e = rel_err_d(g, want, nout);
     free(a); free(b); free(want); free(fa); free(fb); free(g); free(ws);
     *keep = got;
     return e;
