@@ -15,7 +15,6 @@
  * of its output: d(a + b) reaches a and b; relu_backward masks by the stored ReLU output;
  * batchnorm_backward and the convolutions' backward write the parameters' gradients too. */
 #include "core/net.h"
-#include "core/util.h"
 
 /* out = conv(in) (+ bias) */
 void net_conv(Model *m, const Conv *c, float *out, const float *in, int N)
@@ -160,7 +159,6 @@ void net_loss_backward(Model *m, int N)
 {
     m->ops->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
     if (m->batch_share == 1) return;
-    if (!m->ops->host) die("data-parallel training runs on the CPU tables only");
     for (size_t i = 0; i < (size_t)N * m->cfg.classes; i++) m->dlogits[i] *= (float)m->batch_share;
 }
 
