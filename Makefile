@@ -192,17 +192,46 @@ RUN_EMU_FMA := $(if $(SANITIZE),,$(shell grep -qw fma /proc/cpuinfo 2>/dev/null 
 # (tests/mpi/run.sh, run by make test; not under make asan, where Open MPI's own allocations
 # would be reported).
 RUN_MPI := $(if $(SANITIZE),,$(MPICC))
-$(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h cpu/cpu.h
+MPICXX ?= $(shell command -v mpicxx 2>/dev/null)
+$(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h core/ops.h cpu/cpu.h
 	@mkdir -p $(dir $@)
 	$(call say,MPICC,$<)
 	$(Q)$(MPICC) $(CFLAGS) -c $< -o $@
+# On GPUs, one per process, the sums go through NCCL (gpu/dist.cu): compiled with it for the
+# MPI apps where NCCL's header and library are found (CUDA's own directories, or Debian's
+# libnccl-dev); every other program has gpu/dist.cu without it (one process).
+NCCL_H   := $(if $(NVCC),$(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)))
+NCCL_LIB := $(if $(NCCL_H),$(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so)))
+ifneq ($(NCCL_LIB),)
+  OBJ_GPU_MPI = $(filter-out $(BUILD)/cuda/gpu/dist.o,$(OBJ_GPU)) $(BUILD)/cuda-nccl/gpu/dist.o
+  NCCL_LIBS   = -L$(dir $(NCCL_LIB)) -lnccl -Wl,-rpath,$(dir $(NCCL_LIB))
+else
+  OBJ_GPU_MPI = $(OBJ_GPU)
+endif
+$(BUILD)/cuda-nccl/gpu/dist.o: gpu/dist.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,NVCC,$< (NCCL))
+	$(Q)$(NVCC) $(NVCCFLAGS) -DCONVNET_NCCL -c $< -o $@
 # apps/resnet-mpi: apps/resnet with core/dist_mpi.c (mpirun -np N apps/resnet-mpi ...)
-apps/%-mpi: apps/%.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(OBJ_GPU)
+apps/%-mpi: apps/%.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(OBJ_GPU_MPI)
 	$(call say,LD,$@)
-	$(Q)$(MPICC) $(CFLAGS) $< $(BUILD)/mpi/dist_mpi.o $(OBJ_GPU) $(LIB) $(GPU_LIBS) $(LDLIBS) -o $@
-$(BUILD)/mpi_steps: tests/mpi/steps.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(BUILD)/core/ops_gpu_none.o
+	$(Q)$(MPICC) $(CFLAGS) $< $(BUILD)/mpi/dist_mpi.o $(OBJ_GPU_MPI) $(LIB) $(GPU_LIBS) $(NCCL_LIBS) $(LDLIBS) -o $@
+# tests/mpi/steps.c: a few steps on the CPU or on the emulator's GPU, one emulated device a
+# process, gpu/dist.cu with NCCL emulated over MPI (tests/emu/nccl)
+OBJ_EMU_NCCL = $(filter-out $(BUILD)/emu/gpu/dist.o,$(patsubst %.cu,$(BUILD)/emu/%.o,$(GPU_SRC))) \
+               $(BUILD)/emu-nccl/gpu/dist.o $(BUILD)/emu-nccl/nccl_emu.o $(OBJ_EMUC)
+$(BUILD)/emu-nccl/gpu/dist.o: gpu/dist.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h tests/emu/*.h tests/emu/nccl/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CXXEMU,$< (NCCL))
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -DCONVNET_EMU -DCONVNET_NCCL -x c++ -c $< -o $@
+$(BUILD)/emu-nccl/nccl_emu.o: tests/emu/nccl/nccl_emu.cc $(wildcard tests/emu/*.h tests/emu/nccl/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,MPICXX,$<)
+	$(Q)$(MPICXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/mpi_steps: tests/mpi/steps.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(OBJ_EMU_NCCL)
 	$(call say,LD,$@)
-	$(Q)$(MPICC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(MPICC) $(CFLAGS) -c $< -o $(BUILD)/mpi/steps.o
+	$(Q)$(MPICXX) $(BUILD)/mpi/steps.o $(BUILD)/mpi/dist_mpi.o $(OBJ_EMU_NCCL) $(LIB) $(LDLIBS) -o $@
 test-mpi: $(BUILD)/mpi_steps $(MPI_APPS)
 	bash tests/mpi/run.sh $(BUILD)/mpi_steps
 

@@ -29,5 +29,9 @@ int dist_any(int flag);
 double dist_seconds(void);
 /* this process's rows of a batch of n: [*lo, *hi), contiguous, in rank order */
 void dist_slice(int n, int *lo, int *hi);
+/* this process's place among the processes of its machine (a GPU each: gpu_dist_init) */
+void dist_local(int *local_rank, int *local_size);
+/* buf[0..bytes) := rank 0's bytes, on every process (a collective) */
+void dist_broadcast(void *buf, size_t bytes);
 
 #endif

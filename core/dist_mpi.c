@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/dist.h"
+#include "core/ops.h"
 #include "core/util.h"
 #include "cpu/cpu.h"
 
-static int rank_, size_ = 1;
+static int rank_, size_ = 1, local_rank_, local_size_ = 1;
 static double seconds_;   /* in the collectives */
 static char name_[64];
 static void *scratch;
@@ -59,6 +60,11 @@ void dist_init(int *argc, char ***argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     snprintf(name_, sizeof name_, "MPI, %d process%s", size_, size_ == 1 ? "" : "es");
+    MPI_Comm local;   /* the processes that share this one's memory: its machine's */
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
+    MPI_Comm_rank(local, &local_rank_);
+    MPI_Comm_size(local, &local_size_);
+    MPI_Comm_free(&local);
     if (size_ > 1) {
         batchnorm_sync = sync_batchnorm;
         die_set_hook(report_once);
@@ -67,6 +73,7 @@ void dist_init(int *argc, char ***argv)
 
 void dist_finalize(void)
 {
+    gpu_dist_finalize();   /* NCCL's communicator first, where a GPU run made one */
     free(scratch);
     scratch = NULL;
     MPI_Finalize();
@@ -117,4 +124,15 @@ void dist_slice(int n, int *lo, int *hi)
 {
     *lo = (int)((long)n * rank_ / size_);
     *hi = (int)((long)n * (rank_ + 1) / size_);
+}
+
+void dist_local(int *local_rank, int *local_size)
+{
+    *local_rank = local_rank_;
+    *local_size = local_size_;
+}
+
+void dist_broadcast(void *buf, size_t bytes)
+{
+    if (size_ > 1) check(MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
 }

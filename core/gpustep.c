@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include "core/dist.h"
 #include "core/gpustep.h"
 #include "core/ops_fused.h"
 #include "core/util.h"
@@ -13,17 +14,22 @@ GpuStep *gpustep_create(Model *m, DeviceData *dd, const LoaderConfig *lc, int us
     g->dd = dd;
     g->batch = lc->batch;
     g->max_steps = lc->n / lc->batch;   /* drop_last */
+    int hi;
+    dist_slice(g->batch, &g->lo, &hi);  /* (one process: all the rows) */
+    g->rows = hi - g->lo;
     g->use_graph = use_graph && o->capture_begin;
     const Dataset *ds = dd->host;
     g->labels = o->alloc((size_t)ds->n);
     o->upload(g->labels, ds->labels, (size_t)ds->n);
-    size_t planned = (size_t)g->max_steps * g->batch;
-    g->order = o->alloc(sizeof(int32_t) * (planned ? planned : 1));
-    g->params = o->alloc(sizeof(AugParams) * (planned ? planned : 1));
+    size_t planned = (size_t)g->max_steps * g->batch, mine = (size_t)g->max_steps * g->rows;
+    g->order = o->alloc(sizeof(int32_t) * (mine ? mine : 1));
+    g->params = o->alloc(sizeof(AugParams) * (mine ? mine : 1));
     g->step = o->alloc(sizeof(int32_t));
     g->sums = o->alloc(2 * sizeof(double));
     g->host_order = xmalloc(sizeof(int) * (size_t)(lc->n > 0 ? lc->n : 1));   /* a whole epoch's order */
     g->host_params = xmalloc(sizeof(AugParams) * (planned ? planned : 1));
+    g->host_rows = xmalloc(sizeof(int32_t) * (mine ? mine : 1));
+    g->host_row_params = xmalloc(sizeof(AugParams) * (mine ? mine : 1));
     return g;
 }
 
@@ -33,11 +39,19 @@ void gpustep_epoch(GpuStep *g, const LoaderConfig *lc, int epoch, int first, dou
     _Static_assert(sizeof(int) == sizeof(int32_t), "the order is uploaded as int32");
     loader_order(lc, epoch, g->host_order);   /* the batches use its first max_steps * batch */
     for (int b = 0; b < g->max_steps; b++) loader_draw(lc, epoch, b, g->batch, g->host_params + (size_t)b * g->batch);
-    size_t planned = (size_t)g->max_steps * g->batch;
-    o->upload(g->order, g->host_order, sizeof(int32_t) * planned);
-    o->upload(g->params, g->host_params, sizeof(AugParams) * planned);
+    for (int b = 0; b < g->max_steps; b++)   /* this process's rows of each batch */
+        for (int i = 0; i < g->rows; i++) {
+            size_t from = (size_t)b * g->batch + g->lo + i, to = (size_t)b * g->rows + i;
+            g->host_rows[to] = g->host_order[from];
+            g->host_row_params[to] = g->host_params[from];
+        }
+    size_t mine = (size_t)g->max_steps * g->rows;
+    o->upload(g->order, g->host_rows, sizeof(int32_t) * mine);
+    o->upload(g->params, g->host_row_params, sizeof(AugParams) * mine);
     int32_t s = first;
-    double sums[2] = {loss_sum, (double)correct};
+    /* the sums so far (a resumed run's) are the whole batch's: kept by rank 0 alone, as
+     * gpustep_sums adds the processes' */
+    double sums[2] = {dist_rank() == 0 ? loss_sum : 0, dist_rank() == 0 ? (double)correct : 0};
     o->upload(g->step, &s, sizeof s);
     o->upload(g->sums, sums, sizeof sums);
 }
@@ -47,7 +61,8 @@ static void issue_step(GpuStep *g, float lr, float momentum, float wd, int first
 {
     Model *m = g->m;
     const Ops *o = m->ops;
-    int n = g->batch;
+    int n = g->rows;   /* (one process: the whole batch) */
+    m->batch_share = (double)g->rows / g->batch;
     o->augment_plan(m->input, m->labels, g->dd->images, g->labels, g->order, g->params, g->step, n, g->dd->perm);
     model_forward_input(m, n, 1);
     o->softmax_xent_forward(m->losses, m->probs, m->correct, m->logits, m->labels, n, m->cfg.classes);
@@ -56,6 +71,7 @@ static void issue_step(GpuStep *g, float lr, float momentum, float wd, int first
     o->loss_accumulate(g->sums, m->losses, m->correct, n, g->step);
     if (f && f->branch_end) f->branch_end();
     model_backward(m, n);
+    if (o->sum_over_processes) o->sum_over_processes(m->grads, m->n_params);   /* (one process: nothing) */
     o->sgd_step(m->params, m->grads, m->momentum, m->n_params, lr, momentum, wd, first_step);
 }
 
@@ -97,6 +113,7 @@ void gpustep_sums(GpuStep *g, double *loss_sum, long *correct)
 {
     double s[2];
     g->m->ops->download(s, g->sums, sizeof s);
+    dist_sum(s, 2);   /* every process's (one process: nothing) */
     *loss_sum = s[0];
     *correct = (long)s[1];
 }
@@ -107,6 +124,6 @@ void gpustep_free(GpuStep *g)
     const Ops *o = g->m->ops;
     if (g->graph) o->graph_free(g->graph);
     o->free(g->labels); o->free(g->order); o->free(g->params); o->free(g->step); o->free(g->sums);
-    free(g->host_order); free(g->host_params);
+    free(g->host_order); free(g->host_params); free(g->host_row_params); free(g->host_rows);
     free(g);
 }

@@ -11,7 +11,13 @@
  * buffers (batchnorm's and the weight gradient's partial sums) to their size, so a captured
  * graph never refers to a buffer that is later reallocated. gpustep_sums reads the sums back: the
  * one synchronization, once per epoch. Same batches, same arithmetic as the step issued op
- * by op: the results are bit-identical (tests/test_gpu.c). */
+ * by op: the results are bit-identical (tests/test_gpu.c).
+ *
+ * Data-parallel training over processes (core/dist.h; one GPU each): every process draws the
+ * same plan and uploads only its rows of each batch (dist_slice), the step scales the loss
+ * gradient by its share of the batch and sums the gradients over the processes before SGD
+ * (Ops.sum_over_processes, inside the graph), and gpustep_sums adds the processes' loss and
+ * accuracy sums. With one process the rows are the whole batch and nothing is summed. */
 #ifndef CONVNET_GPUSTEP_H
 #define CONVNET_GPUSTEP_H
 #include "core/devdata.h"
@@ -22,12 +28,15 @@ typedef struct GpuStep {
     Model *m;
     DeviceData *dd;
     int batch, max_steps, use_graph;
+    int lo, rows;             /* this process's rows of each batch: [lo, lo + rows) */
     uint8_t *labels;          /* device: the data set's labels */
     int32_t *order, *step;    /* device: the epoch's visiting order; the step counter */
     AugParams *params;        /* device: every batch's draws */
     double *sums;             /* device: loss sum, correct count */
     int *host_order;          /* the epoch's whole visiting order (loader_order) */
-    AugParams *host_params;
+    AugParams *host_params;   /* every batch's draws */
+    int32_t *host_rows;       /* this process's rows of host_order, batch after batch */
+    AugParams *host_row_params;
     void *graph;
     float graph_lr, graph_momentum, graph_wd;   /* what the graph was captured with */
     long launches;            /* graph launches so far */

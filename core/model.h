@@ -90,9 +90,7 @@ typedef struct Model {
     /* MLP: layer l maps width[l] -> width[l+1]; act[l] = relu output of hidden layer l */
     int n_layers, width[6];
     /* data-parallel training (core/dist.h): this process's rows over the whole batch's; the
-     * loss is the whole batch's mean, so its gradient is scaled by this (1: one process;
-     * other values on the CPU tables only, whose dlogits live on the host: core/train.c
-     * refuses a device with more than one process) */
+     * loss is the whole batch's mean, so its gradient is scaled by this (1: one process) */
     double batch_share;
     size_t lw[5], lb[5];
     float *act[4];

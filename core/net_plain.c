@@ -158,8 +158,7 @@ void net_head_forward(Model *m, int N)
 void net_loss_backward(Model *m, int N)
 {
     m->ops->softmax_xent_backward(m->dlogits, m->probs, m->labels, N, m->cfg.classes);
-    if (m->batch_share == 1) return;
-    for (size_t i = 0; i < (size_t)N * m->cfg.classes; i++) m->dlogits[i] *= (float)m->batch_share;
+    if (m->batch_share != 1) m->ops->scale(m->dlogits, (float)m->batch_share, (size_t)N * m->cfg.classes);
 }
 
 /* the head's backward from the loss: its gradient, the linear layer's gradients, then

@@ -65,6 +65,7 @@ typedef struct Ops {
     void (*relu_backward)(float *din, const float *dout, const float *out, size_t n);
     void (*add_forward)(float *out, const float *a, const float *b, size_t n);
     void (*add_inplace)(float *y, const float *x, size_t n);              /* y += x */
+    void (*scale)(float *y, float a, size_t n);                           /* y *= a */
 
     /* ---- pooling, cpu/pool.c ---- */
     void (*maxpool2d_forward)(float *out, int32_t *argmax, const float *in,
@@ -113,6 +114,10 @@ typedef struct Ops {
     void *(*capture_end)(void);
     void (*graph_launch)(void *graph);
     void (*graph_free)(void *graph);
+    /* data-parallel training (core/dist.h): v[0..n) := its sum over the processes, added in
+     * rank order, issued like a kernel (captured with the step); nothing with one process.
+     * gpu/dist.cu. (The CPU step calls dist_sum_floats on host memory.) */
+    void (*sum_over_processes)(float *v, size_t n);
 
     /* ---- optimizer, cpu/sgd.c (PyTorch SGD) ----
      * g' = g + wd*w; buf = first ? g' : momentum*buf + g'; w -= lr*buf */
@@ -162,6 +167,14 @@ void gpu_set_conv_fusion(int per);
  * counted. Without CUDA support: end prints nothing and returns 0. */
 void gpu_profile_begin(void);
 long gpu_profile_end(int steps, FILE *out);
+/* Data-parallel training on GPUs (gpu/dist.cu; core/dist.h): before any other GPU call, this
+ * process takes its machine's local_rank-th GPU and joins an NCCL communicator of `size`
+ * processes (rank 0 makes its id, bcast hands the bytes to the others). 0, or -1 with a
+ * one-line reason in err (no NCCL in this build, fewer GPUs than processes). size 1: nothing.
+ * gpu_dist_finalize: the communicator's end (before the MPI's). */
+int gpu_dist_init(int rank, int size, int local_rank, int local_size, void (*bcast)(void *buf, size_t bytes),
+                  char *err, size_t errlen);
+void gpu_dist_finalize(void);
 #ifdef __cplusplus
 }
 #endif

@@ -159,15 +159,26 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
 {
     memset(res, 0, sizeof *res);
     for (int i = 0; i < 1024; i++) res->val_history[i] = NAN;
-    const Ops *ops = ops_for_device(cfg->device, cfg->kernels);
     /* data parallel over processes (core/dist.h): every process trains its slice of each
-     * batch; rank 0 alone writes files and prints */
+     * batch; rank 0 alone writes files and prints. On GPUs, one each (gpu/dist.cu), chosen
+     * before the first CUDA call. */
+    char err[1024];
+    if (dist_size() > 1 && !strcmp(cfg->device, "gpu")) {
+        int local_rank, local_size;
+        dist_local(&local_rank, &local_size);
+        if (gpu_dist_init(dist_rank(), dist_size(), local_rank, local_size, dist_broadcast, err, sizeof err))
+            die_code(2, "data-parallel GPU training (%s): %s", dist_name(), err);
+    }
+    const Ops *ops = ops_for_device(cfg->device, cfg->kernels);
     int writer = dist_rank() == 0, quiet = cfg->quiet || !writer;
-    if (dist_size() > 1 && !ops->host)
-        die_code(2, "data-parallel training (%s) runs on the CPU for now: --device gpu takes one process", dist_name());
+    if (dist_size() > 1 && !ops->host && ops->fused)
+        die_code(2, "data-parallel GPU training (%s) runs the readable GPU kernels for now (their batchnorm adds its "
+                 "sums over the processes; the fused kernels' does not): add --kernels reference", dist_name());
+    if (dist_size() > 1 && !ops->host && cfg->batchnorm_local)
+        die_code(2, "--batchnorm local: on the CPU only for now (the GPU's batchnorm always uses the whole batch)");
     void (*sync)(double *, int) = batchnorm_sync;   /* (restored at the end) */
     if (cfg->batchnorm_local) batchnorm_sync = NULL;   /* each process's own statistics: another model */
-    char err[1024], best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
+    char best_path[4200], state_path[4200], csv_path[4200], json_path[4200];
     mkdir_p(cfg->out_dir);
     if (writer) files_remove_stale_temps(cfg->out_dir, quiet);
     snprintf(best_path, sizeof best_path, "%s/best.safetensors", cfg->out_dir);

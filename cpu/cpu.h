@@ -75,6 +75,7 @@ void relu_forward(real *out, const real *in, size_t n);
 void relu_backward(real *din, const real *dout, const real *out, size_t n);
 void add_forward(real *out, const real *a, const real *b, size_t n);
 void add_inplace(real *y, const real *x, size_t n);
+void scale_inplace(real *y, real a, size_t n);   /* y *= a */
 
 /* pool.c */
 void maxpool2d_forward(real *out, int32_t *argmax, const real *in,

@@ -95,6 +95,13 @@ void batchnorm_forward_eval(float *out, const float *in, const float *gamma, con
 void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                         const float *gamma, const float *save_mean, const float *save_invstd,
                         int N, int C, int HW);
+void batchnorm_release();   // the readable kernels' sums buffer (tests: as in a new process)
+
+// dist.cu: data-parallel training over processes (core/dist.h), one GPU each.
+// v[0..n) (device memory) := its sum over the processes, added in rank order, issued on
+// stream() (captured with the step's graph); does nothing with one process.
+void sum_over_processes(float *v, size_t n);
+int current_device();   // the GPU this process uses: 0, or its local rank's
 
 // The op table's batchnorm (gpu/batchnorm_split.cu): each channel split over chunks so a
 // layer fills the card; relu = 1 applies max(0, .) in the same pass; backward: mask (NULL or
@@ -199,6 +206,7 @@ void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);
 void add_forward(float *out, const float *a, const float *b, size_t n);
 void add_inplace(float *y, const float *x, size_t n);
+void scale(float *y, float a, size_t n);
 
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W,
                        int k, int stride, int pad);

@@ -281,7 +281,8 @@ Ops common_table()
     t.sync = dev_sync;
     t.bias_forward = gpu::bias_forward; t.bias_backward = gpu::bias_backward;
     t.relu_forward = gpu::relu_forward; t.relu_backward = gpu::relu_backward;
-    t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace;
+    t.add_forward = gpu::add_forward; t.add_inplace = gpu::add_inplace; t.scale = gpu::scale;
+    t.sum_over_processes = gpu::sum_over_processes;
     t.maxpool2d_forward = gpu::maxpool2d_forward; t.maxpool2d_backward = gpu::maxpool2d_backward;
     t.avgpool2d_forward = gpu::avgpool2d_forward; t.avgpool2d_backward = gpu::avgpool2d_backward;
     t.linear_forward = gpu::linear_forward; t.linear_backward = gpu::linear_backward;
@@ -357,6 +358,7 @@ const Ops ref_table = make_ref_table();
 extern "C" void gpu_release_scratch(void)
 {
     gpu::batchnorm_split_release();
+    gpu::batchnorm_release();
     gpu::conv2d_igemm_release();
     pair_kk.release();
 }
@@ -420,7 +422,7 @@ extern "C" const Ops *ops_gpu(const char **why)
         if (why) *why = r;
         return nullptr;
     }
-    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaSetDevice(gpu::current_device()));   // 0, or this process's (gpu/dist.cu)
 #ifndef CONVNET_EMU
     // the binary must hold code this card can run (sm_ or PTX of the same or older arch)
     cudaFuncAttributes fa;

@@ -22,6 +22,7 @@
 #define relu_backward relu_backward_f64
 #define add_forward add_forward_f64
 #define add_inplace add_inplace_f64
+#define scale_inplace scale_inplace_f64
 #define maxpool2d_forward maxpool2d_forward_f64
 #define maxpool2d_backward maxpool2d_backward_f64
 #define avgpool2d_forward avgpool2d_forward_f64

@@ -368,6 +368,13 @@ void launch_on(cudaStream_t st, const char *name, dim3 grid, dim3 block, size_t 
     launch(grid, block, smem, b);
 }
 
+int host_work_on(cudaStream_t st, std::function<void()> work)
+{
+    if (record(st, work)) return capture_broken ? cudaErrorStreamCaptureImplicit : cudaSuccess;
+    work();
+    return cudaSuccess;
+}
+
 void syncthreads(const char *file, int line)
 {
     Fiber &f = fibers[cur];
@@ -594,6 +601,7 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     case cudaErrorStreamCaptureUnjoined: return "capture was not joined: a forked stream's work is not waited for by the origin stream";
@@ -602,8 +610,11 @@ const char *cudaGetErrorString(cudaError_t e)
     default: return "unknown error";
     }
 }
-cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
-cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+// A machine of EMU_DEVICES emulated GPUs; every process has its own (one per process in the
+// data-parallel tests, tests/mpi/run.sh), so which one a process sets changes nothing else.
+constexpr int EMU_DEVICES = 8;
+cudaError_t cudaGetDeviceCount(int *n) { *n = EMU_DEVICES; return cudaSuccess; }
+cudaError_t cudaSetDevice(int d) { return d >= 0 && d < EMU_DEVICES ? cudaSuccess : cudaErrorInvalidDevice; }
 static double host_ms() { timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6; }
 cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new emu_event{0, {}, 0}; return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }

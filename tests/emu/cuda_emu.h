@@ -49,7 +49,7 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
-       cudaErrorInvalidConfiguration = 9, cudaErrorStreamCaptureUnsupported = 900,
+       cudaErrorInvalidConfiguration = 9, cudaErrorInvalidDevice = 101, cudaErrorStreamCaptureUnsupported = 900,
        cudaErrorStreamCaptureUnjoined = 904, cudaErrorStreamCaptureIsolation = 905,
        cudaErrorStreamCaptureImplicit = 906,
        cudaErrorCapturedEvent = 907 };
@@ -73,6 +73,10 @@ void launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &bod
 // (launching on another stream during a capture is an error, as on a GPU).
 void launch_on(cudaStream_t stream, const char *name, dim3 grid, dim3 block, size_t smem,
                std::function<void()> body);
+// Host work in stream order (what a library such as NCCL enqueues on a stream; see
+// tests/emu/nccl/): run now, or recorded as a node of the graph being captured on `stream`.
+// Returns cudaSuccess, or the capture's error for a stream outside the capture.
+int host_work_on(cudaStream_t stream, std::function<void()> work);
 void syncthreads(const char *file, int line);
 void syncwarp();
 void *dyn_shared();

@@ -9,7 +9,14 @@
 #      rounding differences of step 1 by about 10x a step at first (the fast and the readable
 #      table on one process drift apart the same way), so this bound is loose by nature; the
 #      one-step check is the sharp one.
-#   3. apps/resnet-mpi (below)
+#   3. the GPU step (core/gpustep.c) on the readable GPU kernels under the CUDA emulator, one
+#      emulated device a process, the sums through NCCL emulated over MPI: 2 steps (the first
+#      issued op by op, the second a graph launch with the NCCL calls captured in it) with 1,
+#      2 and 3 processes, batch 13 (7 + 6 and 5 + 4 + 4 rows). Within 1e-3 of one process
+#      (measured 9.4e-8 and 1.8e-4: at 13 images a ReLU or pooling decision flipped by a
+#      rounding moves a few weights; the batchnorm left unsynchronized gives 2.2e-2 after one
+#      step); 2 processes twice: the same bits.
+#   4. apps/resnet-mpi (below)
 #   bash tests/mpi/run.sh build/mpi_steps   (APP=... for another build of apps/resnet-mpi)
 set -euo pipefail
 bin=${1:-build/mpi_steps}
@@ -39,7 +46,14 @@ check 20steps-np2-again 20steps-np2 0
 check 20steps-np2 20steps-np1 5e-2
 check 20steps-np3 20steps-np1 5e-2
 
-# 3. apps/resnet-mpi (a small net, so that an epoch takes seconds): one epoch with 2 processes,
+for n in 1 2 3; do run $n 2 "gpu-2steps-np$n" gpu; done
+run 2 2 gpu-2steps-np2-again gpu
+grep -h "graph launches" "$d/log" | sed "s|$d/||g"
+check gpu-2steps-np2-again gpu-2steps-np2 0
+check gpu-2steps-np2 gpu-2steps-np1 1e-3
+check gpu-2steps-np3 gpu-2steps-np1 1e-3
+
+# 4. apps/resnet-mpi (a small net, so that an epoch takes seconds): one epoch with 2 processes,
 #    resumed to a second epoch with 3; rank 0 alone writes (metrics.csv: one row an epoch).
 #    Then SIGTERM to mpirun mid-epoch: every process stops after the same step and the state is
 #    saved once.

@@ -1,10 +1,14 @@
 /* A few data-parallel training steps (core/dist.h over MPI), for tests/mpi/run.sh:
- *   mpirun -np N build/mpi_steps train STEPS OUT [reference|local]
+ *   mpirun -np N build/mpi_steps train STEPS OUT [reference|local|gpu]
  *       the practical's ResNet (the fast CPU table, or the readable one; local: the fast one
  *       with each process's own batchnorm statistics), batch 128 of random
  *       images and labels, lr 0.05; each process takes its slice of every batch, batchnorm's
  *       statistics are synchronized, the gradients summed; rank 0 writes the weights and
  *       batchnorm's running statistics to OUT (raw floats)
+ *       gpu: the readable GPU table on the CUDA emulator, one emulated device a process, the
+ *       sums through NCCL emulated over MPI (gpu/dist.cu, tests/emu/nccl), the step as
+ *       core/gpustep.c runs it (batches built on the device, the step captured as a graph
+ *       from the second on); a smaller batch (GPU_BATCH), as the emulator is slow
  *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL
  *   build/mpi_steps differ A B MIN                    the same, exit 1 below MIN */
 #include <math.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 #include "core/cifar.h"
 #include "core/dist.h"
+#include "core/gpustep.h"
 #include "core/loader.h"
 #include "core/model.h"
 #include "core/ops.h"
@@ -51,13 +56,69 @@ static int compare(const char *a, const char *b, double tol, int at_least)
     return (at_least ? e >= tol : e <= tol) ? 0 : 1;
 }
 
+/* 13 rows: 7 + 6 on two processes, 5 + 4 + 4 on three (unequal shares of the batch) */
+#define GPU_BATCH 13
+
+/* STEPS steps of the GPU step (core/gpustep.c) on random data; the weights and buffers to
+ * OUT on rank 0 */
+static void train_gpu(int steps, const char *out)
+{
+    char err[512];
+    int local_rank, local_size;
+    dist_local(&local_rank, &local_size);
+    if (gpu_dist_init(dist_rank(), dist_size(), local_rank, local_size, dist_broadcast, err, sizeof err)) die("%s", err);
+    const char *why = "";
+    const Ops *ops = ops_gpu_ref(&why);
+    if (!ops) die("no GPU table: %s", why);
+    int batch = GPU_BATCH, n_img = steps * batch;
+    Rng r;
+    rng_seed(&r, 7, 1);
+    Dataset ds = {n_img, xmalloc((size_t)n_img * CIFAR_PIXELS), xmalloc((size_t)n_img)};
+    for (size_t i = 0; i < (size_t)n_img * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
+    for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    Model *m = model_create(ops, &cfg, batch);
+    rng_seed(&r, 1, 1);
+    model_init(m, &r);
+    LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
+    DeviceData *dd = devdata_create(ops, &ds, NULL, batch);
+    GpuStep *g = gpustep_create(m, dd, &lc, 1);
+    gpustep_epoch(g, &lc, 0, 0, 0, 0);
+    for (int s = 0; s < steps; s++) gpustep_run(g, 0.05f, 0.9f, 5e-4f);
+    double loss_sum;
+    long correct;
+    gpustep_sums(g, &loss_sum, &correct);   /* every process's, added */
+    if (dist_rank() == 0) {
+        float *w = xmalloc_floats(m->n_params + m->n_buffers);
+        ops->download(w, m->params, sizeof(float) * m->n_params);
+        ops->download(w + m->n_params, m->buffers, sizeof(float) * m->n_buffers);
+        FILE *f = fopen(out, "wb");
+        if (!f) die("cannot write %s", out);
+        fwrite(w, sizeof(float), m->n_params + m->n_buffers, f);
+        fclose(f);
+        free(w);
+        printf("%s: %d steps of %d images (%ld graph launches), %s, %s table: mean loss %.6f, %ld correct\n", out, steps,
+               batch, g->launches, dist_name(), ops->name, loss_sum / ((double)steps * batch), correct);
+    }
+    gpustep_free(g);
+    devdata_free(dd);
+    model_free(m);
+    dataset_free(&ds);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]), 0);
     if (argc == 5 && !strcmp(argv[1], "differ")) return compare(argv[2], argv[3], atof(argv[4]), 1);
     dist_init(&argc, &argv);
     if (argc < 4 || argc > 5 || strcmp(argv[1], "train"))
-        die("usage: mpi_steps train STEPS OUT [reference|local] | compare A B TOL | differ A B MIN");
+        die("usage: mpi_steps train STEPS OUT [reference|local|gpu] | compare A B TOL | differ A B MIN");
+    if (argc == 5 && !strcmp(argv[4], "gpu")) {
+        train_gpu(atoi(argv[2]), argv[3]);
+        dist_finalize();
+        return 0;
+    }
     const Ops *ops = argc == 5 && !strcmp(argv[4], "reference") ? &ops_cpu_ref : &ops_cpu;
     if (argc == 5 && !strcmp(argv[4], "local")) batchnorm_sync = NULL;   /* --batchnorm local */
     int steps = atoi(argv[2]), batch = 128, n_img = steps * batch;
