@@ -191,8 +191,8 @@ RUN_EMU_FMA := $(if $(SANITIZE),,$(shell grep -qw fma /proc/cpuinfo 2>/dev/null 
 # core/dist_mpi.c and the test that trains a few steps with 1, 2 and 3 processes
 # (tests/mpi/run.sh, run by make test; not under make asan, where Open MPI's own allocations
 # would be reported).
-RUN_MPI := $(if $(SANITIZE),,$(MPICC))
 MPICXX ?= $(shell command -v mpicxx 2>/dev/null)
+RUN_MPI := $(if $(SANITIZE),,$(if $(MPICXX),$(MPICC)))
 $(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h core/ops.h cpu/cpu.h
 	@mkdir -p $(dir $@)
 	$(call say,MPICC,$<)
