@@ -200,18 +200,22 @@ $(BUILD)/mpi/dist_mpi.o: core/dist_mpi.c core/dist.h core/ops.h cpu/cpu.h
 # On GPUs, one per process, the sums go through NCCL (gpu/dist.cu): compiled with it for the
 # MPI apps where NCCL's header and library are found (CUDA's own directories, or Debian's
 # libnccl-dev); every other program has gpu/dist.cu without it (one process).
-NCCL_H   := $(if $(NVCC),$(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)))
-NCCL_LIB := $(if $(NCCL_H),$(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so)))
+# NCCL_HOME=DIR: a folder with include/nccl.h and lib/libnccl.so* (the nvidia-nccl-cu12 wheel's
+# site-packages/nvidia/nccl, which has only libnccl.so.2: linked by its path).
+NCCL_H   := $(if $(NVCC),$(firstword $(wildcard $(if $(NCCL_HOME),$(NCCL_HOME)/include/nccl.h) \
+                $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)))
+NCCL_LIB := $(if $(NCCL_H),$(firstword $(wildcard $(if $(NCCL_HOME),$(NCCL_HOME)/lib/libnccl.so $(NCCL_HOME)/lib/libnccl.so.2) \
+                $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so)))
 ifneq ($(NCCL_LIB),)
   OBJ_GPU_MPI = $(filter-out $(BUILD)/cuda/gpu/dist.o,$(OBJ_GPU)) $(BUILD)/cuda-nccl/gpu/dist.o
-  NCCL_LIBS   = -L$(dir $(NCCL_LIB)) -lnccl -Wl,-rpath,$(dir $(NCCL_LIB))
+  NCCL_LIBS   = $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
 else
   OBJ_GPU_MPI = $(OBJ_GPU)
 endif
 $(BUILD)/cuda-nccl/gpu/dist.o: gpu/dist.cu $(wildcard gpu/*.h gpu/*.cuh core/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,NVCC,$< (NCCL))
-	$(Q)$(NVCC) $(NVCCFLAGS) -DCONVNET_NCCL -c $< -o $@
+	$(Q)$(NVCC) $(NVCCFLAGS) -DCONVNET_NCCL -I$(dir $(NCCL_H)) -c $< -o $@
 # apps/resnet-mpi: apps/resnet with core/dist_mpi.c (mpirun -np N apps/resnet-mpi ...)
 apps/%-mpi: apps/%.c $(BUILD)/mpi/dist_mpi.o $(LIB) $(OBJ_GPU_MPI)
 	$(call say,LD,$@)

@@ -148,6 +148,10 @@ const Ops *ops_gpu(const char **why);
 /* The GPU's reference table: the readable kernels (gpu/conv2d.cu: im2col + GEMM,
  * gpu/batchnorm.cu: a block per channel, ...), no fused slots; NULL as ops_gpu. */
 const Ops *ops_gpu_ref(const char **why);
+/* The fast table for data-parallel training over processes (core/dist.h): its convolutions
+ * with the readable batchnorm, whose sums are added over the processes, and no fused slots
+ * (gpu/ops_gpu.cu says why); NULL as ops_gpu. */
+const Ops *ops_gpu_data_parallel(const char **why);
 /* The arithmetic of the GPU convolutions' products (gpu/conv2d_igemm.cu, gpu/mma.cuh):
  * GPU_CONV_3XTF32, tensor cores with each product split in three tf32 products (fp32's
  * accuracy; the default where the build's card has tensor cores: CUDA_ARCH >= 80), or

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/augment.h"
+#include "core/dist.h"
 #include "core/ops.h"
 #include "core/ops_fused.h"
 #include "core/util.h"
@@ -161,7 +162,8 @@ const Ops *ops_for_device(const char *device, const char *kernels)
     if (strcmp(device, "cpu") == 0) return ref ? &ops_cpu_ref : &ops_cpu;
     if (strcmp(device, "gpu") == 0) {
         const char *why = "unknown reason";
-        const Ops *g = ref ? ops_gpu_ref(&why) : ops_gpu(&why);
+        /* (more than one process: the fast kernels whose batchnorm adds its sums over them) */
+        const Ops *g = ref ? ops_gpu_ref(&why) : dist_size() > 1 ? ops_gpu_data_parallel(&why) : ops_gpu(&why);
         if (!g) die_code(2, "no usable CUDA GPU (%s)", why);
         return g;
     }

@@ -8,6 +8,7 @@ const Ops *ops_gpu(const char **why)
 }
 
 const Ops *ops_gpu_ref(const char **why) { return ops_gpu(why); }
+const Ops *ops_gpu_data_parallel(const char **why) { return ops_gpu(why); }
 
 int gpu_set_conv_math(int math) { return math == GPU_CONV_FP32 ? 0 : -1; }
 int gpu_conv_math(void) { return GPU_CONV_FP32; }

@@ -171,9 +171,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
     }
     const Ops *ops = ops_for_device(cfg->device, cfg->kernels);
     int writer = dist_rank() == 0, quiet = cfg->quiet || !writer;
-    if (dist_size() > 1 && !ops->host && ops->fused)
-        die_code(2, "data-parallel GPU training (%s) runs the readable GPU kernels for now (their batchnorm adds its "
-                 "sums over the processes; the fused kernels' does not): add --kernels reference", dist_name());
+    if (dist_size() > 1 && !ops->host && ops->fused)   /* (ops_for_device gives the data-parallel table) */
+        die_code(2, "data-parallel GPU training (%s): the %s table's fused batchnorm cannot add its sums over the "
+                 "processes", dist_name(), ops->name);
     if (dist_size() > 1 && !ops->host && cfg->batchnorm_local)
         die_code(2, "--batchnorm local: on the CPU only for now (the GPU's batchnorm always uses the whole batch)");
     void (*sync)(double *, int) = batchnorm_sync;   /* (restored at the end) */

@@ -353,6 +353,30 @@ Ops make_ref_table()
     return t;
 }
 const Ops ref_table = make_ref_table();
+
+// Data-parallel training with more than one process (gpu/dist.cu): the fast table's
+// convolutions and SGD with the readable batchnorm, whose sums are added over the processes
+// between its launches, run by the plain walk (no fused slots: the fused kernels compute
+// batchnorm's statistics inside the convolutions' epilogues, where there is no point at which
+// to add them over the processes). The gradients' sum first completes the weight gradients
+// the implicit GEMM leaves as group sums (gpu_sgd's first steps; then they are done).
+void gpu_dp_sum(float *v, size_t n)
+{
+    gpu::side_join_all();
+    gpu::conv2d_igemm_weight_sums();
+    gpu::sum_over_processes(v, n);
+}
+Ops make_dp_table()
+{
+    Ops t = make_table();
+    t.name = "gpu-data-parallel";
+    t.fused = nullptr;
+    t.batchnorm_forward_train = gpu::batchnorm_forward_train;
+    t.batchnorm_backward = gpu::batchnorm_backward;
+    t.sum_over_processes = gpu_dp_sum;
+    return t;
+}
+const Ops dp_table = make_dp_table();
 }  // namespace
 
 extern "C" void gpu_release_scratch(void)
@@ -439,3 +463,4 @@ extern "C" const Ops *ops_gpu(const char **why)
 }
 
 extern "C" const Ops *ops_gpu_ref(const char **why) { return ops_gpu(why) ? &ref_table : nullptr; }
+extern "C" const Ops *ops_gpu_data_parallel(const char **why) { return ops_gpu(why) ? &dp_table : nullptr; }

@@ -1027,6 +1027,15 @@ START_TEST(reference_table_step_matches)
         ck_assert_msg(max_rel(gr, gc, np) <= GPU_TOL, "block %d gradients vs cpu-reference: %g", block, max_rel(gr, gc, np));
         ck_assert_msg(max_rel(gr, gf, np) <= GPU_TOL, "block %d gradients vs gpu: %g", block, max_rel(gr, gf, np));
         ck_assert_msg(max_rel(pr, pc, np) <= GPU_TOL && max_rel(pr, pf, np) <= GPU_TOL, "block %d weights after SGD", block);
+        /* the data-parallel table (the fast convolutions, the readable batchnorm) on one process */
+        const Ops *GD = ops_gpu_data_parallel(&why);
+        double ld;
+        float *gd, *pd = run_model_step(GD, block, &ld, &gd, &np2);
+        ck_assert_msg(GD->fused == NULL && fabs(ld - lc) <= GPU_TOL * fabs(lc), "block %d loss: %s %.9g", block, GD->name, ld);
+        ck_assert_msg(max_rel(gd, gc, np) <= GPU_TOL && max_rel(pd, pc, np) <= GPU_TOL,
+                      "block %d %s vs cpu-reference: gradients %g, weights %g", block, GD->name, max_rel(gd, gc, np),
+                      max_rel(pd, pc, np));
+        free(pd); free(gd);
         emu_set_shuffle(777);
         float *pr2 = run_model_step(GR, block, &lr2, &gr2, &np2);
         ck_assert_msg(memcmp(pr, pr2, sizeof(float) * np) == 0 && memcmp(gr, gr2, sizeof(float) * np) == 0,

@@ -15,7 +15,8 @@
 #      2 and 3 processes, batch 13 (7 + 6 and 5 + 4 + 4 rows). Within 1e-3 of one process
 #      (measured 9.4e-8 and 1.8e-4: at 13 images a ReLU or pooling decision flipped by a
 #      rounding moves a few weights; the batchnorm left unsynchronized gives 2.2e-2 after one
-#      step); 2 processes twice: the same bits.
+#      step); 2 processes twice: the same bits. The data-parallel GPU table (the fast
+#      convolutions with the readable batchnorm) likewise with 1 and 3 processes.
 #   4. apps/resnet-mpi (below)
 #   bash tests/mpi/run.sh build/mpi_steps   (APP=... for another build of apps/resnet-mpi)
 set -euo pipefail
@@ -52,6 +53,8 @@ grep -h "graph launches" "$d/log" | sed "s|$d/||g"
 check gpu-2steps-np2-again gpu-2steps-np2 0
 check gpu-2steps-np2 gpu-2steps-np1 1e-3
 check gpu-2steps-np3 gpu-2steps-np1 1e-3
+for n in 1 3; do run $n 2 "gpu-fast-2steps-np$n" gpu-fast; done
+check gpu-fast-2steps-np3 gpu-fast-2steps-np1 1e-3
 
 # 4. apps/resnet-mpi (a small net, so that an epoch takes seconds): one epoch with 2 processes,
 #    resumed to a second epoch with 3; rank 0 alone writes (metrics.csv: one row an epoch).

@@ -1,5 +1,5 @@
 /* A few data-parallel training steps (core/dist.h over MPI), for tests/mpi/run.sh:
- *   mpirun -np N build/mpi_steps train STEPS OUT [reference|local|gpu]
+ *   mpirun -np N build/mpi_steps train STEPS OUT [reference|local|gpu|gpu-fast]
  *       the practical's ResNet (the fast CPU table, or the readable one; local: the fast one
  *       with each process's own batchnorm statistics), batch 128 of random
  *       images and labels, lr 0.05; each process takes its slice of every batch, batchnorm's
@@ -8,7 +8,9 @@
  *       gpu: the readable GPU table on the CUDA emulator, one emulated device a process, the
  *       sums through NCCL emulated over MPI (gpu/dist.cu, tests/emu/nccl), the step as
  *       core/gpustep.c runs it (batches built on the device, the step captured as a graph
- *       from the second on); a smaller batch (GPU_BATCH), as the emulator is slow
+ *       from the second on); a smaller batch (GPU_BATCH), as the emulator is slow. gpu-fast:
+ *       the same with the data-parallel GPU table (the fast convolutions, the readable
+ *       batchnorm: ops_gpu_data_parallel)
  *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL
  *   build/mpi_steps differ A B MIN                    the same, exit 1 below MIN */
 #include <math.h>
@@ -61,14 +63,14 @@ static int compare(const char *a, const char *b, double tol, int at_least)
 
 /* STEPS steps of the GPU step (core/gpustep.c) on random data; the weights and buffers to
  * OUT on rank 0 */
-static void train_gpu(int steps, const char *out)
+static void train_gpu(int steps, const char *out, int fast)
 {
     char err[512];
     int local_rank, local_size;
     dist_local(&local_rank, &local_size);
     if (gpu_dist_init(dist_rank(), dist_size(), local_rank, local_size, dist_broadcast, err, sizeof err)) die("%s", err);
     const char *why = "";
-    const Ops *ops = ops_gpu_ref(&why);
+    const Ops *ops = fast ? ops_gpu_data_parallel(&why) : ops_gpu_ref(&why);
     if (!ops) die("no GPU table: %s", why);
     int batch = GPU_BATCH, n_img = steps * batch;
     Rng r;
@@ -113,9 +115,9 @@ int main(int argc, char **argv)
     if (argc == 5 && !strcmp(argv[1], "differ")) return compare(argv[2], argv[3], atof(argv[4]), 1);
     dist_init(&argc, &argv);
     if (argc < 4 || argc > 5 || strcmp(argv[1], "train"))
-        die("usage: mpi_steps train STEPS OUT [reference|local|gpu] | compare A B TOL | differ A B MIN");
-    if (argc == 5 && !strcmp(argv[4], "gpu")) {
-        train_gpu(atoi(argv[2]), argv[3]);
+        die("usage: mpi_steps train STEPS OUT [reference|local|gpu|gpu-fast] | compare A B TOL | differ A B MIN");
+    if (argc == 5 && !strncmp(argv[4], "gpu", 3)) {
+        train_gpu(atoi(argv[2]), argv[3], !strcmp(argv[4], "gpu-fast"));
         dist_finalize();
         return 0;
     }
