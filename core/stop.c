@@ -5,6 +5,7 @@
 #include "core/stop.h"
 
 static volatile sig_atomic_t first_signal;
+static volatile sig_atomic_t quiet;   /* the first signal's line not written (stop_set_quiet) */
 
 /* Only async-signal-safe calls here: write(2) and _exit(2). */
 static void on_signal(int sig)
@@ -16,6 +17,7 @@ static void on_signal(int sig)
         _exit(128 + sig);
     }
     first_signal = sig;
+    if (quiet) return;
     static const char msg[] = "\nconvnet: interrupt: stopping after this step to save the training state "
                               "(interrupt again to exit at once)\n";
     ssize_t r = write(2, msg, sizeof msg - 1);
@@ -46,3 +48,4 @@ void stop_uninstall(void)
 }
 
 int stop_signal(void) { return first_signal; }
+void stop_set_quiet(int q) { quiet = q != 0; }

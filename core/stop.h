@@ -11,5 +11,8 @@
 void stop_install(void);
 void stop_uninstall(void);      /* the default actions again (tests) */
 int stop_signal(void);          /* the first signal received since stop_install, or 0 */
+/* 1: the first signal is recorded without its line on stderr (the processes of a
+ * data-parallel run other than rank 0, which says it once for all) */
+void stop_set_quiet(int quiet);
 
 #endif

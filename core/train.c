@@ -286,6 +286,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
         double total_time = 0;
         long total_imgs = 0;
         stop_install();   /* Ctrl-C / SIGTERM: finish the step, save, exit (core/stop.h) */
+        stop_set_quiet(!writer);   /* (one process says so for all) */
         for (int epoch = st.epoch; epoch < cfg->epochs && !res->interrupted; epoch++) {
             /* a run stopped inside this epoch goes on from the step after the saved one */
             int first = epoch == st.epoch && st.step <= steps ? st.step : 0;

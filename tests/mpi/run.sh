@@ -89,8 +89,9 @@ PY
   kill -TERM $pid
   wait $pid || true
   said=$(grep -c "stopped by SIGTERM" "$d/app3" || true)
-  if [ -f "$d/stop/last.state" ] && [ "$said" = 1 ]; then ok "SIGTERM to mpirun: state saved once"
-  else tail -5 "$d/app3"; bad "SIGTERM to mpirun" "last.state $( [ -f "$d/stop/last.state" ] && echo saved || echo missing), said $said times"; fi
+  heard=$(grep -c "interrupt: stopping after this step" "$d/app3" || true)
+  if [ -f "$d/stop/last.state" ] && [ "$said" = 1 ] && [ "$heard" = 1 ]; then ok "SIGTERM to mpirun: heard and state saved, said once"
+  else tail -5 "$d/app3"; bad "SIGTERM to mpirun" "last.state $( [ -f "$d/stop/last.state" ] && echo saved || echo missing), said $said and $heard times"; fi
   # a bad input: said once (by rank 0), not once a process
   rc=0
   mpirun "${flags[@]}" -np 3 "$app" "${small[@]}" --data "$d/no-such-dir" --out "$d/bad" > "$d/app5" 2>&1 || rc=$?
