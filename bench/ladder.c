@@ -11,6 +11,9 @@
  *   4 fused         3 with batchnorm + ReLU of its input applied as the input is copied
  *                   (timed with that batchnorm: compare with "3 + batchnorm+ReLU in turn")
  *   W3              beside rung 3: the fast Winograd F(2x2,3x3) (cpu/fast/winograd.c)
+ *   W4              beside rung 4: the same with batchnorm + ReLU applied in its input split
+ *                   (the fast table's choice where winograd_fast_chosen says; rung 4 here is
+ *                   always the direct kernel)
  *   W1, W2          beside rung 1: the readable Winograd F(2x2,3x3) and F(4x4,3x3)
  *                   (cpu/winograd.c, plain loops like rung 1) on the 3x3 stride-1 layers: what
  *                   fewer multiplications buy before any tuning (GFLOP/s counted in the direct
@@ -111,7 +114,7 @@ static double triad_bandwidth(void)
 
 typedef struct {
     int N, C, H, W, K, R, stride, pad, P, Q, rung;
-    float *x, *w, *y, *ws, *a, *mean, *invstd, *rmean, *rvar, *gamma, *beta;
+    float *x, *w, *y, *ws, *a, *mean, *invstd, *rmean, *rvar, *gamma, *beta, *coef;
     const Ops *gpu;                   /* GPU rungs: the table, its device buffers in x, w, y, ws */
 } Ctx;
 
@@ -127,7 +130,7 @@ static void conv_readable(Ctx *c)
     }
 }
 
-enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, CONV_WINO2, CONV_WINO4, CONV_WINO2_FAST, BN_READABLE, BN_FAST,
+enum { CONV_READABLE, CONV_PACKED, CONV_DIRECT, CONV_FUSED, CONV_DIRECT_THEN_BN, CONV_WINO2, CONV_WINO4, CONV_WINO2_FAST, CONV_WINO2_FUSED, BN_READABLE, BN_FAST,
        GPU_CONV };
 
 static void run(void *p)
@@ -139,6 +142,7 @@ static void run(void *p)
     case CONV_PACKED: conv2d_forward(c->y, c->x, c->w, N, C, H, W, K, R, R, st, pd, c->ws); break;
     case CONV_DIRECT: conv2d_direct_forward(c->y, c->x, c->w, N, C, H, W, K, R, R, st, pd, c->ws); break;
     case CONV_FUSED:
+        winograd_fast_set_mode(0);   /* the direct kernel (W4 below: Winograd) */
         batchnorm_relu_conv2d_direct_forward(c->y, c->a, c->x, c->w, NULL, N, C, H, W, K, R, R, st, pd, c->ws, c->mean,
                                              c->invstd, c->rmean, c->rvar, c->gamma, c->beta, BN_MOMENTUM, BN_EPS, 1);
         break;
@@ -150,6 +154,11 @@ static void run(void *p)
     case CONV_WINO2: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 2); break;
     case CONV_WINO4: winograd_conv3x3_forward(c->y, c->x, c->w, N, C, H, W, K, pd, 4); break;
     case CONV_WINO2_FAST: winograd_fast_forward(c->y, c->x, c->w, N, C, H, W, K); break;
+    case CONV_WINO2_FUSED:   /* as rung 4: the batchnorm's statistics, then the convolution of relu(bn(x)) */
+        batchnorm_fast_train_coeffs(c->coef, c->coef + C, c->mean, c->invstd, c->rmean, c->rvar, c->x, c->gamma,
+                                    c->beta, N, C, H * W, BN_MOMENTUM, BN_EPS);
+        winograd_fast_forward_bn(c->y, c->a, c->x, c->w, NULL, N, C, H, W, K, c->coef, c->coef + C);
+        break;
     case BN_READABLE:   /* the two readable operators in turn: the fused slot's definition */
         fused_cpu_ref.batchnorm_relu_forward_train(c->a, c->mean, c->invstd, c->rmean, c->rvar, c->x, c->gamma, c->beta,
                                                    N, C, H * W, BN_MOMENTUM, BN_EPS);
@@ -194,7 +203,8 @@ int main(int argc, char **argv)
                                       "  (3 + batchnorm+ReLU in turn, for 4)",
                                       "W1 readable Winograd F(2x2,3x3): 2.25x fewer multiplications (plain loops, as 1)",
                                       "W2 readable Winograd F(4x4,3x3): 4x fewer multiplications (plain loops, as 1)",
-                                      "W3 fast Winograd F(2x2,3x3) (cpu/fast/winograd.c: vectors of tiles, as 3)"};
+                                      "W3 fast Winograd F(2x2,3x3) (cpu/fast/winograd.c: vectors of tiles, as 3)",
+                                      "W4 fused: W3 with batchnorm+ReLU applied in its input split (as 4)"};
     printf("#### Convolution forward, batch %d (GFLOP/s and %% of the FMA peak)\n\n", batch);
     printf("| layer | rung | ms | GFLOP/s | %% of peak | x rung 1 |\n|---|---|---|---|---|---|\n");
     const char *why = NULL;
@@ -209,11 +219,11 @@ int main(int argc, char **argv)
         c.x = filled(nx, 1); c.w = filled(nw, 2); c.y = xmalloc_floats(ny); c.ws = xmalloc_floats(nws);
         c.a = xmalloc_floats(nx);
         c.mean = filled(c.C, 3); c.invstd = filled(c.C, 4); c.rmean = filled(c.C, 5); c.rvar = filled(c.C, 6);
-        c.gamma = filled(c.C, 7); c.beta = filled(c.C, 8);
+        c.gamma = filled(c.C, 7); c.beta = filled(c.C, 8); c.coef = filled(2 * c.C, 9);
         double flop = 2.0 * c.N * c.K * c.P * c.Q * c.C * c.R * c.R, t1 = 0;
-        for (int r = CONV_READABLE; r <= CONV_WINO2_FAST; r++) {
+        for (int r = CONV_READABLE; r <= CONV_WINO2_FUSED; r++) {
             if (r >= CONV_WINO2 && (c.stride != 1 || c.R != 3)) continue;   /* Winograd: 3x3 stride 1 only */
-            if (r == CONV_WINO2_FAST && !winograd_fast_supported(c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad)) continue;
+            if (r >= CONV_WINO2_FAST && !winograd_fast_supported(c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad)) continue;
             c.rung = r;
             double t = time_median(run, &c, 1, r == CONV_READABLE ? (reps + 1) / 2 : reps);
             if (r == CONV_READABLE) t1 = t;
@@ -241,7 +251,7 @@ int main(int argc, char **argv)
             }
         }
         free(c.x); free(c.w); free(c.y); free(c.ws); free(c.a);
-        free(c.mean); free(c.invstd); free(c.rmean); free(c.rvar); free(c.gamma); free(c.beta);
+        free(c.mean); free(c.invstd); free(c.rmean); free(c.rvar); free(c.gamma); free(c.beta); free(c.coef);
     }
     if (!gref)
         printf("\nGPU rungs (gpu/conv2d.cu's im2col + tiled GEMM, gpu/conv2d_igemm.cu's implicit GEMM on CUDA cores and "

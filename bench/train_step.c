@@ -41,9 +41,9 @@ int main(int argc, char **argv)
     if (!ops->fused)
         printf("kernels: %s table (the readable operators, the plain walk)\n", ops->name);
     else if (ops->host)
-        printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s)\n", ops->name,
+        printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s; Winograd: %s)\n", ops->name,
                cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32),
-               conv2d_direct_kernel_name(16), conv2d_direct_kernel_name(8));
+               conv2d_direct_kernel_name(16), conv2d_direct_kernel_name(8), winograd_fast_choice());
     ModelConfig cfg;
     model_config_default(&cfg);
     Model *m = model_create(ops, &cfg, batch);

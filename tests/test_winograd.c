@@ -176,23 +176,43 @@ END_TEST
  * the tolerance is the readable F(2x2)'s (2e-6: the same arithmetic, summed in another
  * order). Also: 1 and 2 threads give the same bits, and the shapes it does not take are
  * refused. */
+/* dir 0: forward; 1: backward-input; 2: the fused slot's forward, conv(relu(x scale + shift))
+ * + add, whose activation must also come out with the bits of the direct kernel's input copy
+ * (x scale, then + shift, then max 0: no FMA) */
 static double fast_error(const Shape *s, int dir, int threads, float **keep, size_t *n_out)
 {
     size_t nx = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9, ny = (size_t)s->N * s->K * s->H * s->W;
-    size_t na = dir ? ny : nx, nout = dir ? nx : ny;
-    double *a = dvec(na, 7), *b = dvec(nw, 8), *want = nans(nout);
+    size_t na = dir == 1 ? ny : nx, nout = dir == 1 ? nx : ny;
+    double *a = dvec(na, 7), *b = dvec(nw, 8), *want = nans(nout), *add = dvec(nout, 9), *coef = dvec(2 * (size_t)s->C, 10);
     float *fa = malloc(sizeof(float) * na), *fb = malloc(sizeof(float) * nw), *got = malloc(sizeof(float) * nout);
+    float *fadd = malloc(sizeof(float) * nout), *fcoef = malloc(sizeof(float) * 2 * s->C);
+    float *act = malloc(sizeof(float) * na), *act_want = malloc(sizeof(float) * na);
     for (size_t i = 0; i < na; i++) a[i] = fa[i] = (float)a[i];
     for (size_t i = 0; i < nw; i++) b[i] = fb[i] = (float)b[i];
-    for (size_t i = 0; i < nout; i++) got[i] = NAN;
+    for (size_t i = 0; i < nout; i++) { add[i] = fadd[i] = (float)add[i]; got[i] = NAN; }
+    for (int c = 0; c < 2 * s->C; c++) fcoef[c] = (float)coef[c];
+    if (dir == 2)   /* the activation, as conv2d_direct.c's pad_image_bn_relu computes it */
+        for (size_t i = 0; i < na; i++) {
+            int c = (int)(i / ((size_t)s->H * s->W) % s->C);
+            float v = fa[i] * fcoef[c] + fcoef[s->C + c];
+            act_want[i] = v > 0 ? v : 0;
+            a[i] = act_want[i];
+            act[i] = NAN;
+        }
     double *ws = malloc(sizeof(double) * conv2d_workspace_floats(s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1));
-    if (dir == 0) conv2d_forward_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
+    if (dir != 1) conv2d_forward_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
     else conv2d_backward_input_f64(want, a, b, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1, ws);
+    if (dir == 2)
+        for (size_t i = 0; i < nout; i++) want[i] += add[i];
     int before = omp_get_max_threads();
     omp_set_num_threads(threads);
     if (dir == 0) winograd_fast_forward(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
-    else winograd_fast_backward_input(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
+    else if (dir == 1) winograd_fast_backward_input(got, fa, fb, s->N, s->C, s->H, s->W, s->K);
+    else winograd_fast_forward_bn(got, act, fa, fb, fadd, s->N, s->C, s->H, s->W, s->K, fcoef, fcoef + s->C);
     omp_set_num_threads(before);
+    if (dir == 2)
+        ck_assert_msg(memcmp(act, act_want, sizeof(float) * na) == 0, "fused forward: the stored activation differs");
+    free(add); free(coef); free(fadd); free(fcoef); free(act); free(act_want);
     *n_out = nout;
     double *g = malloc(sizeof(double) * nout);
     for (size_t i = 0; i < nout; i++) g[i] = got[i];
@@ -208,14 +228,15 @@ START_TEST(winograd_fast_matches)
                                    {1, 5, 2, 2, 8, 1}, {3, 3, 6, 10, 8, 1}, {2, 17, 4, 36, 16, 1},
                                    {1, 8, 2, 2, 8, 1}, {3, 8, 6, 10, 16, 1}, {2, 16, 4, 36, 8, 1}};
     static const int isas[] = {CPU_ISA_AVX2, CPU_ISA_AVX512};
+    static const char *fast_name[3] = {"forward", "backward-input", "fused forward"};
     int ran = 0;
     for (int k = 0; k < 2; k++) {
         if (!cpu_isa_force(isas[k])) continue;
         ran++;
-        for (int dir = 0; dir < 2; dir++)
+        for (int dir = 0; dir < 3; dir++)
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
                 const Shape *s = &shapes[i];
-                int cin = dir ? s->K : s->C, cout = dir ? s->C : s->K;   /* the convolution it runs */
+                int cin = dir == 1 ? s->K : s->C, cout = dir == 1 ? s->C : s->K;   /* the convolution it runs */
                 if (!winograd_fast_supported(cin, s->H, s->W, cout, 3, 3, 1, 1)) {
                     ck_assert_msg(cout % 8, "shape %zu refused", i);   /* only for the channel count */
                     continue;
@@ -223,11 +244,11 @@ START_TEST(winograd_fast_matches)
                 float *one, *two;
                 size_t n;
                 double e = fast_error(s, dir, 1, &one, &n), e2 = fast_error(s, dir, 2, &two, &n);
-                ck_assert_msg(e <= 2e-6, "fast F(2x2) %s (%s), shape %zu: error %g", dir_name[dir], winograd_fast_isa(), i, e);
+                ck_assert_msg(e <= 2e-6, "fast F(2x2) %s (%s), shape %zu: error %g", fast_name[dir], winograd_fast_isa(), i, e);
                 ck_assert_msg(e == e2 && memcmp(one, two, sizeof(float) * n) == 0,
-                              "fast F(2x2) %s (%s), shape %zu: 1 and 2 threads differ", dir_name[dir], winograd_fast_isa(), i);
+                              "fast F(2x2) %s (%s), shape %zu: 1 and 2 threads differ", fast_name[dir], winograd_fast_isa(), i);
                 if (i < 3) printf("  winograd fast F(2x2) %-14s (%s) %2d->%2d at %2dx%2d: float error %.2e (tolerance 2e-6)\n",
-                                  dir_name[dir], winograd_fast_isa(), s->C, s->K, s->H, s->W, e);
+                                  fast_name[dir], winograd_fast_isa(), s->C, s->K, s->H, s->W, e);
                 free(one); free(two);
             }
     }
@@ -240,6 +261,46 @@ START_TEST(winograd_fast_matches)
 }
 END_TEST
 
+/* The fast table's fused slot with Winograd chosen (winograd_fast_set_mode(1), what
+ * CONVNET_WINOGRAD=1 does; the measured rule keeps it off) against the same slot with the
+ * direct kernel: the same batchnorm statistics and stored activation, bit for bit, and the
+ * output within the fast Winograd's tolerance (2e-6, above). */
+START_TEST(winograd_in_fused_slot)
+{
+    int N = 2, C = 16, H = 32, W = 32, K = 16;
+    size_t nx = (size_t)N * C * H * W, ny = (size_t)N * K * H * W;
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * K * C * 9), *add = malloc(sizeof(float) * ny);
+    float *out[2], *a[2], *st[2];
+    double *dx = dvec(nx, 11), *dw = dvec((size_t)K * C * 9, 12), *dadd = dvec(ny, 13);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)dx[i];
+    for (int i = 0; i < K * C * 9; i++) w[i] = (float)dw[i];
+    for (size_t i = 0; i < ny; i++) add[i] = (float)dadd[i];
+    float *ws = malloc(sizeof(float) * conv2d_workspace_floats(N, C, H, W, K, 3, 3, 1, 1));
+    for (int m = 0; m < 2; m++) {
+        winograd_fast_set_mode(m);
+        ck_assert_int_eq(winograd_fast_chosen(C, H, W, K, 3, 3, 1, 1), m && cpu_isa_best() >= CPU_ISA_AVX2);
+        out[m] = malloc(sizeof(float) * ny); a[m] = malloc(sizeof(float) * nx); st[m] = calloc(6 * (size_t)C, sizeof(float));
+        float *g = st[m] + 4 * C, *b = st[m] + 5 * C;
+        for (int c = 0; c < C; c++) { g[c] = 1.0f + 0.1f * c; b[c] = 0.05f * c - 0.3f; st[m][3 * C + c] = 1; }
+        batchnorm_relu_conv2d_direct_forward(out[m], a[m], x, w, add, N, C, H, W, K, 3, 3, 1, 1, ws, st[m], st[m] + C,
+                                             st[m] + 2 * C, st[m] + 3 * C, g, b, 0.1f, 1e-5f, 1);
+    }
+    winograd_fast_set_mode(-1);
+    ck_assert_msg(memcmp(a[0], a[1], sizeof(float) * nx) == 0 && memcmp(st[0], st[1], sizeof(float) * 4 * C) == 0,
+                  "activation or statistics differ");
+    double dmax = 0, ymax = 0;
+    for (size_t i = 0; i < ny; i++) {
+        dmax = fmax(dmax, fabs((double)out[1][i] - out[0][i]));
+        ymax = fmax(ymax, fabs((double)out[0][i]));
+    }
+    printf("  the fused slot with Winograd against the direct kernel: output %.2e of its largest (tolerance 2e-6)\n",
+           dmax / ymax);
+    ck_assert_msg(dmax / ymax <= 2e-6, "fused slot output: %g", dmax / ymax);
+    for (int m = 0; m < 2; m++) { free(out[m]); free(a[m]); free(st[m]); }
+    free(x); free(w); free(add); free(dx); free(dw); free(dadd); free(ws);
+}
+END_TEST
+
 Suite *suite_winograd(void)
 {
     Suite *s = suite_create("winograd (readable)");
@@ -248,6 +309,7 @@ Suite *suite_winograd(void)
     tcase_add_test(t, winograd_matches_conv_in_double);
     tcase_add_test(t, winograd_error_in_float);
     tcase_add_test(t, winograd_fast_matches);
+    tcase_add_test(t, winograd_in_fused_slot);
     suite_add_tcase(s, t);
     return s;
 }

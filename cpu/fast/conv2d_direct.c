@@ -528,6 +528,10 @@ void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in,
     if (train) batchnorm_fast_train_coeffs(coef, coef + C, save_mean, save_invstd, running_mean, running_var,
                                            in, gamma, beta, N, C, H * W, momentum, eps);
     else batchnorm_fast_eval_coeffs(coef, coef + C, gamma, beta, running_mean, running_var, C, eps);
+    if (winograd_fast_chosen(C, H, W, K, R, S, stride, pad)) {   /* fewer multiplications (winograd.c) */
+        winograd_fast_forward_bn(out, a, in, weight, add, N, C, H, W, K, coef, coef + C);
+        return;
+    }
     Plan pl;
     plan_make(&pl, &s_plan, isa, C, H, W, K, R, S, stride, pad, pad);
     run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, a, coef, coef + C);

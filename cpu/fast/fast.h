@@ -34,10 +34,20 @@ const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q p
 
 /* winograd.c: Winograd F(2x2, 3x3) forward for 3x3 stride-1 pad-1 convolutions with even H
  * and W and K a multiple of 8 (winograd_fast_supported says; H = P, W = Q); the readable
- * definition is cpu/winograd.c. Not in the op table yet. */
+ * definition is cpu/winograd.c. In the op table: the fused slot's forward where
+ * winograd_fast_chosen says (batchnorm_relu_conv2d_direct_forward). */
 int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride, int pad);
 const char *winograd_fast_isa(void);
+/* 1 where the fast table's fused forward takes Winograd (the rule is in winograd.c) */
+int winograd_fast_chosen(int C, int H, int W, int K, int R, int S, int stride, int pad);
+/* -1: the rule (the default, or $CONVNET_WINOGRAD: 0 never, 1 wherever supported), 0, 1 */
+void winograd_fast_set_mode(int mode);
+const char *winograd_fast_choice(void);   /* the choice in words (bench/train_step's kernel line) */
 void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K);
+/* the fused slot's form: out = conv(act) (+ add), act = relu(in scale_c + shift_c) stored
+ * (when act is not NULL) as conv2d_direct.c's batchnorm+ReLU input copy stores it */
+void winograd_fast_forward_bn(float *out, float *act, const float *in, const float *weight, const float *add, int N,
+                              int C, int H, int W, int K, const float *scale, const float *shift);
 /* backward-input: supported when winograd_fast_supported(K, H, W, C, ...) (C a multiple of 8) */
 void winograd_fast_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H, int W,
                                   int K);

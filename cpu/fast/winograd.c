@@ -2,11 +2,15 @@
  * even output size and output channels a multiple of 8. The algorithm and its matrices are
  * cpu/winograd.c's (the readable definition, tested against conv2d in double); this file
  * arranges the same arithmetic for vectors: VL tiles side by side in every vector, the input
- * transform read from a copy of the image split by column parity (so the 4x4 inputs of VL
- * neighbouring tiles, which start two columns apart, are one vector load per entry), the 16
- * elementwise products summed over input channels as small matrix products held in registers,
- * and the output transform written straight into the output rows (winograd_kern.h).
- * Each output is computed by one thread in a fixed order: the same bits for any thread count. */
+ * transform read from a channel's rows of a chunk of tiles split by column parity into a few
+ * KB that stay in L1 (so the 4x4 inputs of VL neighbouring tiles, which start two columns
+ * apart, are one vector load per entry), the 16 elementwise products summed over input
+ * channels as small matrix products held in registers, and the output transform written
+ * straight into the output rows (winograd_kern.h). The fused slot's form applies batchnorm+ReLU
+ * as the rows are split and adds the residual in the output transform.
+ * Each output is computed by one thread in a fixed order: the same bits for any thread count.
+ * Measured against the direct kernel (bench/ladder's W3 and W4): not faster at the practical's
+ * 16-32 channels, so the op table uses it only when asked (winograd_fast_chosen). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -30,6 +34,9 @@
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
 #define VLOAD_FIRST(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
+#define VKEEP_FIRST(v, n) _mm512_maskz_mov_ps((__mmask16)((1u << (n)) - 1), v)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VMAX(a, b) _mm512_max_ps(a, b)
 /* even = a0 a2 ... a14 b0 b2 ... b14, odd = a1 a3 ... b15 */
 #define VDEINTERLEAVE(even, odd, a, b)                                                                   \
     do {                                                                                                 \
@@ -56,6 +63,9 @@
 #undef VSTORE
 #undef VSTORE_FIRST
 #undef VLOAD_FIRST
+#undef VKEEP_FIRST
+#undef VMUL
+#undef VMAX
 #undef VINTERLEAVE
 #undef VDEINTERLEAVE
 
@@ -73,6 +83,9 @@
 #define LANES_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VSTORE_FIRST(p, v, n) _mm256_maskstore_ps(p, LANES_BELOW(n), v)
 #define VLOAD_FIRST(p, n) _mm256_maskload_ps(p, LANES_BELOW(n))
+#define VKEEP_FIRST(v, n) _mm256_and_ps(v, _mm256_castsi256_ps(LANES_BELOW(n)))
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VMAX(a, b) _mm256_max_ps(a, b)
 /* even = a0 a2 a4 a6 b0 b2 b4 b6, odd = a1 a3 ... b7 (shuffle works within 128-bit halves) */
 #define VDEINTERLEAVE(even, odd, a, b)                                                          \
     do {                                                                                        \
@@ -90,13 +103,42 @@
     } while (0)
 #include "cpu/fast/winograd_kern.h"
 
-typedef void (*split_fn)(float *, const float *, int, int, int, int);
-typedef void (*image_fn)(float *, const float *, const float *, float *, float *, int, int, int, int, int, int, int);
+typedef void (*image_fn)(float *, const float *, const float *, float *, float *, float *, int, int, int, int, int, int,
+                         int, const float *, const float *, float *, const float *);
 
 int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride, int pad)
 {
     return R == 3 && S == 3 && stride == 1 && pad == 1 && H % 2 == 0 && W % 2 == 0 && H > 0 && W > 0 && C > 0 &&
            K % KB == 0 && cpu_isa_best() >= CPU_ISA_AVX2;
+}
+
+/* Where the fast table takes Winograd instead of the direct kernel, in the fused slot's forward
+ * (batchnorm+ReLU applied in the input split). The rule, from bench/ladder's rungs 4 and W4 on
+ * the practical's three 3x3 stride-1 layers (Intel Xeon, 2 threads, AVX-512, 2026-12-04:
+ * 2.66-2.73 ms direct against 2.98 Winograd at 32x32 16->16, 1.30-1.32 against 1.44-1.48 at
+ * 16x16 24->24, 0.84-0.88 against 0.89-0.90 at 8x8 32->32) and bench/train_step (94-96 ms a
+ * step direct, 99-100 with Winograd on every such layer): nowhere. F(2x2)'s 2.25x fewer
+ * products are spent on its transforms at 16-32 channels, where each transformed value feeds
+ * only 16-32 products. CONVNET_WINOGRAD=1 takes it wherever supported (to measure), =0 never;
+ * or winograd_fast_set_mode. */
+static int mode = -2;   /* -1: the rule, 0 never, 1 wherever supported; -2: not read yet */
+
+void winograd_fast_set_mode(int m) { mode = m; }
+
+int winograd_fast_chosen(int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    if (mode == -2) {
+        const char *e = getenv("CONVNET_WINOGRAD");
+        mode = e && *e == '0' ? 0 : e && *e == '1' ? 1 : -1;
+    }
+    return mode == 1 && winograd_fast_supported(C, H, W, K, R, S, stride, pad);
+}
+
+const char *winograd_fast_choice(void)
+{
+    winograd_fast_chosen(0, 0, 0, 0, 0, 0, 0, 0);   /* (reads the mode) */
+    return mode == 1 ? "F(2x2,3x3) on every supported 3x3 stride-1 forward (CONVNET_WINOGRAD=1)"
+                     : mode == 0 ? "off (CONVNET_WINOGRAD=0)" : "off (the measured rule: slower than direct here)";
 }
 
 const char *winograd_fast_isa(void) { return cpu_isa_best() == CPU_ISA_AVX512 ? "avx512" : "avx2"; }
@@ -122,28 +164,57 @@ static void transform_weights(float *U, const float *w, int K, int C, int flip)
         }
 }
 
-/* out [N,K,H,W] = conv3x3(in [N,C,H,W], kernel U [16][K][C] transformed), stride 1, pad 1 */
-static void run(float *out, const float *in, const float *U, int N, int C, int H, int W, int K)
+/* Tiles a chunk: its Vb and Mb (16 C + 16 K floats a tile) stay in the core's L2, and
+ * (measured, bench/ladder's W3: 32 tiles against 16, 48, 64 and 128) close to L1 */
+#define CHUNK_TILES 32
+
+/* Tiles a chunk: about 32 (measured with bench/ladder's W3 against 16, 48, 64 and 128): its
+ * Vb and Mb (16 C + 16 K floats a tile) stay close to L1 */
+#define CHUNK_TILES 32
+
+static size_t gcd(size_t a, size_t b) { return b ? gcd(b, a % b) : a; }
+
+/* Tc, the floats a chunk's row of Vb [16][C][Tc] and Mb [16][K][Tc] takes: its tiles rounded
+ * up to vectors, then of that and the next two vector counts the one whose planes (C Tc and
+ * K Tc floats apart) fall on the most different L1 sets (4 KB / gcd(plane bytes, 4 KB)
+ * offsets): planes a multiple of 4 KB apart all map to one set (measured: 8x8 32->32 at 1.13
+ * ms against 0.78 ms) */
+static int plane_floats(int tiles, int C, int K, int vl)
+{
+    int best = 0;
+    size_t best_score = 0;
+    for (int e = 0; e < 3; e++) {
+        int t = (tiles + vl - 1) / vl * vl + e * vl;
+        size_t score = gcd((size_t)C * t * 4, 4096) + gcd((size_t)K * t * 4, 4096);
+        if (!best || score < best_score) { best = t; best_score = score; }
+    }
+    return best;
+}
+
+/* out [N,K,H,W] = conv3x3(in [N,C,H,W], kernel U [16][K][C] transformed), stride 1, pad 1;
+ * with scale: of a = relu(in scale_c + shift_c) instead, stored to act (if not NULL); plus
+ * add (if not NULL) */
+static void run(float *out, const float *in, const float *U, int N, int C, int H, int W, int K, const float *scale,
+                const float *shift, float *act, const float *add)
 {
     int avx512 = cpu_isa_best() == CPU_ISA_AVX512, vl = avx512 ? 16 : 8;
-    split_fn split = avx512 ? winograd_parity_split_avx512 : winograd_parity_split_avx2;
     image_fn image = avx512 ? winograd_image_avx512 : winograd_image_avx2;
-    /* a chunk of CR tile rows, about 64 tiles: its Vb and Mb (16 C and 16 K floats a tile)
-     * stay in the core's L2 */
-    int TW = W / 2, TH = H / 2, CR = TW >= 64 ? 1 : 64 / TW < TH ? 64 / TW : TH;
-    int TWV = (TW + vl - 1) / vl * vl + vl, rows = H + 2, Tcv = (CR * TW + vl - 1) / vl * vl + vl;
+    /* a chunk of CR tile rows, about CHUNK_TILES tiles */
+    int TW = W / 2, TH = H / 2, CR = TW >= CHUNK_TILES ? 1 : CHUNK_TILES / TW < TH ? CHUNK_TILES / TW : TH;
+    int TWV = (TW + vl - 1) / vl * vl + vl, Tcv = plane_floats(CR * TW, C, K, vl);
 #pragma omp parallel
     {
-        size_t nph = (size_t)C * 2 * rows * TWV, nv = 16 * (size_t)C * Tcv, nm = 16 * (size_t)K * Tcv;
-        float *ph = xmalloc(sizeof(float) * (nph + nv + nm));
+        size_t nph = 2 * (2 * (size_t)CR + 2) * TWV, nv = 16 * (size_t)C * Tcv, nm = 16 * (size_t)K * Tcv;
+        void *p;
+        if (posix_memalign(&p, 64, sizeof(float) * (nph + nv + nm))) die("winograd: out of memory");
+        float *ph = p, *Vb = ph + nph, *Mb = Vb + nv;   /* (64-byte aligned: Tcv and TWV are vectors) */
         memset(ph, 0, sizeof(float) * (nph + nv + nm));   /* the padding, once */
-        float *Vb = ph + nph, *Mb = Vb + nv;
+        size_t in_img = (size_t)C * H * W, out_img = (size_t)K * H * W;
 #pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            split(ph, in + (size_t)n * C * H * W, C, H, W, TWV);
-            image(out + (size_t)n * K * H * W, ph, U, Vb, Mb, C, K, H, W, TWV, CR, Tcv);
-        }
-        free(ph);
+        for (int n = 0; n < N; n++)
+            image(out + n * out_img, in + n * in_img, U, ph, Vb, Mb, C, K, H, W, TWV, CR, Tcv, scale, shift,
+                  act ? act + n * in_img : NULL, add ? add + n * out_img : NULL);
+        free(p);
     }
 }
 
@@ -152,7 +223,17 @@ void winograd_fast_forward(float *out, const float *in, const float *weight, int
     if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward: unsupported shape");
     float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
     transform_weights(U, weight, K, C, 0);
-    run(out, in, U, N, C, H, W, K);
+    run(out, in, U, N, C, H, W, K, NULL, NULL, NULL, NULL);
+    free(U);
+}
+
+void winograd_fast_forward_bn(float *out, float *act, const float *in, const float *weight, const float *add, int N,
+                              int C, int H, int W, int K, const float *scale, const float *shift)
+{
+    if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward_bn: unsupported shape");
+    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
+    transform_weights(U, weight, K, C, 0);
+    run(out, in, U, N, C, H, W, K, scale, shift, act, add);
     free(U);
 }
 
@@ -163,6 +244,6 @@ void winograd_fast_backward_input(float *din, const float *dout, const float *we
     if (!winograd_fast_supported(K, H, W, C, 3, 3, 1, 1)) die("winograd_fast_backward_input: unsupported shape");
     float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
     transform_weights(U, weight, K, C, 1);
-    run(din, dout, U, N, K, H, W, C);
+    run(din, dout, U, N, K, H, W, C, NULL, NULL, NULL, NULL);
     free(U);
 }

@@ -1,35 +1,58 @@
 /* One ISA's Winograd F(2x2, 3x3) forward for one image (included by cpu/fast/winograd.c with
  * SFX, TARGET, VL, KB, NV, V and the vector macros defined). Tiles are numbered t = i TW + j
  * (tile row i, column j; TW = Q / 2 tiles a row) and taken a chunk of tile rows at a time:
- *   0. the image, split by column parity into ph[c][f][h + 1][j] = in[c][h][2 j + f - 1]
- *      (padded column 2 j + f), zero outside the image (winograd_parity_split);
- *   1. V = B^T d B for every channel and tile of the chunk: the 4x4 inputs of TW neighbouring
- *      tiles (which start two columns apart) are 16 vector loads from ph;     Vb [16][C][Tc]
+ *   0. a channel's rows of the chunk, split by column parity into ph[f][r][j] =
+ *      in[c][h][2 j + f - 1] (padded column 2 j + f), zero outside the image: a few KB that
+ *      stay in L1 (winograd_parity_split);
+ *   1. V = B^T d B for the channel and every tile of the chunk: the 4x4 inputs of TW
+ *      neighbouring tiles (which start two columns apart) are 16 vector loads from ph;
+ *      then the next channel;                                                Vb [16][C][Tc]
  *   2. M = U . V summed over c: for each of the 16 entries a [K x C] by [C x Tc] product,
  *      KB output channels by NV vectors of tiles of accumulators;             Mb [16][K][Tc]
  *   3. Y = A^T M A, interleaved into the two output rows of each tile row. */
 #define WCAT_(a, b) a##_##b
 #define WCAT(a, b) WCAT_(a, b)
 
-/* 0: ph must hold zeros where this writes nothing (the padding), as from the first memset */
-TARGET static void WCAT(winograd_parity_split, SFX)(float *ph, const float *x, int C, int H, int W, int TWV)
+/* 0: rows [pr0, pr0 + nrows) of channel xc padded by one row above and below, split by column
+ *    parity: ph[f][r][j] = xc[pr0 + r - 1][2 j + f - 1], zero outside the image. ph's
+ *    column 0 of f = 0 and its columns past the image are never written: zeros from the
+ *    first memset. With bn (the fused slot): each value is first a = max(0, x sc + sh) (the
+ *    padding stays 0: it pads a, not x), a multiply then an add, as conv2d_direct.c's
+ *    pad_image_bn_relu, and a is also stored to ac when it is not NULL. */
+TARGET static void WCAT(winograd_parity_split, SFX)(float *ph, const float *xc, int H, int W, int TWV, int pr0,
+                                                    int nrows, int bn, float sc, float sh, float *ac)
 {
-    int rows = H + 2;
-    for (int c = 0; c < C; c++)
-        for (int h = 0; h < H; h++) {
-            const float *src = x + ((size_t)c * H + h) * W;
-            float *even = ph + (((size_t)c * 2 + 0) * rows + h + 1) * TWV;   /* f = 0: in[2 j - 1] */
-            float *odd = ph + (((size_t)c * 2 + 1) * rows + h + 1) * TWV;    /* f = 1: in[2 j] */
-            for (int w = 0; w < W; w += 2 * VL) {
-                int left = W - w;
-                V a = left >= VL ? VLOAD(src + w) : VLOAD_FIRST(src + w, left);
-                V b = left >= 2 * VL ? VLOAD(src + w + VL) : left > VL ? VLOAD_FIRST(src + w + VL, left - VL) : VZERO();
-                V ev, od;
-                VDEINTERLEAVE(ev, od, a, b);   /* ev = in[w], in[w + 2], ...; od = in[w + 1], ... */
-                VSTORE(odd + w / 2, ev);
-                VSTORE(even + w / 2 + 1, od);
-            }
+    V vsc = VBCAST(&sc), vsh = VBCAST(&sh), zero = VZERO();
+    for (int r = 0; r < nrows; r++) {
+        int h = pr0 + r - 1;
+        float *even = ph + (size_t)r * TWV, *odd = ph + ((size_t)nrows + r) * TWV;   /* in[2 j - 1]; in[2 j] */
+        if (h < 0 || h >= H) {
+            memset(even, 0, sizeof(float) * TWV);
+            memset(odd, 0, sizeof(float) * TWV);
+            continue;
         }
+        const float *src = xc + (size_t)h * W;
+        for (int w = 0; w < W; w += 2 * VL) {
+            int left = W - w;
+            V a = left >= VL ? VLOAD(src + w) : VLOAD_FIRST(src + w, left);
+            V b = left >= 2 * VL ? VLOAD(src + w + VL) : left > VL ? VLOAD_FIRST(src + w + VL, left - VL) : VZERO();
+            if (bn) {   /* (lanes past the image: back to 0 below) */
+                a = VMAX(VADD(VMUL(a, vsc), vsh), zero);
+                b = VMAX(VADD(VMUL(b, vsc), vsh), zero);
+                if (left < VL) a = VKEEP_FIRST(a, left);
+                if (left < 2 * VL) b = left > VL ? VKEEP_FIRST(b, left - VL) : zero;
+                if (ac) {
+                    float *ar = ac + (size_t)h * W + w;
+                    if (left >= VL) VSTORE(ar, a); else VSTORE_FIRST(ar, a, left);
+                    if (left >= 2 * VL) VSTORE(ar + VL, b); else if (left > VL) VSTORE_FIRST(ar + VL, b, left - VL);
+                }
+            }
+            V ev, od;
+            VDEINTERLEAVE(ev, od, a, b);   /* ev = in[w], in[w + 2], ...; od = in[w + 1], ... */
+            VSTORE(odd + w / 2, ev);
+            VSTORE(even + w / 2 + 1, od);
+        }
+    }
 }
 
 /* 2, for NV vectors of tiles from t: KB output channels from k */
@@ -64,14 +87,17 @@ TARGET static inline __attribute__((always_inline)) void WCAT(winograd_products,
     }
 }
 
-TARGET static void WCAT(winograd_image, SFX)(float *out, const float *ph, const float *U, float *Vb, float *Mb,
-                                             int C, int K, int P, int Q, int TWV, int CR, int Tcv)
+TARGET static void WCAT(winograd_image, SFX)(float *out, const float *x, const float *U, float *ph, float *Vb,
+                                             float *Mb, int C, int K, int P, int Q, int TWV, int CR, int Tcv,
+                                             const float *scale, const float *shift, float *act, const float *add)
 {
-    const int TW = Q / 2, TH = P / 2, rows = P + 2;
+    const int TW = Q / 2, TH = P / 2;
     for (int i0 = 0; i0 < TH; i0 += CR) {
-        int i1 = i0 + CR < TH ? i0 + CR : TH;
-        /* 1. input transform */
-        for (int c = 0; c < C; c++)
+        int i1 = i0 + CR < TH ? i0 + CR : TH, nrows = 2 * (i1 - i0) + 2;
+        /* 0 and 1: each channel's rows of the chunk split, then transformed (ph stays in L1) */
+        for (int c = 0; c < C; c++) {
+            WCAT(winograd_parity_split, SFX)(ph, x + (size_t)c * P * Q, P, Q, TWV, 2 * i0, nrows, scale != NULL,
+                                             scale ? scale[c] : 0, shift ? shift[c] : 0, act ? act + (size_t)c * P * Q : NULL);
             for (int i = i0; i < i1; i++)
                 for (int j0 = 0; j0 < TW; j0 += VL) {
                     int lanes = TW - j0 < VL ? TW - j0 : VL;
@@ -80,7 +106,7 @@ TARGET static void WCAT(winograd_image, SFX)(float *out, const float *ph, const 
                     for (int r = 0; r < 4; r++)
                         _Pragma("GCC unroll 16")
                         for (int s = 0; s < 4; s++)
-                            d[r][s] = VLOAD(ph + (((size_t)c * 2 + (s & 1)) * rows + 2 * i + r) * TWV + j0 + (s >> 1));
+                            d[r][s] = VLOAD(ph + ((size_t)(s & 1) * nrows + 2 * (i - i0) + r) * TWV + j0 + (s >> 1));
                     _Pragma("GCC unroll 16")
                     for (int s = 0; s < 4; s++) {   /* t = B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
                         t[0][s] = VSUB(d[0][s], d[2][s]);
@@ -102,6 +128,7 @@ TARGET static void WCAT(winograd_image, SFX)(float *out, const float *ph, const 
                         }
                     }
                 }
+        }
         /* 2. the products, over the chunk's vectors of tiles (lanes past its last tile are
          *    computed from zeros and never read) */
         int nvec = ((i1 - i0) * TW + VL - 1) / VL;
@@ -127,9 +154,16 @@ TARGET static void WCAT(winograd_image, SFX)(float *out, const float *ph, const 
                     _Pragma("GCC unroll 16")
                     for (int a = 0; a < 2; a++) {
                         V y0 = VADD(VADD(s[a][0], s[a][1]), s[a][2]), y1 = VSUB(VSUB(s[a][1], s[a][2]), s[a][3]);
-                        float *o = out + ((size_t)k * P + 2 * i + a) * Q + 2 * j0;
+                        size_t at = ((size_t)k * P + 2 * i + a) * Q + 2 * j0;
+                        float *o = out + at;
                         V lo, hi;
                         VINTERLEAVE(lo, hi, y0, y1);
+                        if (add) {   /* the residual: out = conv + add */
+                            const float *ad = add + at;
+                            if (cols >= 2 * VL) { lo = VADD(lo, VLOAD(ad)); hi = VADD(hi, VLOAD(ad + VL)); }
+                            else if (cols > VL) { lo = VADD(lo, VLOAD(ad)); hi = VADD(hi, VLOAD_FIRST(ad + VL, cols - VL)); }
+                            else lo = VADD(lo, VLOAD_FIRST(ad, cols));
+                        }
                         if (cols >= 2 * VL) { VSTORE(o, lo); VSTORE(o + VL, hi); }
                         else if (cols > VL) { VSTORE(o, lo); VSTORE_FIRST(o + VL, hi, cols - VL); }
                         else VSTORE_FIRST(o, lo, cols);
