@@ -11,6 +11,11 @@
  *       from the second on); a smaller batch (GPU_BATCH), as the emulator is slow. gpu-fast:
  *       the same with the data-parallel GPU table (the fast convolutions, the readable
  *       batchnorm: ops_gpu_data_parallel)
+ *   mpirun -np N build/mpi_steps run-gpu DIR EPOCHS [resume]
+ *       core/train.c's train_run as apps/resnet-mpi --device gpu runs it (one emulated device a
+ *       process, the data-parallel GPU table), on a small net and 47 random images (40 to
+ *       train, batch 7: 4 + 3 or 3 + 2 + 2 rows), lr 0.05, to DIR; then rank 0 writes the
+ *       weights of DIR/last.state to DIR/weights (raw floats)
  *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL
  *   build/mpi_steps differ A B MIN                    the same, exit 1 below MIN */
 #include <math.h>
@@ -21,7 +26,9 @@
 #include "core/cifar.h"
 #include "core/dist.h"
 #include "core/gpustep.h"
+#include "core/checkpoint.h"
 #include "core/loader.h"
+#include "core/train.h"
 #include "core/model.h"
 #include "core/ops.h"
 #include "core/util.h"
@@ -109,11 +116,58 @@ static void train_gpu(int steps, const char *out, int fast)
     dataset_free(&ds);
 }
 
+/* train_run on the emulated GPUs, then the state's weights to DIR/weights (rank 0) */
+static void run_gpu(const char *dir, int epochs, int resume)
+{
+    int n = 47;
+    Rng r;
+    rng_seed(&r, 3, 1);
+    Dataset tr = {n, xmalloc((size_t)n * CIFAR_PIXELS), xmalloc((size_t)n)}, te = {8, tr.images, tr.labels};
+    for (size_t i = 0; i < (size_t)n * CIFAR_PIXELS; i++) tr.images[i] = (uint8_t)rng_int(&r, 256);
+    for (int i = 0; i < n; i++) tr.labels[i] = (uint8_t)rng_int(&r, 10);
+    TrainConfig c;
+    TrainResult res;
+    train_config_default(&c);
+    c.device = "gpu";
+    c.model.n_stages = 2;
+    c.model.blocks[0] = 1; c.model.blocks[1] = 1;
+    c.model.channels[0] = 4; c.model.channels[1] = 8;
+    c.epochs = epochs; c.batch = 7; c.n_val = 7; c.val_every = 1; c.lr = 0.05;
+    c.train_set = &tr; c.test_set = &te;
+    c.out_dir = dir;
+    c.quiet = 1;
+    c.retrain = !resume;
+    c.resume = resume;
+    train_run(&c, &res);
+    if (dist_rank() == 0) {
+        char path[4200], err[512];
+        Model *m = model_create(&ops_cpu_ref, &c.model, 1);
+        TrainState st;
+        snprintf(path, sizeof path, "%s/last.state", dir);
+        if (train_state_load(m, &st, path, err, sizeof err)) die("%s", err);
+        snprintf(path, sizeof path, "%s/weights", dir);
+        FILE *f = fopen(path, "wb");
+        if (!f) die("cannot write %s", path);
+        fwrite(m->params, sizeof(float), m->n_params, f);
+        fwrite(m->buffers, sizeof(float), m->n_buffers, f);
+        fclose(f);
+        printf("%s: %d epochs (%d run here, %s), val %.4f, test %.4f\n", dir, st.epoch, res.epochs_run, dist_name(),
+               res.val, res.test);
+        model_free(m);
+    }
+    dataset_free(&tr);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]), 0);
     if (argc == 5 && !strcmp(argv[1], "differ")) return compare(argv[2], argv[3], atof(argv[4]), 1);
     dist_init(&argc, &argv);
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "run-gpu")) {
+        run_gpu(argv[2], atoi(argv[3]), argc == 5 && !strcmp(argv[4], "resume"));
+        dist_finalize();
+        return 0;
+    }
     if (argc < 4 || argc > 5 || strcmp(argv[1], "train"))
         die("usage: mpi_steps train STEPS OUT [reference|local|gpu|gpu-fast] | compare A B TOL | differ A B MIN");
     if (argc == 5 && !strncmp(argv[4], "gpu", 3)) {
