@@ -35,7 +35,7 @@ trap 'rm -rf "$d"' EXIT
 run() { mpirun "${flags[@]}" -np "$1" "$bin" train "$2" "$d/$3" ${4:-} > "$d/log" 2>&1 || { cat "$d/log"; exit 1; }; }
 fails=0
 check() { "$bin" compare "$d/$1" "$d/$2" "$3" | sed "s|$d/||g"; [ "${PIPESTATUS[0]}" = 0 ] || fails=$((fails + 1)); }
-echo "MPI: $(mpirun --version 2>&1 | head -1)"
+echo "MPI: $(mpirun --version 2>&1 | grep -m1 -iE 'open mpi|version' | sed 's/^ *//')"   # Open MPI's line, or MPICH's "Version: ..."
 for table in fast reference; do
   for n in 1 2 3; do run $n 1 "$table-1step-np$n" $table; done
   check "$table-1step-np2" "$table-1step-np1" 1e-5
