@@ -76,9 +76,9 @@ static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
 }
 
 
-/* Accuracy with the batches built on the device (any table but the CPU's). dd: the device's
- * copy of lc->ds with lc->perm, or NULL to upload one for this call. */
-static double evaluate_on_device(Model *m, const LoaderConfig *lc, DeviceData *dd)
+/* Images classified correctly, with the batches built on the device (any table but the
+ * CPU's). dd: the device's copy of lc->ds with lc->perm, or NULL to upload one for this call. */
+static long correct_on_device(Model *m, const LoaderConfig *lc, DeviceData *dd)
 {
     DeviceData *own = dd ? NULL : devdata_create(m->ops, lc->ds, lc->perm, lc->batch);
     if (own) dd = own;
@@ -97,26 +97,46 @@ static double evaluate_on_device(Model *m, const LoaderConfig *lc, DeviceData *d
     free(order);
     free(y);
     devdata_free(own);
-    return n ? (double)correct / n : 0;
+    return correct;
 }
 
-static double evaluate_dd(Model *m, DeviceData *dd, const Dataset *ds, const int *idx, int n, const int *perm,
-                          double rotate_deg, int batch)
+/* Images classified correctly among ds's images idx[0..n) (all of ds when idx is NULL) */
+static long correct_of(Model *m, DeviceData *dd, const Dataset *ds, const int *idx, int n, const int *perm,
+                       double rotate_deg, int batch)
 {
     LoaderConfig lc = {.ds = ds, .indices = idx, .n = n, .batch = batch, .perm = perm, .rotate_deg = rotate_deg};
-    if (!m->ops->host) return evaluate_on_device(m, &lc, dd);
+    if (!m->ops->host) return correct_on_device(m, &lc, dd);
     Loader *l = loader_create(&lc);
-    long correct = 0, total = 0;
+    long correct = 0;
     loader_start_epoch(l, 0);
     for (const Batch *b; (b = loader_next(l));) {
         int ok;
         model_forward(m, b->x, b->n, 0);
         model_loss(m, b->y, b->n, &ok);
         correct += ok;
-        total += b->n;
     }
     loader_free(l);
-    return total ? (double)correct / total : 0;
+    return correct;
+}
+
+/* Accuracy. With several processes (core/dist.h) each classifies its contiguous share of the
+ * images and the counts are added: the same figure, N times sooner. */
+static double evaluate_dd(Model *m, DeviceData *dd, const Dataset *ds, const int *idx, int n, const int *perm,
+                          double rotate_deg, int batch)
+{
+    if (!idx) n = ds->n;
+    if (dist_size() == 1) return n ? (double)correct_of(m, dd, ds, idx, n, perm, rotate_deg, batch) / n : 0;
+    int lo, hi, *all = NULL;
+    dist_slice(n, &lo, &hi);
+    if (!idx) {   /* the whole set: its indices, to take a share of them */
+        all = xmalloc(sizeof(int) * (n > 0 ? n : 1));
+        for (int i = 0; i < n; i++) all[i] = i;
+        idx = all;
+    }
+    double correct = hi > lo ? (double)correct_of(m, dd, ds, idx + lo, hi - lo, perm, rotate_deg, batch) : 0;
+    dist_sum(&correct, 1);
+    free(all);
+    return n ? correct / n : 0;
 }
 
 double evaluate(Model *m, const Dataset *ds, const int *idx, int n, const int *perm, double rotate_deg, int batch)

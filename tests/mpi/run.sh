@@ -58,6 +58,11 @@ check gpu-2steps-np2 gpu-2steps-np1 1e-3
 check gpu-2steps-np3 gpu-2steps-np1 1e-3
 for n in 1 3; do run $n 2 "gpu-fast-2steps-np$n" gpu-fast; done
 check gpu-fast-2steps-np3 gpu-fast-2steps-np1 1e-3
+# evaluation split over the processes (each classifies its share, the counts added): the same
+# accuracies with 1, 2 and 3 processes
+for n in 1 2 3; do mpirun "${flags[@]}" -np $n "$bin" eval > "$d/eval-np$n" 2>&1 || { cat "$d/eval-np$n"; exit 1; }; done
+if cmp -s "$d/eval-np1" "$d/eval-np2" && cmp -s "$d/eval-np1" "$d/eval-np3"; then echo "  evaluation shared by 2 and 3 processes: $(cat "$d/eval-np1"), as one"
+else echo "  evaluation shared by processes: FAILED"; cat "$d"/eval-np*; fails=$((fails + 1)); fi
 runapp() { mpirun "${flags[@]}" -np "$1" "$bin" run-gpu "$d/$2" "$3" ${4:-} > "$d/log" 2>&1 || { cat "$d/log"; exit 1; }; }
 runapp 1 gpu-run-np1 2
 runapp 2 gpu-run-np23 1

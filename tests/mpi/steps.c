@@ -16,6 +16,10 @@
  *       process, the data-parallel GPU table), on a small net and 47 random images (40 to
  *       train, batch 7: 4 + 3 or 3 + 2 + 2 rows), lr 0.05, to DIR; then rank 0 writes the
  *       weights of DIR/last.state to DIR/weights (raw floats)
+ *   mpirun -np N build/mpi_steps eval
+ *       core/train.c's evaluate (each process classifies its share, the counts added) of a
+ *       freshly initialized small net on 101 random images, the whole set and 37 of them by
+ *       index: rank 0 prints both accuracies (the same for any N)
  *   build/mpi_steps compare A B TOL                   largest |a - b| / max |b|; exit 1 above TOL
  *   build/mpi_steps differ A B MIN                    the same, exit 1 below MIN */
 #include <math.h>
@@ -158,11 +162,39 @@ static void run_gpu(const char *dir, int epochs, int resume)
     dataset_free(&tr);
 }
 
+static void eval_shares(void)
+{
+    int n = 101, idx[37];
+    Rng r;
+    rng_seed(&r, 5, 1);
+    Dataset ds = {n, xmalloc((size_t)n * CIFAR_PIXELS), xmalloc((size_t)n)};
+    for (size_t i = 0; i < (size_t)n * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
+    for (int i = 0; i < n; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
+    for (int i = 0; i < 37; i++) idx[i] = (i * 13 + 5) % n;
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    cfg.n_stages = 2;
+    cfg.blocks[0] = 1; cfg.blocks[1] = 1;
+    cfg.channels[0] = 8; cfg.channels[1] = 8;
+    Model *m = model_create(&ops_cpu, &cfg, 16);
+    rng_seed(&r, 2, 1);
+    model_init(m, &r);
+    double all = evaluate(m, &ds, NULL, n, NULL, 0, 16), some = evaluate(m, &ds, idx, 37, NULL, 0, 16);
+    if (dist_rank() == 0) printf("accuracy: all %d images %.6f, 37 of them %.6f\n", n, all, some);
+    model_free(m);
+    dataset_free(&ds);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], atof(argv[4]), 0);
     if (argc == 5 && !strcmp(argv[1], "differ")) return compare(argv[2], argv[3], atof(argv[4]), 1);
     dist_init(&argc, &argv);
+    if (argc == 2 && !strcmp(argv[1], "eval")) {
+        eval_shares();
+        dist_finalize();
+        return 0;
+    }
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "run-gpu")) {
         run_gpu(argv[2], atoi(argv[3]), argc == 5 && !strcmp(argv[4], "resume"));
         dist_finalize();
