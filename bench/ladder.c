@@ -142,8 +142,7 @@ static void run(void *p)
     case CONV_PACKED: conv2d_forward(c->y, c->x, c->w, N, C, H, W, K, R, R, st, pd, c->ws); break;
     case CONV_DIRECT: conv2d_direct_forward(c->y, c->x, c->w, N, C, H, W, K, R, R, st, pd, c->ws); break;
     case CONV_FUSED:
-        winograd_fast_set_mode(0);   /* the direct kernel (W4 below: Winograd) */
-        batchnorm_relu_conv2d_direct_forward(c->y, c->a, c->x, c->w, NULL, N, C, H, W, K, R, R, st, pd, c->ws, c->mean,
+        batchnorm_relu_conv2d_direct_forward(   /* the direct kernel (main sets the mode; W4: Winograd) */c->y, c->a, c->x, c->w, NULL, N, C, H, W, K, R, R, st, pd, c->ws, c->mean,
                                              c->invstd, c->rmean, c->rvar, c->gamma, c->beta, BN_MOMENTUM, BN_EPS, 1);
         break;
     case CONV_DIRECT_THEN_BN:
@@ -191,6 +190,7 @@ int main(int argc, char **argv)
         else die_code(2, "unknown flag '%s' (bench/ladder [--threads N] [--reps 5] [--batch-size 128])", argv[i]);
     }
     cli_apply_threads(threads);
+    winograd_fast_set_mode(0);   /* rung 4 is the direct kernel's fused slot */
     int isa = cpu_isa_best();
     double peak = fma_peak(isa), bw = triad_bandwidth();
     printf("Machine: %d threads, ISA %s: FMA peak %.1f GFLOP/s (measured: %d accumulators a thread), "

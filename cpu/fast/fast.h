@@ -40,7 +40,8 @@ int winograd_fast_supported(int C, int H, int W, int K, int R, int S, int stride
 const char *winograd_fast_isa(void);
 /* 1 where the fast table's fused forward takes Winograd (the rule is in winograd.c) */
 int winograd_fast_chosen(int C, int H, int W, int K, int R, int S, int stride, int pad);
-/* -1: the rule (the default, or $CONVNET_WINOGRAD: 0 never, 1 wherever supported), 0, 1 */
+/* -1: the rule, 0: never, 1: wherever supported; -2: $CONVNET_WINOGRAD (0 or 1) or else the
+ * rule, read at the next call (the start) */
 void winograd_fast_set_mode(int mode);
 const char *winograd_fast_choice(void);   /* the choice in words (bench/train_step's kernel line) */
 void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K);

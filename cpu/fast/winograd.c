@@ -138,7 +138,7 @@ const char *winograd_fast_choice(void)
 {
     winograd_fast_chosen(0, 0, 0, 0, 0, 0, 0, 0);   /* (reads the mode) */
     return mode == 1 ? "F(2x2,3x3) on every supported 3x3 stride-1 forward (CONVNET_WINOGRAD=1)"
-                     : mode == 0 ? "off (CONVNET_WINOGRAD=0)" : "off (the measured rule: slower than direct here)";
+                     : mode == 0 ? "off (CONVNET_WINOGRAD=0 or set so)" : "off (the measured rule: slower than direct here)";
 }
 
 const char *winograd_fast_isa(void) { return cpu_isa_best() == CPU_ISA_AVX512 ? "avx512" : "avx2"; }
@@ -163,10 +163,6 @@ static void transform_weights(float *U, const float *w, int K, int C, int flip)
                         Gg[u][0] * G[v][0] + Gg[u][1] * G[v][1] + Gg[u][2] * G[v][2];
         }
 }
-
-/* Tiles a chunk: its Vb and Mb (16 C + 16 K floats a tile) stay in the core's L2, and
- * (measured, bench/ladder's W3: 32 tiles against 16, 48, 64 and 128) close to L1 */
-#define CHUNK_TILES 32
 
 /* Tiles a chunk: about 32 (measured with bench/ladder's W3 against 16, 48, 64 and 128): its
  * Vb and Mb (16 C + 16 K floats a tile) stay close to L1 */
@@ -206,9 +202,10 @@ static void run(float *out, const float *in, const float *U, int N, int C, int H
     {
         size_t nph = 2 * (2 * (size_t)CR + 2) * TWV, nv = 16 * (size_t)C * Tcv, nm = 16 * (size_t)K * Tcv;
         void *p;
-        if (posix_memalign(&p, 64, sizeof(float) * (nph + nv + nm))) die("winograd: out of memory");
+        /* (+ vl: the output transform's loads of a chunk's last tile row, winograd_kern.h) */
+        if (posix_memalign(&p, 64, sizeof(float) * (nph + nv + nm + vl))) die("winograd: out of memory");
         float *ph = p, *Vb = ph + nph, *Mb = Vb + nv;   /* (64-byte aligned: Tcv and TWV are vectors) */
-        memset(ph, 0, sizeof(float) * (nph + nv + nm));   /* the padding, once */
+        memset(ph, 0, sizeof(float) * (nph + nv + nm + vl));   /* the padding, once */
         size_t in_img = (size_t)C * H * W, out_img = (size_t)K * H * W;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++)

@@ -4,28 +4,34 @@
  *   0. a channel's rows of the chunk, split by column parity into ph[f][r][j] =
  *      in[c][h][2 j + f - 1] (padded column 2 j + f), zero outside the image: a few KB that
  *      stay in L1 (winograd_parity_split);
- *   1. V = B^T d B for the channel and every tile of the chunk: the 4x4 inputs of TW
+ *      With batchnorm+ReLU (the fused slot) applied to each value as it is split;
+ *   1. V = B^T d B for the channel and every tile of the chunk: the 4x4 inputs of VL
  *      neighbouring tiles (which start two columns apart) are 16 vector loads from ph;
  *      then the next channel;                                                Vb [16][C][Tc]
  *   2. M = U . V summed over c: for each of the 16 entries a [K x C] by [C x Tc] product,
  *      KB output channels by NV vectors of tiles of accumulators;             Mb [16][K][Tc]
- *   3. Y = A^T M A, interleaved into the two output rows of each tile row. */
+ *   3. Y = A^T M A, interleaved into the two output rows of each tile row (plus the residual,
+ *      in the fused slot). Its vector loads of a chunk's last tile row may run up to a vector
+ *      past the chunk's tiles (masked out of the stores; run() allocates a vector of slack). */
 #define WCAT_(a, b) a##_##b
 #define WCAT(a, b) WCAT_(a, b)
 
 /* 0: rows [pr0, pr0 + nrows) of channel xc padded by one row above and below, split by column
- *    parity: ph[f][r][j] = xc[pr0 + r - 1][2 j + f - 1], zero outside the image. ph's
- *    column 0 of f = 0 and its columns past the image are never written: zeros from the
- *    first memset. With bn (the fused slot): each value is first a = max(0, x sc + sh) (the
+ *    parity: ph[f][r][j] = xc[pr0 + r - 1][2 j + f - 1] (plane f at f NR rows: NR = 2 CR + 2,
+ *    the rows of a whole chunk, whatever nrows this chunk has), zero outside the image. ph's
+ *    column 0 of f = 0 and its columns past the image are never written: they keep the zeros
+ *    of the first memset, since every chunk puts each plane at the same place. With bn (the fused slot): each value is first a = max(0, x sc + sh) (the
  *    padding stays 0: it pads a, not x), a multiply then an add, as conv2d_direct.c's
- *    pad_image_bn_relu, and a is also stored to ac when it is not NULL. */
+ *    pad_image_bn_relu, and a is also stored to ac when it is not NULL. (The same bits need
+ *    the multiply and the add kept apart: GCC may fuse these intrinsics like any * and +, and
+ *    does not here only because -std=c11 turns contraction off, as it does for the C side.) */
 TARGET static void WCAT(winograd_parity_split, SFX)(float *ph, const float *xc, int H, int W, int TWV, int pr0,
-                                                    int nrows, int bn, float sc, float sh, float *ac)
+                                                    int nrows, int NR, int bn, float sc, float sh, float *ac)
 {
     V vsc = VBCAST(&sc), vsh = VBCAST(&sh), zero = VZERO();
     for (int r = 0; r < nrows; r++) {
         int h = pr0 + r - 1;
-        float *even = ph + (size_t)r * TWV, *odd = ph + ((size_t)nrows + r) * TWV;   /* in[2 j - 1]; in[2 j] */
+        float *even = ph + (size_t)r * TWV, *odd = ph + ((size_t)NR + r) * TWV;   /* in[2 j - 1]; in[2 j] */
         if (h < 0 || h >= H) {
             memset(even, 0, sizeof(float) * TWV);
             memset(odd, 0, sizeof(float) * TWV);
@@ -93,10 +99,10 @@ TARGET static void WCAT(winograd_image, SFX)(float *out, const float *x, const f
 {
     const int TW = Q / 2, TH = P / 2;
     for (int i0 = 0; i0 < TH; i0 += CR) {
-        int i1 = i0 + CR < TH ? i0 + CR : TH, nrows = 2 * (i1 - i0) + 2;
+        int i1 = i0 + CR < TH ? i0 + CR : TH, nrows = 2 * (i1 - i0) + 2, NR = 2 * CR + 2;
         /* 0 and 1: each channel's rows of the chunk split, then transformed (ph stays in L1) */
         for (int c = 0; c < C; c++) {
-            WCAT(winograd_parity_split, SFX)(ph, x + (size_t)c * P * Q, P, Q, TWV, 2 * i0, nrows, scale != NULL,
+            WCAT(winograd_parity_split, SFX)(ph, x + (size_t)c * P * Q, P, Q, TWV, 2 * i0, nrows, NR, scale != NULL,
                                              scale ? scale[c] : 0, shift ? shift[c] : 0, act ? act + (size_t)c * P * Q : NULL);
             for (int i = i0; i < i1; i++)
                 for (int j0 = 0; j0 < TW; j0 += VL) {
@@ -106,7 +112,7 @@ TARGET static void WCAT(winograd_image, SFX)(float *out, const float *x, const f
                     for (int r = 0; r < 4; r++)
                         _Pragma("GCC unroll 16")
                         for (int s = 0; s < 4; s++)
-                            d[r][s] = VLOAD(ph + ((size_t)(s & 1) * nrows + 2 * (i - i0) + r) * TWV + j0 + (s >> 1));
+                            d[r][s] = VLOAD(ph + ((size_t)(s & 1) * NR + 2 * (i - i0) + r) * TWV + j0 + (s >> 1));
                     _Pragma("GCC unroll 16")
                     for (int s = 0; s < 4; s++) {   /* t = B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
                         t[0][s] = VSUB(d[0][s], d[2][s]);
