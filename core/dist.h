@@ -1,8 +1,10 @@
-/* Data-parallel training over processes (issue: MPI for CPU processes on one or many machines).
+/* Data-parallel training over processes (MPI: CPU processes on one or many machines; on GPUs
+ * one per process, their sums through NCCL: gpu/dist.cu, Ops.sum_over_processes).
  * Every process holds the whole model, draws the same epoch plan, and takes its slice of each
  * batch (dist_slice); batchnorm's statistics are the whole batch's (cpu/cpu.h's
- * batchnorm_sync) and the gradients are summed over the processes before SGD, so N processes
- * train the model one process trains, up to the order of floating-point sums.
+ * batchnorm_sync; on GPUs, gpu/batchnorm.cu) and the gradients are summed over the processes
+ * before SGD, so N processes train the model one process trains, up to the order of
+ * floating-point sums.
  *
  * Two builds of this interface: core/dist_none.c (one process; in the library, what every
  * program links) and core/dist_mpi.c (MPI; linked into apps/resnet-mpi, run by mpirun).

@@ -6,10 +6,11 @@
  * (gpustep_run) the host launches one graph: batch build from the plan at the device's step
  * counter (labels included), forward, loss, loss/accuracy accumulation (which advances the
  * counter), backward, SGD. The graph is captured on first use and again when the learning
- * rate changes (MultiStepLR: a few times per run); the very first optimizer step of a model
- * (SGD's momentum initialization) runs uncaptured; it also grows the kernels' scratch
- * buffers (batchnorm's and the weight gradient's partial sums) to their size, so a captured
- * graph never refers to a buffer that is later reallocated. gpustep_sums reads the sums back: the
+ * rate changes (MultiStepLR: a few times per run); the first step of every GpuStep (SGD's
+ * momentum initialization on a new model, and a resumed run's first step too) runs uncaptured;
+ * it also grows the kernels' scratch buffers (batchnorm's and the weight gradient's partial
+ * sums, the processes' gathered vectors of gpu/dist.cu) to their size, so a captured graph
+ * never refers to a buffer that is later reallocated. gpustep_sums reads the sums back: the
  * one synchronization, once per epoch. Same batches, same arithmetic as the step issued op
  * by op: the results are bit-identical (tests/test_gpu.c).
  *

@@ -183,6 +183,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res)
      * batch; rank 0 alone writes files and prints. On GPUs, one each (gpu/dist.cu), chosen
      * before the first CUDA call. */
     char err[1024];
+    if (cfg->batch < dist_size())
+        die_code(2, "a batch of %d over %d processes leaves some without an image: fewer processes, or --batch-size %d "
+                 "or more", cfg->batch, dist_size(), dist_size());
     if (dist_size() > 1 && !strcmp(cfg->device, "gpu")) {
         int local_rank, local_size;
         dist_local(&local_rank, &local_size);

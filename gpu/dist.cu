@@ -76,7 +76,7 @@ extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int dri
 extern "C" int gpu_dist_init(int rank, int size, int local_rank, int local_size, void (*bcast)(void *buf, size_t bytes),
                              char *err, size_t errlen)
 {
-    if (size == 1) return 0;
+    if (size == 1 || gpu::n_ranks == size) return 0;   // (one process; or joined already)
 #ifndef CONVNET_NCCL
     (void)rank; (void)local_rank; (void)local_size; (void)bcast;
     snprintf(err, errlen, "this program was built without NCCL: data-parallel GPU training needs the MPI build "
@@ -96,13 +96,15 @@ extern "C" int gpu_dist_init(int rank, int size, int local_rank, int local_size,
         snprintf(err, errlen, "no usable CUDA GPU (%s)", r ? r : cudaGetErrorString(e));
         return -1;
     }
-    if (local_size > count) {
-        snprintf(err, errlen, "%d processes on this machine but %d GPU%s: one GPU per process (fewer processes, "
-                 "or --device cpu)", local_size, count, count == 1 ? "" : "s");
+    // one GPU visible: a launcher that gives each process its own (CUDA_VISIBLE_DEVICES), or
+    // one GPU for several processes, which NCCL refuses ("Duplicate GPU") at the init below
+    if (count > 1 && local_size > count) {
+        snprintf(err, errlen, "%d processes on this machine but %d GPUs: one GPU per process (fewer processes, "
+                 "or --device cpu)", local_size, count);
         return -1;
     }
-    gpu::device_index = local_rank;
-    CUDA_CHECK(cudaSetDevice(local_rank));
+    gpu::device_index = count == 1 ? 0 : local_rank;
+    CUDA_CHECK(cudaSetDevice(gpu::device_index));
     ncclUniqueId id;
     if (rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
     bcast(&id, sizeof id);

@@ -436,7 +436,7 @@ extern "C" const Ops *ops_gpu(const char **why)
 #ifndef CONVNET_EMU
     if (e == cudaSuccess) {
         cudaDeviceProp prop;
-        if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) cc = prop.major * 10 + prop.minor;
+        if (cudaGetDeviceProperties(&prop, gpu::current_device()) == cudaSuccess) cc = prop.major * 10 + prop.minor;
     }
 #endif
     const char *r = gpu_unusable_reason(reason, sizeof reason, (int)e, driver, runtime, cc, CONVNET_CUDA_ARCH);

@@ -14,7 +14,7 @@
  *   mpirun -np N build/mpi_steps run-gpu DIR EPOCHS [resume]
  *       core/train.c's train_run as apps/resnet-mpi --device gpu runs it (one emulated device a
  *       process, the data-parallel GPU table), on a small net and 47 random images (40 to
- *       train, batch 7: 4 + 3 or 3 + 2 + 2 rows), lr 0.05, to DIR; then rank 0 writes the
+ *       train, batch 7: 3 + 4 or 2 + 2 + 3 rows), lr 0.05, to DIR; then rank 0 writes the
  *       weights of DIR/last.state to DIR/weights (raw floats)
  *   mpirun -np N build/mpi_steps eval
  *       core/train.c's evaluate (each process classifies its share, the counts added) of a
@@ -69,7 +69,26 @@ static int compare(const char *a, const char *b, double tol, int at_least)
     return (at_least ? e >= tol : e <= tol) ? 0 : 1;
 }
 
-/* 13 rows: 7 + 6 on two processes, 5 + 4 + 4 on three (unequal shares of the batch) */
+void emu_set_graph_shuffle(unsigned long long seed);   /* tests/emu/cuda_emu.h (a C++ header) */
+
+/* 1 if every process holds the same n floats: each puts a hash of its bits in its own slot
+ * of a vector the processes add (rank order, exact: hashes below 2^32) */
+static int same_everywhere(const float *v, size_t n)
+{
+    int size = dist_size();
+    double *h = calloc((size_t)size, sizeof(double));
+    uint32_t x = 2166136261u;   /* FNV-1a over the bytes */
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < n * sizeof(float); i++) x = (x ^ b[i]) * 16777619u;
+    h[dist_rank()] = x;
+    dist_sum(h, (size_t)size);
+    int same = 1;
+    for (int r = 1; r < size; r++) same &= h[r] == h[0];
+    free(h);
+    return same;
+}
+
+/* 13 rows: 6 + 7 on two processes, 4 + 4 + 5 on three (unequal shares of the batch) */
 #define GPU_BATCH 13
 
 /* STEPS steps of the GPU step (core/gpustep.c) on random data; the weights and buffers to
@@ -97,23 +116,28 @@ static void train_gpu(int steps, const char *out, int fast)
     LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
     DeviceData *dd = devdata_create(ops, &ds, NULL, batch);
     GpuStep *g = gpustep_create(m, dd, &lc, 1);
+    /* a graph's nodes in a random order that keeps their dependencies (the same seed on every
+     * rank, so their collectives stay in one order): a missing join shows as wrong weights */
+    emu_set_graph_shuffle(11);
     gpustep_epoch(g, &lc, 0, 0, 0, 0);
     for (int s = 0; s < steps; s++) gpustep_run(g, 0.05f, 0.9f, 5e-4f);
     double loss_sum;
     long correct;
     gpustep_sums(g, &loss_sum, &correct);   /* every process's, added */
+    float *w = xmalloc_floats(m->n_params + m->n_buffers);
+    ops->download(w, m->params, sizeof(float) * m->n_params);
+    ops->download(w + m->n_params, m->buffers, sizeof(float) * m->n_buffers);
+    if (!same_everywhere(w, m->n_params + m->n_buffers)) die("the processes' weights differ (%s)", dist_name());
     if (dist_rank() == 0) {
-        float *w = xmalloc_floats(m->n_params + m->n_buffers);
-        ops->download(w, m->params, sizeof(float) * m->n_params);
-        ops->download(w + m->n_params, m->buffers, sizeof(float) * m->n_buffers);
         FILE *f = fopen(out, "wb");
         if (!f) die("cannot write %s", out);
         fwrite(w, sizeof(float), m->n_params + m->n_buffers, f);
         fclose(f);
-        free(w);
-        printf("%s: %d steps of %d images (%ld graph launches), %s, %s table: mean loss %.6f, %ld correct\n", out, steps,
-               batch, g->launches, dist_name(), ops->name, loss_sum / ((double)steps * batch), correct);
+        printf("%s: %d steps of %d images (%ld graph launches), %s, %s table: mean loss %.6f, %ld correct; the same "
+               "weights on every process\n", out, steps, batch, g->launches, dist_name(), ops->name,
+               loss_sum / ((double)steps * batch), correct);
     }
+    free(w);
     gpustep_free(g);
     devdata_free(dd);
     model_free(m);

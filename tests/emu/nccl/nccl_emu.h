@@ -3,11 +3,13 @@
 //
 // A collective is enqueued on its stream like a kernel (emu::host_work_on): run at once, or
 // recorded into the graph being captured and run when the graph runs, as NCCL's kernels are;
-// when it runs, the bytes move with MPI over MPI_COMM_WORLD. So the emulator checks what a
-// card would: that every process issues the same collectives in the same order, captured or
-// not, and that the sums come out the same on every process. Not emulated: NCCL's own
-// transport, timeouts, and communicators other than the whole job's (ncclCommInitRank checks
-// that its ranks are MPI's).
+// when it runs, the bytes move with MPI, over a communicator of its own (a duplicate of
+// MPI_COMM_WORLD, as NCCL's traffic is apart from the program's MPI calls). Before the bytes,
+// the ranks exchange each collective's number in the communicator's sequence and its count,
+// and stop with a message unless all agree: every process must issue the same collectives in
+// the same order, captured or not, as on cards. Not emulated: NCCL's own transport and
+// timeouts, and communicators other than the whole job's (ncclCommInitRank checks that its
+// ranks are MPI's).
 #ifndef CONVNET_NCCL_EMU_H
 #define CONVNET_NCCL_EMU_H
 
