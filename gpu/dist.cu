@@ -69,6 +69,7 @@ int current_device() { return device_index; }
 }  // namespace gpu
 
 extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
+extern "C" int gpu_device_query(int *count, int *driver, int *runtime);   // ops_gpu.cu
 
 // One GPU per process: the local_rank-th GPU of this machine, then an NCCL communicator over
 // the size processes (rank 0 makes its id; bcast hands it to the others). Before any other
@@ -83,13 +84,8 @@ extern "C" int gpu_dist_init(int rank, int size, int local_rank, int local_size,
              "(apps/resnet-mpi, made where mpicc and NCCL's nccl.h and libnccl are found)");
     return -1;
 #else
-    int count = 0, driver = 0, runtime = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-#ifndef CONVNET_EMU
-    cudaDriverGetVersion(&driver);
-    cudaRuntimeGetVersion(&runtime);
-#endif
-    if (e == cudaSuccess && count == 0) e = (cudaError_t)100;
+    int count, driver, runtime;
+    cudaError_t e = (cudaError_t)gpu_device_query(&count, &driver, &runtime);
     if (e != cudaSuccess) {   // the reason ops_gpu would give
         char why[256];
         const char *r = gpu_unusable_reason(why, sizeof why, (int)e, driver, runtime, 0, 0);

@@ -423,16 +423,25 @@ extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int dri
 namespace { __global__ void probe_kernel() {} }
 #endif
 
+// The devices (count), and the driver's and runtime's CUDA versions (0 under the emulator);
+// no device is error 100, as the runtime says it
+extern "C" int gpu_device_query(int *count, int *driver, int *runtime)
+{
+    *count = *driver = *runtime = 0;
+    cudaError_t e = cudaGetDeviceCount(count);
+#ifndef CONVNET_EMU
+    cudaDriverGetVersion(driver);
+    cudaRuntimeGetVersion(runtime);
+#endif
+    if (e == cudaSuccess && *count == 0) e = (cudaError_t)100;
+    return (int)e;
+}
+
 extern "C" const Ops *ops_gpu(const char **why)
 {
     static char reason[256];
-    int count = 0, driver = 0, runtime = 0, cc = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-#ifndef CONVNET_EMU
-    cudaDriverGetVersion(&driver);
-    cudaRuntimeGetVersion(&runtime);
-#endif
-    if (e == cudaSuccess && count == 0) e = (cudaError_t)100;
+    int count, driver, runtime, cc = 0;
+    cudaError_t e = (cudaError_t)gpu_device_query(&count, &driver, &runtime);
 #ifndef CONVNET_EMU
     if (e == cudaSuccess) {
         cudaDeviceProp prop;

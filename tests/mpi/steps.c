@@ -69,7 +69,30 @@ static int compare(const char *a, const char *b, double tol, int at_least)
     return (at_least ? e >= tol : e <= tol) ? 0 : 1;
 }
 
-void emu_set_graph_shuffle(unsigned long long seed);   /* tests/emu/cuda_emu.h (a C++ header) */
+void emu_set_graph_shuffle(unsigned long long seed);
+
+/* n random images and labels, from seed */
+static Dataset random_images(int n, uint64_t seed)
+{
+    Rng r;
+    rng_seed(&r, seed, 1);
+    Dataset ds = {n, xmalloc((size_t)n * CIFAR_PIXELS), xmalloc((size_t)n)};
+    for (size_t i = 0; i < (size_t)n * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
+    for (int i = 0; i < n; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
+    return ds;
+}
+
+/* the practical's ResNet on ops, initialized from seed 1 (the same weights on every process) */
+static Model *practical_model(const Ops *ops, int batch)
+{
+    ModelConfig cfg;
+    model_config_default(&cfg);
+    Model *m = model_create(ops, &cfg, batch);
+    Rng r;
+    rng_seed(&r, 1, 1);
+    model_init(m, &r);
+    return m;
+}   /* tests/emu/cuda_emu.h (a C++ header) */
 
 /* 1 if every process holds the same n floats: each puts a hash of its bits in its own slot
  * of a vector the processes add (rank order, exact: hashes below 2^32) */
@@ -103,16 +126,8 @@ static void train_gpu(int steps, const char *out, int fast)
     const Ops *ops = fast ? ops_gpu_data_parallel(&why) : ops_gpu_ref(&why);
     if (!ops) die("no GPU table: %s", why);
     int batch = GPU_BATCH, n_img = steps * batch;
-    Rng r;
-    rng_seed(&r, 7, 1);
-    Dataset ds = {n_img, xmalloc((size_t)n_img * CIFAR_PIXELS), xmalloc((size_t)n_img)};
-    for (size_t i = 0; i < (size_t)n_img * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
-    for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
-    ModelConfig cfg;
-    model_config_default(&cfg);
-    Model *m = model_create(ops, &cfg, batch);
-    rng_seed(&r, 1, 1);
-    model_init(m, &r);
+    Dataset ds = random_images(n_img, 7);
+    Model *m = practical_model(ops, batch);
     LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
     DeviceData *dd = devdata_create(ops, &ds, NULL, batch);
     GpuStep *g = gpustep_create(m, dd, &lc, 1);
@@ -234,16 +249,8 @@ int main(int argc, char **argv)
     const Ops *ops = argc == 5 && !strcmp(argv[4], "reference") ? &ops_cpu_ref : &ops_cpu;
     if (argc == 5 && !strcmp(argv[4], "local")) batchnorm_sync = NULL;   /* --batchnorm local */
     int steps = atoi(argv[2]), batch = 128, n_img = steps * batch;
-    Rng r;
-    rng_seed(&r, 7, 1);
-    Dataset ds = {n_img, xmalloc((size_t)n_img * CIFAR_PIXELS), xmalloc((size_t)n_img)};
-    for (size_t i = 0; i < (size_t)n_img * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
-    for (int i = 0; i < n_img; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
-    ModelConfig cfg;
-    model_config_default(&cfg);
-    Model *m = model_create(ops, &cfg, batch);
-    rng_seed(&r, 1, 1);
-    model_init(m, &r);
+    Dataset ds = random_images(n_img, 7);
+    Model *m = practical_model(ops, batch);
     LoaderConfig lc = {.ds = &ds, .n = n_img, .batch = batch, .shuffle = 1, .drop_last = 1, .flip = 1, .crop = 1, .seed = 1};
     Loader *l = loader_create(&lc);
     loader_start_epoch(l, 0);
