@@ -16,7 +16,9 @@
 #   plan*        the step's plan and bound (bench/gpu_plan, emulator: no GPU needed)
 #   train_step*  the training step: tensor cores (3xTF32); the same launches eagerly, each timed
 #                (--profile: a row per launch site); CUDA cores (fp32), no fused backward,
-#                the readable kernels (--kernels reference: gpu/conv2d.cu, gpu/batchnorm.cu, ...)
+#                the readable kernels (--kernels reference: gpu/conv2d.cu, gpu/batchnorm.cu, ...),
+#                and the data-parallel table (--data-parallel-table: the fast convolutions with
+#                the readable batchnorm, what more than one process runs) on the one card
 #   data         synthetic CIFAR-format files, unless CIFAR10_DIR is set
 #   train_2_epochs  apps/resnet --device gpu, 2 epochs
 #   train_reference_1_epoch  the same with the readable kernels (--kernels reference)
@@ -51,8 +53,8 @@ export PATH="$PATH:/usr/local/cuda/bin:$PWD/build-device"
 T0=$(date +%s)
 fails=0
 
-PLAN=(build:120 gpu_tests:40 gpu_tests_forked:30 plan:5 plan_fp32:5 train_step_gpu:20 train_step_profile:20
-      train_step_fp32:12 train_step_unfused:12 train_step_reference:20 data:15 train_2_epochs:20 train_reference_1_epoch:60
+PLAN=(build:120 gpu_tests:40 gpu_tests_forked:30 plan:5 plan_fp32:5 train_step_gpu:15 train_step_profile:20
+      train_step_fp32:12 train_step_unfused:12 train_step_reference:20 train_step_data_parallel:12 data:15 train_2_epochs:20 train_reference_1_epoch:60
       gemm:20 epoch_ours:15 epoch_torch:30 torch_practical_2_epochs:40 memcheck:25 racecheck:25 ncu_step:45)
 # GPU_CHECK_ONLY=build,gpu_tests,...: run just these steps (a second call on a lent machine that
 # repeats only what the first one showed wrong); the budget counts the chosen steps alone
@@ -206,6 +208,8 @@ do_train_step_fp32() { needs_gpu train_step_fp32 "$1" || step train_step_fp32 "$
 do_train_step_unfused() { needs_gpu train_step_unfused "$1" || step train_step_unfused "$1" bench/train_step --device gpu --steps 30 --no-fused-backward; }
 do_train_step_profile() { needs_gpu train_step_profile "$1" || step train_step_profile "$1" bench/train_step --device gpu --steps 10 --profile; }
 do_train_step_reference() { needs_gpu train_step_reference "$1" || step train_step_reference "$1" bench/train_step --device gpu --steps 10 --kernels reference; }
+# the table data-parallel training runs with more than one process, on one card
+do_train_step_data_parallel() { needs_gpu train_step_data_parallel "$1" || step train_step_data_parallel "$1" bench/train_step --device gpu --steps 20 --data-parallel-table; }
 data=${CIFAR10_DIR:-}
 do_data() {
   if [ -n "$data" ] && [ -f "$data/data_batch_1.bin" ]; then skip data "CIFAR10_DIR is set" "$1"; return; fi
@@ -285,7 +289,7 @@ for e in "${PLAN[@]}"; do "do_${e%%:*}" "${e##*:}"; done
 
 # ---- the details ------------------------------------------------------------------------
 echo
-for f in gemm train_step_gpu train_step_profile train_step_fp32 train_step_unfused train_step_reference epoch_ours epoch_torch; do
+for f in gemm train_step_gpu train_step_profile train_step_fp32 train_step_unfused train_step_reference train_step_data_parallel epoch_ours epoch_torch; do
   [ -s "$WORK/$f.log" ] && { echo "--- $f"; cat "$WORK/$f.log"; }
 done
 grep -h "epoch\|best weights\|test" "$WORK/train_2_epochs.log" 2> /dev/null

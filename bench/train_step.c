@@ -21,7 +21,7 @@
 int main(int argc, char **argv)
 {
     const char *device = "cpu", *kernels = NULL;
-    int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2, profile = 0;
+    int steps = 20, threads = 0, batch = 128, eval = 0, warmup = 2, profile = 0, data_parallel = 0;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--device", 8)) device = cli_value(argc, argv, &i);
         else if (cli_is_flag(argv[i], "--kernels")) kernels = cli_kernels(cli_value(argc, argv, &i));
@@ -32,14 +32,21 @@ int main(int argc, char **argv)
         else if (cli_is_flag(argv[i], "--gpu-math")) cli_gpu_math(cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--no-fused-backward")) gpu_set_conv_fusion(-1);
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--data-parallel-table")) data_parallel = 1;
         else if (cli_is_flag(argv[i], "--warmup")) warmup = (int)cli_long("--warmup", cli_value(argc, argv, &i), 0, 1000);
         else die_code(2, "unknown flag '%s'", argv[i]);
     }
     cli_apply_threads(threads);
     const Ops *ops = ops_for_device(device, kernels);
+    if (data_parallel) {   /* the table more than one process runs, timed on one (GPU only) */
+        const char *why = "";
+        if (ops->host || !(ops = ops_gpu_data_parallel(&why)))
+            die_code(2, "--data-parallel-table: the GPU's data-parallel table (%s)", ops && ops->host ? "use --device gpu" : why);
+    }
     if (profile && (ops->host || eval)) die_code(2, "--profile times GPU training steps: use it with --device gpu");
     if (!ops->fused)
-        printf("kernels: %s table (the readable operators, the plain walk)\n", ops->name);
+        printf("kernels: %s table (%s, the plain walk)\n", ops->name,
+               data_parallel ? "the fast convolutions with the readable batchnorm" : "the readable operators");
     else if (ops->host)
         printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s; Winograd: %s)\n", ops->name,
                cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32),
