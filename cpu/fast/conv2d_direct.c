@@ -37,84 +37,34 @@ typedef struct { const float *mask, *x, *mean; float *sv; } ConvBnBwd;
 
 /* ---------------------------------------------------------------- the ISA variants */
 
+/* cpu/fast/vec.h: what a vector is in each ISA */
+#define VEC_AVX512
+#include "cpu/fast/vec.h"
 #define SFX avx512
-#define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#define VL 16
 #define KB 8
-#define V __m512
-#define VZERO() _mm512_setzero_ps()
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VBCAST(p) _mm512_set1_ps(*(p))
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VLOAD_FIRST(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
-#define VKEEP_GT0(m, v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), v)
 #include "cpu/fast/conv2d_direct_kern.h"
+#include "cpu/fast/vec_end.h"
 #undef SFX
-#undef TARGET
-#undef VL
 #undef KB
-#undef V
-#undef VZERO
-#undef VLOAD
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VSTORE
-#undef VSTORE_FIRST
-#undef VSUB
-#undef VLOAD_FIRST
-#undef VKEEP_GT0
 
 /* 8-wide vectors with AVX-512's 32 registers (for 8-pixel rows). */
+#define VEC_AVX512Y
+#include "cpu/fast/vec.h"
 #define SFX avx512y
-#define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#define VL 8
 #define KB 8
-#define V __m256
-#define VZERO() _mm256_setzero_ps()
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VBCAST(p) _mm256_broadcast_ss(p)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VSTORE_FIRST(p, v, n) _mm256_mask_storeu_ps(p, (__mmask8)((1u << (n)) - 1), v)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VLOAD_FIRST(p, n) _mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1), p)
-#define VKEEP_GT0(m, v) _mm256_and_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ), v)
 #include "cpu/fast/conv2d_direct_kern.h"
+#include "cpu/fast/vec_end.h"
 #undef SFX
-#undef TARGET
 #undef KB
-#undef VSTORE_FIRST
-#undef VLOAD_FIRST
 
+#define VEC_AVX2
+#include "cpu/fast/vec.h"
 #define SFX avx2
-#define TARGET __attribute__((target("avx2,fma")))
 #define KB 4
-#define LANES_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define VSTORE_FIRST(p, v, n) _mm256_maskstore_ps(p, LANES_BELOW(n), v)
-#define VLOAD_FIRST(p, n) _mm256_maskload_ps(p, LANES_BELOW(n))
 #include "cpu/fast/conv2d_direct_kern.h"
+#include "cpu/fast/vec_end.h"
 #undef SFX
-#undef TARGET
-#undef VL
 #undef KB
-#undef V
-#undef VZERO
-#undef VLOAD
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VSTORE
-#undef VSTORE_FIRST
-#undef VSUB
-#undef VLOAD_FIRST
-#undef VKEEP_GT0
-#undef LANES_BELOW
 
 typedef void (*fwd_image_fn)(const float *, const int *, int, const float *, int, const int *,
                              const int *, const int *, int, float *, const float *, size_t,

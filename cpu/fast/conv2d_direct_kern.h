@@ -1,13 +1,7 @@
 /* Register-tiled inner loops of the direct convolution (cpu/fast/conv2d_direct.c), written
- * once and compiled once per ISA. The includer defines:
- *   SFX             name suffix (avx512, avx512y, avx2)
- *   TARGET          __attribute__((target(...))) for that ISA
- *   VL              floats per vector register (16 or 8)
- *   KB              output channels per register tile
- *   V               the vector type; VZERO(), VLOAD(p), VBCAST(p) (one float to all lanes),
- *                   VFMA(a, b, c) = a*b + c (one rounding), VADD(a, b), VSUB(a, b),
- *                   VSTORE(p, v), VSTORE_FIRST(p, v, n) (lanes 0..n-1 only),
- *                   VLOAD_FIRST(p, n) (lanes n.. read as 0), VKEEP_GT0(m, v) (v where m > 0, else 0)
+ * once and compiled once per ISA. The includer defines SFX (the name suffix: avx512, avx512y,
+ * avx2), KB (output channels per register tile) and one ISA's vector vocabulary
+ * (cpu/fast/vec.h: V, VL, TARGET, VLOAD, VFMA, VSTORE_FIRST, VKEEP_GT0, ...).
  *
  * Both kernels see the input image through a zero-padded, phase-split copy (conv2d_direct.c):
  * an output pixel vector (row p, columns q0..q0+VL-1) meets tap t = (c, r, s) at the VL

@@ -21,22 +21,10 @@
 #define KB 8   /* output channels of accumulators ... */
 #define NV 2   /* ... by vectors of tiles, in the products */
 
+/* cpu/fast/vec.h: what a vector is in each ISA; and two shuffles of this file's own */
+#define VEC_AVX512
+#include "cpu/fast/vec.h"
 #define SFX avx512
-#define TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#define VL 16
-#define V __m512
-#define VZERO() _mm512_setzero_ps()
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VBCAST(p) _mm512_set1_ps(*(p))
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VSTORE_FIRST(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#define VLOAD_FIRST(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
-#define VKEEP_FIRST(v, n) _mm512_maskz_mov_ps((__mmask16)((1u << (n)) - 1), v)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VMAX(a, b) _mm512_max_ps(a, b)
 /* even = a0 a2 ... a14 b0 b2 ... b14, odd = a1 a3 ... b15 */
 #define VDEINTERLEAVE(even, odd, a, b)                                                                   \
     do {                                                                                                 \
@@ -50,42 +38,14 @@
         hi = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b); \
     } while (0)
 #include "cpu/fast/winograd_kern.h"
+#include "cpu/fast/vec_end.h"
 #undef SFX
-#undef TARGET
-#undef VL
-#undef V
-#undef VZERO
-#undef VLOAD
-#undef VBCAST
-#undef VFMA
-#undef VADD
-#undef VSUB
-#undef VSTORE
-#undef VSTORE_FIRST
-#undef VLOAD_FIRST
-#undef VKEEP_FIRST
-#undef VMUL
-#undef VMAX
-#undef VINTERLEAVE
 #undef VDEINTERLEAVE
+#undef VINTERLEAVE
 
+#define VEC_AVX2
+#include "cpu/fast/vec.h"
 #define SFX avx2
-#define TARGET __attribute__((target("avx2,fma")))
-#define VL 8
-#define V __m256
-#define VZERO() _mm256_setzero_ps()
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VBCAST(p) _mm256_broadcast_ss(p)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define LANES_BELOW(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define VSTORE_FIRST(p, v, n) _mm256_maskstore_ps(p, LANES_BELOW(n), v)
-#define VLOAD_FIRST(p, n) _mm256_maskload_ps(p, LANES_BELOW(n))
-#define VKEEP_FIRST(v, n) _mm256_and_ps(v, _mm256_castsi256_ps(LANES_BELOW(n)))
-#define VMUL(a, b) _mm256_mul_ps(a, b)
-#define VMAX(a, b) _mm256_max_ps(a, b)
 /* even = a0 a2 a4 a6 b0 b2 b4 b6, odd = a1 a3 ... b7 (shuffle works within 128-bit halves) */
 #define VDEINTERLEAVE(even, odd, a, b)                                                          \
     do {                                                                                        \
@@ -102,6 +62,10 @@
         hi = _mm256_permute2f128_ps(l_, h_, 0x31);                \
     } while (0)
 #include "cpu/fast/winograd_kern.h"
+#include "cpu/fast/vec_end.h"
+#undef SFX
+#undef VDEINTERLEAVE
+#undef VINTERLEAVE
 
 typedef void (*image_fn)(float *, const float *, const float *, float *, float *, float *, int, int, int, int, int, int,
                          int, const float *, const float *, float *, const float *);

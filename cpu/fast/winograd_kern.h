@@ -1,5 +1,5 @@
 /* One ISA's Winograd F(2x2, 3x3) forward for one image (included by cpu/fast/winograd.c with
- * SFX, TARGET, VL, KB, NV, V and the vector macros defined). Tiles are numbered t = i TW + j
+ * SFX, KB, NV, VDEINTERLEAVE, VINTERLEAVE and one ISA's cpu/fast/vec.h defined). Tiles are numbered t = i TW + j
  * (tile row i, column j; TW = Q / 2 tiles a row) and taken a chunk of tile rows at a time:
  *   0. a channel's rows of the chunk, split by column parity into ph[f][r][j] =
  *      in[c][h][2 j + f - 1] (padded column 2 j + f), zero outside the image: a few KB that

@@ -1,0 +1,21 @@
+/* Ends one ISA's use of cpu/fast/vec.h: every name it defined, and the switch. */
+#undef TARGET
+#undef VL
+#undef V
+#undef VZERO
+#undef VLOAD
+#undef VSTORE
+#undef VBCAST
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VMAX
+#undef VFMA
+#undef VEC_MASK
+#undef VLOAD_FIRST
+#undef VSTORE_FIRST
+#undef VKEEP_FIRST
+#undef VKEEP_GT0
+#undef VEC_AVX512
+#undef VEC_AVX512Y
+#undef VEC_AVX2
