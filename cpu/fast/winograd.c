@@ -89,19 +89,23 @@ static int mode = -2;   /* -1: the rule, 0 never, 1 wherever supported; -2: not 
 
 void winograd_fast_set_mode(int m) { mode = m; }
 
-int winograd_fast_chosen(int C, int H, int W, int K, int R, int S, int stride, int pad)
+static int current_mode(void)
 {
     if (mode == -2) {
         const char *e = getenv("CONVNET_WINOGRAD");
         mode = e && *e == '0' ? 0 : e && *e == '1' ? 1 : -1;
     }
-    return mode == 1 && winograd_fast_supported(C, H, W, K, R, S, stride, pad);
+    return mode;
+}
+
+int winograd_fast_chosen(int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    return current_mode() == 1 && winograd_fast_supported(C, H, W, K, R, S, stride, pad);
 }
 
 const char *winograd_fast_choice(void)
 {
-    winograd_fast_chosen(0, 0, 0, 0, 0, 0, 0, 0);   /* (reads the mode) */
-    return mode == 1 ? "F(2x2,3x3) on every supported 3x3 stride-1 forward (CONVNET_WINOGRAD=1)"
+    return current_mode() == 1 ? "F(2x2,3x3) on every supported 3x3 stride-1 forward (CONVNET_WINOGRAD=1)"
                      : mode == 0 ? "off (CONVNET_WINOGRAD=0 or set so)" : "off (the measured rule: slower than direct here)";
 }
 
@@ -179,32 +183,32 @@ static void run(float *out, const float *in, const float *U, int N, int C, int H
     }
 }
 
+/* The three entry points: kernel `weight` [K,C,3,3] transformed (flip: for the backward-input,
+ * where the convolution runs from K channels to C), then run; `what` names the caller */
+static void convolve(const char *what, float *out, const float *in, const float *weight, int N, int Cin, int H,
+                     int W, int Kout, int flip, const float *scale, const float *shift, float *act, const float *add)
+{
+    if (!winograd_fast_supported(Cin, H, W, Kout, 3, 3, 1, 1)) die("%s: unsupported shape", what);
+    float *U = xmalloc(sizeof(float) * 16 * (size_t)Kout * Cin);
+    transform_weights(U, weight, flip ? Cin : Kout, flip ? Kout : Cin, flip);
+    run(out, in, U, N, Cin, H, W, Kout, scale, shift, act, add);
+    free(U);
+}
+
 void winograd_fast_forward(float *out, const float *in, const float *weight, int N, int C, int H, int W, int K)
 {
-    if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward: unsupported shape");
-    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
-    transform_weights(U, weight, K, C, 0);
-    run(out, in, U, N, C, H, W, K, NULL, NULL, NULL, NULL);
-    free(U);
+    convolve("winograd_fast_forward", out, in, weight, N, C, H, W, K, 0, NULL, NULL, NULL, NULL);
 }
 
 void winograd_fast_forward_bn(float *out, float *act, const float *in, const float *weight, const float *add, int N,
                               int C, int H, int W, int K, const float *scale, const float *shift)
 {
-    if (!winograd_fast_supported(C, H, W, K, 3, 3, 1, 1)) die("winograd_fast_forward_bn: unsupported shape");
-    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
-    transform_weights(U, weight, K, C, 0);
-    run(out, in, U, N, C, H, W, K, scale, shift, act, add);
-    free(U);
+    convolve("winograd_fast_forward_bn", out, in, weight, N, C, H, W, K, 0, scale, shift, act, add);
 }
 
 /* din [N,C,H,W] from dout [N,K,H,W]: the forward of dout with the flipped kernel, input and
  * output channels swapped (pad 2 - 1 = 1): needs C a multiple of 8 */
 void winograd_fast_backward_input(float *din, const float *dout, const float *weight, int N, int C, int H, int W, int K)
 {
-    if (!winograd_fast_supported(K, H, W, C, 3, 3, 1, 1)) die("winograd_fast_backward_input: unsupported shape");
-    float *U = xmalloc(sizeof(float) * 16 * (size_t)K * C);
-    transform_weights(U, weight, K, C, 1);
-    run(din, dout, U, N, K, H, W, C, NULL, NULL, NULL, NULL);
-    free(U);
+    convolve("winograd_fast_backward_input", din, dout, weight, N, K, H, W, C, 1, NULL, NULL, NULL, NULL);
 }
