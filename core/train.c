@@ -125,16 +125,15 @@ static double evaluate_dd(Model *m, DeviceData *dd, const Dataset *ds, const int
                           double rotate_deg, int batch)
 {
     if (!idx) n = ds->n;
-    if (dist_size() == 1) return n ? (double)correct_of(m, dd, ds, idx, n, perm, rotate_deg, batch) / n : 0;
     int lo, hi, *all = NULL;
-    dist_slice(n, &lo, &hi);
-    if (!idx) {   /* the whole set: its indices, to take a share of them */
-        all = xmalloc(sizeof(int) * (n > 0 ? n : 1));
+    dist_slice(n, &lo, &hi);   /* (one process: all of them) */
+    if (!idx && hi - lo < n) {   /* a share of the whole set: its indices, to take the share */
+        all = xmalloc(sizeof(int) * (size_t)n);
         for (int i = 0; i < n; i++) all[i] = i;
         idx = all;
     }
-    double correct = hi > lo ? (double)correct_of(m, dd, ds, idx + lo, hi - lo, perm, rotate_deg, batch) : 0;
-    dist_sum(&correct, 1);
+    double correct = hi > lo ? (double)correct_of(m, dd, ds, idx ? idx + lo : NULL, hi - lo, perm, rotate_deg, batch) : 0;
+    dist_sum(&correct, 1);   /* (one process: nothing) */
     free(all);
     return n ? correct / n : 0;
 }
