@@ -162,12 +162,7 @@ static void train_gpu(int steps, const char *out, int fast)
 /* train_run on the emulated GPUs, then the state's weights to DIR/weights (rank 0) */
 static void run_gpu(const char *dir, int epochs, int resume)
 {
-    int n = 47;
-    Rng r;
-    rng_seed(&r, 3, 1);
-    Dataset tr = {n, xmalloc((size_t)n * CIFAR_PIXELS), xmalloc((size_t)n)}, te = {8, tr.images, tr.labels};
-    for (size_t i = 0; i < (size_t)n * CIFAR_PIXELS; i++) tr.images[i] = (uint8_t)rng_int(&r, 256);
-    for (int i = 0; i < n; i++) tr.labels[i] = (uint8_t)rng_int(&r, 10);
+    Dataset tr = random_images(47, 3), te = {8, tr.images, tr.labels};   /* the test set: the first 8 */
     TrainConfig c;
     TrainResult res;
     train_config_default(&c);
@@ -204,11 +199,7 @@ static void run_gpu(const char *dir, int epochs, int resume)
 static void eval_shares(void)
 {
     int n = 101, idx[37];
-    Rng r;
-    rng_seed(&r, 5, 1);
-    Dataset ds = {n, xmalloc((size_t)n * CIFAR_PIXELS), xmalloc((size_t)n)};
-    for (size_t i = 0; i < (size_t)n * CIFAR_PIXELS; i++) ds.images[i] = (uint8_t)rng_int(&r, 256);
-    for (int i = 0; i < n; i++) ds.labels[i] = (uint8_t)rng_int(&r, 10);
+    Dataset ds = random_images(n, 5);
     for (int i = 0; i < 37; i++) idx[i] = (i * 13 + 5) % n;
     ModelConfig cfg;
     model_config_default(&cfg);
@@ -216,6 +207,7 @@ static void eval_shares(void)
     cfg.blocks[0] = 1; cfg.blocks[1] = 1;
     cfg.channels[0] = 8; cfg.channels[1] = 8;
     Model *m = model_create(&ops_cpu, &cfg, 16);
+    Rng r;
     rng_seed(&r, 2, 1);
     model_init(m, &r);
     double all = evaluate(m, &ds, NULL, n, NULL, 0, 16), some = evaluate(m, &ds, idx, 37, NULL, 0, 16);
