@@ -68,9 +68,6 @@ void sum_over_processes(float *v, size_t n)
 int current_device() { return device_index; }
 }  // namespace gpu
 
-extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
-extern "C" int gpu_device_query(int *count, int *driver, int *runtime);   // ops_gpu.cu
-
 // One GPU per process: the local_rank-th GPU of this machine, then an NCCL communicator over
 // the size processes (rank 0 makes its id; bcast hands it to the others). Before any other
 // CUDA call of the process. 0, or -1 with a one-line reason in err.

@@ -102,6 +102,14 @@ void batchnorm_release();   // the readable kernels' sums buffer (tests: as in a
 // stream() (captured with the step's graph); does nothing with one process.
 void sum_over_processes(float *v, size_t n);
 int current_device();   // the GPU this process uses: 0, or its local rank's
+}  // namespace gpu
+
+// ops_gpu.cu: the device count and the driver's and runtime's CUDA versions (cudaError_t as
+// an int; no device is 100), and the one-line reason they give for not using the GPU (NULL: usable)
+extern "C" int gpu_device_query(int *count, int *driver, int *runtime);
+extern "C" const char *gpu_unusable_reason(char *buf, size_t n, int err, int driver, int runtime, int cc, int built);
+
+namespace gpu {
 
 // The op table's batchnorm (gpu/batchnorm_split.cu): each channel split over chunks so a
 // layer fills the card; relu = 1 applies max(0, .) in the same pass; backward: mask (NULL or
