@@ -53,9 +53,9 @@ static float *nan_floats(size_t n)
 
 typedef struct { int N, C, H, W, K, R, S, stride, pad; } ConvShape;
 
-/* The practical's layers (batch 3) and odd shapes: odd channels, batch 1, 5x5 and 1x1 and
- * 2x3 kernels, stride 2 and 3, odd and non-square images, rows wider than one vector with a
- * partial tail, pad 0 and 2. */
+/* The practical's layers (batch 3) and odd shapes: odd channels, batch 1 and 10, 5x5 and 1x1
+ * and 2x3 kernels, stride 2 and 3, odd and non-square images, rows wider than one vector with
+ * a partial tail, pad 0 and 2. */
 static const ConvShape conv_shapes[] = {
     {3, 3, 32, 32, 16, 3, 3, 1, 1},  {3, 16, 32, 32, 16, 3, 3, 1, 1}, {3, 16, 32, 32, 24, 3, 3, 2, 1},
     {3, 16, 32, 32, 24, 1, 1, 2, 0}, {3, 24, 16, 16, 24, 3, 3, 1, 1}, {3, 24, 16, 16, 32, 3, 3, 2, 1},
@@ -63,6 +63,10 @@ static const ConvShape conv_shapes[] = {
     {1, 5, 11, 13, 7, 3, 3, 1, 1},   {3, 3, 9, 7, 5, 5, 5, 1, 2},    {2, 4, 10, 9, 3, 2, 3, 1, 1},
     {3, 5, 13, 11, 6, 3, 3, 2, 1},   {1, 6, 7, 7, 9, 1, 1, 1, 0},    {2, 3, 21, 19, 10, 3, 3, 1, 0},
     {1, 2, 12, 12, 4, 5, 5, 3, 2},   {3, 7, 25, 17, 11, 3, 3, 1, 1}, {2, 3, 4, 4, 5, 5, 5, 1, 2},
+    /* whole vectors and channel blocks with other kernels, pad 0 and 2, odd output channel
+     * counts, and 10 images (more than CONV_DW_CHUNKS, in uneven chunks) */
+    {2, 8, 16, 16, 5, 5, 5, 1, 2},   {5, 16, 16, 16, 7, 3, 3, 1, 0}, {1, 16, 8, 8, 9, 2, 3, 1, 1},
+    {10, 8, 8, 16, 4, 3, 3, 1, 1},
 };
 
 typedef struct { double fwd, add, bin, bw; } ConvErr;
@@ -318,9 +322,13 @@ START_TEST(batchnorm_fast_matches_reference)
 END_TEST
 
 /* A whole training step of the practical's network on the default (fast) CPU table gives
- * the same bits with 1 and with 2 threads: loss, every gradient, the weights after SGD. */
+ * the same bits with 1 and with 2 threads: loss, every gradient, the weights after SGD.
+ * _i 1: with the fast Winograd forced on (CONVNET_WINOGRAD=1's choice). */
 START_TEST(model_step_thread_independent)
 {
+    if (_i && !cpu_isa_supported(CPU_ISA_AVX2)) return;   /* no fast Winograd on this CPU */
+    winograd_fast_set_mode(_i ? 1 : -2);
+    if (_i) ck_assert(winograd_fast_chosen(16, 32, 32, 16, 3, 3, 1, 1));
     ModelConfig cfg;
     model_config_default(&cfg);
     int N = 16;
@@ -354,6 +362,7 @@ START_TEST(model_step_thread_independent)
         }
     }
     omp_set_num_threads(saved);
+    winograd_fast_set_mode(-2);
     for (int t = 0; t < 2; t++) { free(grads[t]); free(params[t]); }
     free(x);
 }
@@ -369,7 +378,7 @@ Suite *suite_fast(void)
     tcase_add_test(t, conv_relu_bn_backward_matches_reference);
     tcase_add_test(t, batchnorm_fast_matches_reference);
     tcase_add_test(t, bn_relu_conv_forward_matches_reference);
-    tcase_add_test(t, model_step_thread_independent);
+    tcase_add_loop_test(t, model_step_thread_independent, 0, 2);   /* 1: Winograd on */
     suite_add_tcase(s, t);
     return s;
 }

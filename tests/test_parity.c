@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include "core/checkpoint.h"
 #include "core/model.h"
+#include "cpu/cpu.h"
+#include "cpu/fast/fast.h"
 
 #define PARITY_TOL 1e-4
 
@@ -63,13 +65,23 @@ static void golden_free(Golden *g)
     free(g->blob);
 }
 
-/* _i: bit 0 block type (preact, original), bit 1 the CPU table (default fast one, readable) */
+/* _i 0-3: bit 0 block type (preact, original), bit 1 the CPU table (default fast one,
+ * readable); 4: preact on the fast table with its Winograd F(2x2,3x3) forced on every 3x3
+ * stride-1 forward it takes (what CONVNET_WINOGRAD=1 does; the original block has no fused
+ * batchnorm-ReLU-conv slot, so no Winograd to test). The same tolerance: Winograd's float
+ * error, 2e-6 of a layer's largest output in tests/test_winograd.c, is far under 1e-4. */
 START_TEST(matches_pytorch)
 {
     const char *block = _i & 1 ? "original" : "preact";
     const Ops *ops = _i & 2 ? &ops_cpu_ref : &ops_cpu;
-    char lbl[64];
-    snprintf(lbl, sizeof lbl, "%s (%s table)", block, ops->name);
+    int winograd = _i == 4;
+    if (winograd) {
+        if (!cpu_isa_supported(CPU_ISA_AVX2)) return;   /* no fast Winograd on this CPU */
+        winograd_fast_set_mode(1);
+        ck_assert(winograd_fast_chosen(16, 32, 32, 16, 3, 3, 1, 1));
+    }
+    char lbl[80];
+    snprintf(lbl, sizeof lbl, "%s (%s table%s)", block, ops->name, winograd ? ", Winograd on" : "");
     char path[256], err[512];
     snprintf(path, sizeof path, "tests/data/golden_%s.bin", block);
     Golden g = golden_load(path);
@@ -127,6 +139,7 @@ START_TEST(matches_pytorch)
     free(before); free(d1); free(d2);
     model_free(m);
     golden_free(&g);
+    winograd_fast_set_mode(-2);   /* back to CONVNET_WINOGRAD's choice */
 }
 END_TEST
 
@@ -209,7 +222,7 @@ Suite *suite_parity(void)
     Suite *s = suite_create("pytorch parity + checkpoints");
     TCase *t = tcase_create("parity");
     tcase_set_timeout(t, 60);
-    tcase_add_loop_test(t, matches_pytorch, 0, 4);
+    tcase_add_loop_test(t, matches_pytorch, 0, 5);   /* 4: the fast table with Winograd */
     tcase_add_test(t, checkpoint_roundtrip_and_errors);
     tcase_add_test(t, checkpoints_load_into_pytorch);
     suite_add_tcase(s, t);
