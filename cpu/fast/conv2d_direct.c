@@ -35,7 +35,44 @@
  * mean[K]; sv[K][2][VL] lane sums of g and g * (x - mean), added tile by tile in a fixed order. */
 typedef struct { const float *mask, *x, *mean; float *sv; } ConvBnBwd;
 
+/* Software prefetch of the next image, spread over this one's tiles. Asked for all at once, a
+ * thousand lines fill the core's line-fill buffers and the thread stalls until most have
+ * arrived (perf put 5-6% of a training step's samples on those loops); asked for a slice
+ * between tiles, they arrive while the tiles compute (the step 3% faster: bench/RESULTS.md,
+ * 2026-12-04).
+ *   prefetch_plan(p, bytes, slices)  queue [p, p + bytes), to be asked for in `slices` slices
+ *   prefetch_slice()                 ask for the next slice of every queued range (the
+ *                                    kernels call it after each tile or group of tiles)
+ *   prefetch_reset()                 drop what is left (at the start of an image's work)
+ * The queue is per thread; a prefetch is only a hint, so what is never asked for costs
+ * nothing but time. */
+typedef struct { const char *p; size_t left, step; } PrefetchRange;
+static _Thread_local PrefetchRange pf_queue[3];
+static _Thread_local int pf_count;
+
+static void prefetch_reset(void) { pf_count = 0; }
+
+static void prefetch_plan(const void *p, size_t bytes, int slices)
+{
+    if (pf_count == 3 || bytes == 0) return;
+    size_t step = (bytes + (size_t)slices - 1) / (size_t)(slices > 0 ? slices : 1);
+    pf_queue[pf_count++] = (PrefetchRange){p, bytes, (step + 63) & ~(size_t)63};
+}
+
+static inline void prefetch_slice(void)
+{
+    for (int i = 0; i < pf_count; i++) {
+        PrefetchRange *r = &pf_queue[i];
+        size_t n = r->step < r->left ? r->step : r->left;
+        for (size_t o = 0; o < n; o += 64) __builtin_prefetch(r->p + o, 0, 2);
+        r->p += n;
+        r->left -= n;
+    }
+}
+
 /* ---------------------------------------------------------------- the ISA variants */
+
+#define FWD_NV 3   /* pixel vectors per forward tile (conv2d_direct_kern.h's NV) */
 
 /* cpu/fast/vec.h: what a vector is in each ISA */
 #define VEC_AVX512
@@ -156,12 +193,6 @@ static void *scratch(Scratch *s, size_t bytes)
         s->cap = bytes;
     }
     return s->p;
-}
-
-/* Ask for [p, p + bytes) in L2 ahead of use (the next image, while this one computes). */
-static void prefetch_l2(const void *p, size_t bytes)
-{
-    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 2);
 }
 
 /* ---------------------------------------------------------------- plan */
@@ -329,8 +360,10 @@ static void run_forward_bn(const Plan *pl, const float *wt, float *out, const fl
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *xp = scratch(&s_x, sizeof(float) * pl->xfloats);
-        if (n + 1 < N) prefetch_l2(in + (n + 1) * in_img, sizeof(float) * in_img);
-        if (add) prefetch_l2(add + n * out_img, sizeof(float) * out_img);
+        int groups = ceil_div(pl->nvec, FWD_NV);             /* the kernel's prefetch_slice calls */
+        prefetch_reset();
+        if (n + 1 < N) prefetch_plan(in + (n + 1) * in_img, sizeof(float) * in_img, groups);
+        if (add && n + 1 < N) prefetch_plan(add + (n + 1) * out_img, sizeof(float) * out_img, groups);
         if (a) pad_image_bn_relu(pl, xp, a + n * in_img, in + n * in_img, scale, shift);
         else pad_image(pl, xp, in + n * in_img);
         pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
@@ -436,7 +469,8 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
         float *xp = scratch(&s_x, sizeof(float) * (dpad + (size_t)C * ob_plane));
         float *ob = xp + dpad;
         const float *d = dout + (size_t)n * K * P * Q;
-        if (n + 1 < N) prefetch_l2(d + (size_t)K * P * Q, sizeof(float) * K * P * Q);
+        prefetch_reset();
+        if (n + 1 < N) prefetch_plan(d + (size_t)K * P * Q, sizeof(float) * K * P * Q, st * st * ceil_div(Hamax * QVb, FWD_NV));
         memset(xp, 0, sizeof(float) * dpad);
         for (int k = 0; k < K; k++)
             for (int p = 0; p < P; p++)
@@ -606,8 +640,12 @@ static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
                     size_t ti = (((size_t)kb * C + c) * w->R + r) * w->SG + sg;
                     w->isa->bwdw(xb, soff, ns, d + (size_t)kb * KBn * w->dplane, w->dplane, w->voff, w->doff,
                                  g * pl->nvec, vacc + ti * w->tile);
+                    prefetch_slice();
                 }
 }
+
+/* wgrad_images' tiles (and prefetch_slice calls) per group */
+static int wgrad_tiles(const Wgrad *w) { return w->kblocks * w->C * w->R * w->SG; }
 
 /* The chunks' accumulators added in chunk order (lane by lane), then the lanes of each weight. */
 static void wgrad_finish(const Wgrad *w, float *dweight)
@@ -667,9 +705,10 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
         memset(w.all + (size_t)ch * w.nacc, 0, sizeof(float) * w.nacc);
         for (int n = n0; n < n1; n += w.G) {
             int e = n + w.G < n1 ? n + w.G : n1;
-            if (e < n1) {
-                prefetch_l2(in + e * img, sizeof(float) * img);
-                prefetch_l2(dout + e * dimg, sizeof(float) * dimg);
+            prefetch_reset();
+            if (e < n1) {   /* the next group's first image, over this group's tiles */
+                prefetch_plan(in + e * img, sizeof(float) * img, wgrad_tiles(&w));
+                prefetch_plan(dout + e * dimg, sizeof(float) * dimg, wgrad_tiles(&w));
             }
             wgrad_images(&w, ch, n, e);
         }
@@ -713,15 +752,19 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
         if (dweight) memset(w.all + (size_t)ch * w.nacc, 0, sizeof(float) * w.nacc);
         for (int nb = n0; nb < n1; nb += w.G) {
             int e = nb + w.G < n1 ? nb + w.G : n1;
+            /* the next group's first image, over this group's weight-gradient tiles and
+             * backward-input tile groups */
+            prefetch_reset();
             if (e < n1) {
-                prefetch_l2(in + e * img, sizeof(float) * img);
-                prefetch_l2(dout + e * dimg, sizeof(float) * dimg);
+                int slices = (dweight ? wgrad_tiles(&w) : 0) + (e - nb) * ceil_div(pl.nvec, FWD_NV);
+                prefetch_plan(in + e * img, sizeof(float) * img, slices);
+                prefetch_plan(dout + e * dimg, sizeof(float) * dimg, slices);
+                prefetch_plan(bn_in + e * img, sizeof(float) * img, slices);
             }
             if (dweight) wgrad_images(&w, ch, nb, e);
             for (int n = nb; n < e; n++) {
                 float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
                 float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
-                prefetch_l2(bn_in + n * img, sizeof(float) * img);
                 memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
                 pad_image(&pl, xp, dout + n * dimg);
                 ConvBnBwd bn = {in + n * img, bn_in + n * img, save_mean, sv};

@@ -9,7 +9,7 @@
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
-#define NV 3   /* pixel vectors per forward tile: KB*NV accumulators stay in registers */
+#define NV FWD_NV   /* pixel vectors per forward tile (3): KB*NV accumulators stay in registers */
 
 /* Forward tile: nv (<= NV) pixel vectors x KB output channels.
  *   acc[kb][i] = sum_{t < T} wt[t*KB + kb] * x[voff[i] + toff[t] + lane]
@@ -105,6 +105,7 @@ TARGET static void CAT(fwd_image, SFX)(const float *x, const int *toff, int T, c
                 else TILE(1, 0);
             }
         }
+        prefetch_slice();   /* a slice of the next image (conv2d_direct.c) */
     }
 #undef TILE
 }
