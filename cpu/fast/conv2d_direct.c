@@ -17,7 +17,10 @@
  *   backward_weight  dw[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in_pad[n,c,p*st+r,q*st+s]:
  *                    KB channels x 3 taps of accumulators per (c, r), vectors over pixels;
  *                    each chunk of images keeps its lane sums, the chunks are added in order
- *                    and the lanes reduced once at the end.
+ *                    and the lanes reduced once at the end. Beside a stride-1 backward-input
+ *                    (the fused backward) the same sum is taken the other way round, from the
+ *                    padded dout that the backward-input makes anyway: no padded input copy
+ *                    (wgrad_init_from_dout).
  * Determinism: every output is summed by one thread in a fixed order; the weight gradient
  * uses the same fixed image chunks as cpu/conv2d.c (CONV_DW_CHUNKS, a constant), added in
  * chunk order. Results do not depend on the thread count. */
@@ -558,18 +561,40 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
 
 /* ---------------------------------------------------------------- weight gradient */
 
-/* One call's weight-gradient state: the plan over the conv input, pixel-vector tables for G
- * images at a time, and every chunk's lane accumulators (all[chunk][tile][KB][3][VL]). */
+/* One call's weight-gradient state: the plan over the conv input (from_dout: the
+ * backward-input's plan over the padded dout), pixel-vector tables for G images at a time,
+ * and every chunk's lane accumulators (all[chunk][tile][KB][3][VL]). */
 typedef struct {
     Plan pl;
     const Isa *isa;
     const float *in, *dout;
     int N, C, H, W, K, R, S, P, Q, stride;
     int VLn, KBn, kblocks, SG, inplace, G, chunks;
+    int from_dout;                  /* 1: the form of wgrad_init_from_dout (see there) */
     size_t dplane, dimg, tile, nacc;
     int *voff, *doff;
     float *all;
 } Wgrad;
+
+/* The sizes both forms share, once pl, dimg, kblocks and SG are set: the image chunks, the
+ * group size G, room for the pixel-vector tables (filled by the caller), and the chunks'
+ * accumulators for tiles [kblocks][inner][R][SG] (inner: C, or K for from_dout). */
+static void wgrad_size(Wgrad *w, int inner)
+{
+    const Plan *pl = &w->pl;
+    w->chunks = w->N < CONV_DW_CHUNKS ? w->N : CONV_DW_CHUNKS;
+    int maxchunk = ceil_div(w->N, w->chunks);
+    /* Small images are taken G at a time, so one pass of a register tile runs over the pixels
+     * of G images (the tile's accumulators are loaded and stored once per group): G images'
+     * padded image and in-place operand stay within ~256 KB of L2. */
+    int G = (int)((256 * 1024 / sizeof(float)) / (pl->xfloats + w->dimg));
+    w->G = G < 1 ? 1 : G > maxchunk ? maxchunk : G;
+    w->voff = scratch(&s_wtab, sizeof(int) * 2 * (size_t)w->G * pl->nvec);
+    w->doff = w->voff + (size_t)w->G * pl->nvec;
+    w->tile = (size_t)w->KBn * 3 * w->VLn;
+    w->nacc = (size_t)w->kblocks * inner * w->R * w->SG * w->tile;
+    w->all = scratch(&s_all, sizeof(float) * w->nacc * w->chunks);
+}
 
 static void wgrad_init(Wgrad *w, const Isa *isa, const float *dout, const float *in, int N, int C,
                        int H, int W, int K, int R, int S, int stride, int pad)
@@ -590,24 +615,13 @@ static void wgrad_init(Wgrad *w, const Isa *isa, const float *dout, const float 
     w->inplace = Q % w->VLn == 0 && K % w->KBn == 0;
     w->dplane = w->inplace ? (size_t)PQ : (size_t)P * pl->QV * w->VLn;
     w->dimg = w->inplace ? (size_t)K * PQ : (size_t)w->kblocks * w->KBn * w->dplane;
-    w->chunks = N < CONV_DW_CHUNKS ? N : CONV_DW_CHUNKS;
-    int maxchunk = ceil_div(N, w->chunks);
-    /* Small images are taken G at a time, so one pass of a register tile runs over the pixels
-     * of G images (the tile's accumulators are loaded and stored once per group): G images'
-     * padded input and dout stay within ~256 KB of L2. */
-    int G = (int)((256 * 1024 / sizeof(float)) / (pl->xfloats + w->dimg));
-    w->G = G < 1 ? 1 : G > maxchunk ? maxchunk : G;
-    w->voff = scratch(&s_wtab, sizeof(int) * 2 * (size_t)w->G * pl->nvec);
-    w->doff = w->voff + (size_t)w->G * pl->nvec;
+    wgrad_size(w, C);
     for (int g = 0; g < w->G; g++)
         for (int v = 0; v < pl->nvec; v++) {
             int p = v / pl->QV, q0 = (v % pl->QV) * w->VLn;
             w->voff[g * pl->nvec + v] = (int)(g * pl->xfloats) + pl->voff[v];
             w->doff[g * pl->nvec + v] = (int)(g * w->dimg) + (w->inplace ? p * Q + q0 : p * pl->QV * w->VLn + q0);
         }
-    w->tile = (size_t)w->KBn * 3 * w->VLn;
-    w->nacc = (size_t)w->kblocks * C * R * w->SG * w->tile;
-    w->all = scratch(&s_all, sizeof(float) * w->nacc * w->chunks);
 }
 
 /* Images [n0, n1) of chunk ch (n1 - n0 <= G, in the chunk's order) into its accumulators. */
@@ -645,7 +659,70 @@ static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
 }
 
 /* wgrad_images' tiles (and prefetch_slice calls) per group */
-static int wgrad_tiles(const Wgrad *w) { return w->kblocks * w->C * w->R * w->SG; }
+static int wgrad_tiles(const Wgrad *w) { return w->kblocks * (w->from_dout ? w->K : w->C) * w->R * w->SG; }
+
+/* The weight gradient of a stride-1 convolution from the backward-input's padded dout, so
+ * the input needs no padded copy of its own. With pad' = R-1-pad rows (and S-1-pad columns)
+ * of zeros around dout, as plan_backward_input pads it:
+ *   dw[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in[n,c,p-pad+r,q-pad+s]
+ *               = sum_{n,h,w} in[n,c,h,w] dpad[n,k,h+R-1-r,w+S-1-s]
+ * (h = p-pad+r; the terms with h outside the image are the input's zero padding, and the
+ * dout rows outside [0,P) are dpad's zeros). This is wgrad_images' sum with the roles
+ * exchanged: the pixel vectors run over the input (h, w0..w0+VL-1), the KB channels of a
+ * tile are input channels c read in place from in (W a multiple of VL, C of KB), and the three
+ * shifted loads per vector come from dpad[k] at tap (R-1-r, S-1-s): the backward-input's own
+ * tap offsets. bwd is that plan (image [K,P,Q] padded, output [C,H,W]). */
+static int wgrad_from_dout_fits(const Isa *isa, int C, int W, int stride)
+{
+    return stride == 1 && W % isa->vl == 0 && C % isa->kb == 0;
+}
+
+static void wgrad_init_from_dout(Wgrad *w, const Isa *isa, const Plan *bwd, const float *dout,
+                                 const float *in, int N, int C, int H, int W, int K, int R, int S, int pad)
+{
+    memset(w, 0, sizeof *w);
+    w->from_dout = 1;
+    w->isa = isa; w->in = in; w->dout = dout;
+    w->N = N; w->C = C; w->H = H; w->W = W; w->K = K; w->R = R; w->S = S; w->stride = 1;
+    w->P = conv_out_size(H, R, 1, pad);
+    w->Q = conv_out_size(W, S, 1, pad);
+    w->pl = *bwd;                                   /* tables stay the backward-input's */
+    const Plan *pl = &w->pl;
+    w->VLn = isa->vl; w->KBn = isa->kb;
+    w->kblocks = C / w->KBn;                        /* blocks of input channels */
+    w->SG = ceil_div(S, 3);
+    w->inplace = 1;
+    w->dplane = (size_t)H * W;                      /* the in-place operand is now in */
+    w->dimg = (size_t)C * H * W;
+    wgrad_size(w, K);
+    for (int g = 0; g < w->G; g++)
+        for (int v = 0; v < pl->nvec; v++) {   /* the bwd plan's vector v is input pixel (h, w0) */
+            w->voff[g * pl->nvec + v] = (int)(g * pl->xfloats) + pl->voff[v];
+            w->doff[g * pl->nvec + v] = (int)(g * w->dimg) + pl->ooff[v];
+        }
+}
+
+/* Images [n0, n1) of chunk ch into its accumulators; dpad holds their padded dout, one
+ * bwd-plan image (pl.xfloats floats) each. */
+static void wgrad_images_from_dout(const Wgrad *w, int ch, int n0, int n1, const float *dpad)
+{
+    const Plan *pl = &w->pl;
+    int K = w->K, R = w->R, S = w->S, g = n1 - n0, KBn = w->KBn;
+    float *vacc = w->all + (size_t)ch * w->nacc;
+    const float *in = w->in + (size_t)n0 * w->dimg;
+    for (int cb = 0; cb < w->kblocks; cb++)
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < R; r++)              /* r counts dpad's rows: tap R-1-r */
+                for (int sg = 0; sg < w->SG; sg++) {
+                    int s0 = sg * 3, ns = S - s0 < 3 ? S - s0 : 3, soff[3];
+                    for (int j = 0; j < ns; j++) soff[j] = s0 + j;
+                    const float *xb = dpad + ((size_t)k * pl->Hp + r) * pl->Wph;
+                    size_t ti = (((size_t)cb * K + k) * R + r) * w->SG + sg;
+                    w->isa->bwdw(xb, soff, ns, in + (size_t)cb * KBn * w->dplane, w->dplane, w->voff,
+                                 w->doff, g * pl->nvec, vacc + ti * w->tile);
+                    prefetch_slice();
+                }
+}
 
 /* The chunks' accumulators added in chunk order (lane by lane), then the lanes of each weight. */
 static void wgrad_finish(const Wgrad *w, float *dweight)
@@ -661,20 +738,25 @@ static void wgrad_finish(const Wgrad *w, float *dweight)
             for (size_t i = i0; i < i1; i++) all[i] += src[i];
         }
     }
-    int C = w->C, R = w->R, S = w->S, SG = w->SG, KBn = w->KBn, VLn = w->VLn;
-    for (int kb = 0; kb < w->kblocks; kb++)
-        for (int c = 0; c < C; c++)
+    /* tiles [block][i][r][sg] of [KB][3][VL]: the block's channels are k (i = c), or for
+     * from_dout c (i = k, taps flipped: r and s count from the kernel's far end) */
+    int C = w->C, K = w->K, R = w->R, S = w->S, SG = w->SG, KBn = w->KBn, VLn = w->VLn, f = w->from_dout;
+    int I = f ? K : C, O = f ? C : K;
+    for (int b = 0; b < w->kblocks; b++)
+        for (int i = 0; i < I; i++)
             for (int r = 0; r < R; r++)
                 for (int sg = 0; sg < SG; sg++) {
-                    const float *a = all + ((((size_t)kb * C + c) * R + r) * SG + sg) * w->tile;
+                    const float *a = all + ((((size_t)b * I + i) * R + r) * SG + sg) * w->tile;
                     for (int j = 0; j < KBn; j++) {
-                        int k = kb * KBn + j;
-                        if (k >= w->K) break;
+                        int o = b * KBn + j;
+                        if (o >= O) break;
                         for (int t = 0; t < 3 && sg * 3 + t < S; t++) {
                             const float *l = a + (j * 3 + t) * VLn;
                             float sum = 0;
-                            for (int i = 0; i < VLn; i++) sum += l[i];
-                            dweight[((size_t)k * C + c) * R * S + r * S + sg * 3 + t] = sum;
+                            for (int v = 0; v < VLn; v++) sum += l[v];
+                            int k = f ? i : o, c = f ? o : i;
+                            int rr = f ? R - 1 - r : r, ss = f ? S - 1 - (sg * 3 + t) : sg * 3 + t;
+                            dweight[(((size_t)k * C + c) * R + rr) * S + ss] = sum;
                         }
                     }
                 }
@@ -739,9 +821,12 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
      * batchnorm's sums in the store */
     Plan pl;
     const float *wt = plan_backward_input(&pl, isa, weight, C, K, P, Q, R, S, pad);
-    /* weight side, over the same images in the same pass (dout and the input read once) */
+    /* weight side, over the same images in the same pass (dout and the input read once);
+     * where it fits, from the backward-input's padded dout (no padded copy of the input) */
     Wgrad w;
-    wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
+    int from_dout = wgrad_from_dout_fits(isa, C, W, stride);
+    if (from_dout) wgrad_init_from_dout(&w, isa, &pl, dout, in, N, C, H, W, K, R, S, pad);
+    else wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
     double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);
     size_t dimg = (size_t)K * P * Q, img = (size_t)C * HW;
     int VLn = isa->vl;
@@ -761,12 +846,19 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                 prefetch_plan(dout + e * dimg, sizeof(float) * dimg, slices);
                 prefetch_plan(bn_in + e * img, sizeof(float) * img, slices);
             }
-            if (dweight) wgrad_images(&w, ch, nb, e);
+            /* the group's padded dout: one image at a time, or all G kept for both sides */
+            float *xpg = scratch(&s_x, sizeof(float) * pl.xfloats * (from_dout ? w.G : 1));
+            if (from_dout) {
+                for (int n = nb; n < e; n++) pad_image(&pl, xpg + (n - nb) * pl.xfloats, dout + n * dimg);
+                if (dweight) wgrad_images_from_dout(&w, ch, nb, e, xpg);
+            } else if (dweight) {
+                wgrad_images(&w, ch, nb, e);
+            }
             for (int n = nb; n < e; n++) {
-                float *xp = scratch(&s_x, sizeof(float) * pl.xfloats);
+                float *xp = from_dout ? xpg + (n - nb) * pl.xfloats : xpg;
                 float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
                 memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
-                pad_image(&pl, xp, dout + n * dimg);
+                if (!from_dout) pad_image(&pl, xp, dout + n * dimg);
                 ConvBnBwd bn = {in + n * img, bn_in + n * img, save_mean, sv};
                 isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * img, NULL,
                          (size_t)HW, &bn);
