@@ -46,7 +46,8 @@ typedef struct { const float *mask, *x, *mean; float *sv; } ConvBnBwd;
  *   prefetch_plan(p, bytes, slices)  queue [p, p + bytes), to be asked for in `slices` slices
  *   prefetch_slice()                 ask for the next slice of every queued range (the
  *                                    kernels call it after each tile or group of tiles)
- *   prefetch_reset()                 drop what is left (at the start of an image's work)
+ *   prefetch_reset()                 drop what is left (before planning the next image's,
+ *                                    at the start of each image or group of images)
  * The queue is per thread; a prefetch is only a hint, so what is never asked for costs
  * nothing but time. */
 typedef struct { const char *p; size_t left, step; } PrefetchRange;
@@ -465,15 +466,18 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
                 f->nl[v] = VLn;                      /* lanes past Wb land in the buffer's margin */
             }
         }
-    int zero_phases = 0;
-    for (int i = 0; i < nph; i++) zero_phases |= ph[i].T == 0;
+    int zero_phases = 0, groups = 0;   /* groups: the forward kernel's tile groups an image */
+    for (int i = 0; i < nph; i++) {
+        zero_phases |= ph[i].T == 0;
+        if (ph[i].T) groups += ceil_div(ph[i].nvec, FWD_NV);
+    }
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *xp = scratch(&s_x, sizeof(float) * (dpad + (size_t)C * ob_plane));
         float *ob = xp + dpad;
         const float *d = dout + (size_t)n * K * P * Q;
         prefetch_reset();
-        if (n + 1 < N) prefetch_plan(d + (size_t)K * P * Q, sizeof(float) * K * P * Q, st * st * ceil_div(Hamax * QVb, FWD_NV));
+        if (n + 1 < N) prefetch_plan(d + (size_t)K * P * Q, sizeof(float) * K * P * Q, groups);
         memset(xp, 0, sizeof(float) * dpad);
         for (int k = 0; k < K; k++)
             for (int p = 0; p < P; p++)
@@ -561,9 +565,12 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
 
 /* ---------------------------------------------------------------- weight gradient */
 
-/* One call's weight-gradient state: the plan over the conv input (from_dout: the
- * backward-input's plan over the padded dout), pixel-vector tables for G images at a time,
- * and every chunk's lane accumulators (all[chunk][tile][KB][3][VL]). */
+/* One call's weight-gradient state: the plan over the padded image the tiles shift along,
+ * pixel-vector tables for G images at a time (voff into the padded images, doff into the
+ * operand read in place), and every chunk's lane accumulators (all[chunk][tile][KB][3][VL]).
+ * Normally the padded image is the input and the in-place operand dout (KB output channels a
+ * tile); with from_dout the two exchange roles: pl is the backward-input's plan over the padded
+ * dout, and dout/dplane/dimg/doff/inplace describe `in` (KB input channels a tile). */
 typedef struct {
     Plan pl;
     const Isa *isa;
@@ -658,7 +665,7 @@ static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
                 }
 }
 
-/* wgrad_images' tiles (and prefetch_slice calls) per group */
+/* tiles (and prefetch_slice calls) per group of wgrad_images or wgrad_images_from_dout */
 static int wgrad_tiles(const Wgrad *w) { return w->kblocks * (w->from_dout ? w->K : w->C) * w->R * w->SG; }
 
 /* The weight gradient of a stride-1 convolution from the backward-input's padded dout, so
@@ -670,16 +677,21 @@ static int wgrad_tiles(const Wgrad *w) { return w->kblocks * (w->from_dout ? w->
  * dout rows outside [0,P) are dpad's zeros). This is wgrad_images' sum with the roles
  * exchanged: the pixel vectors run over the input (h, w0..w0+VL-1), the KB channels of a
  * tile are input channels c read in place from in (W a multiple of VL, C of KB), and the three
- * shifted loads per vector come from dpad[k] at tap (R-1-r, S-1-s): the backward-input's own
- * tap offsets. bwd is that plan (image [K,P,Q] padded, output [C,H,W]). */
-static int wgrad_from_dout_fits(const Isa *isa, int C, int W, int stride)
+ * shifted loads per vector come from dpad[k] at tap (R-1-r, S-1-s), the offsets
+ * (k Hp + R-1-r) Wph + S-1-s that are the backward-input plan's toff for that tap. bwd is that
+ * plan (image [K,P,Q] padded, output [C,H,W]). It sums over H W input pixels where the other
+ * form sums over P Q output pixels: taken only where that is no more (P Q >= H W, e.g. every
+ * "same" convolution; with pad 0 the output is smaller and the zeros would cost products). */
+static int wgrad_from_dout_fits(const Isa *isa, int C, int H, int W, int P, int Q, int stride)
 {
-    return stride == 1 && W % isa->vl == 0 && C % isa->kb == 0;
+    return stride == 1 && W % isa->vl == 0 && C % isa->kb == 0 && (long)P * Q >= (long)H * W;
 }
 
 static void wgrad_init_from_dout(Wgrad *w, const Isa *isa, const Plan *bwd, const float *dout,
                                  const float *in, int N, int C, int H, int W, int K, int R, int S, int pad)
 {
+    if (!wgrad_from_dout_fits(isa, C, H, W, conv_out_size(H, R, 1, pad), conv_out_size(W, S, 1, pad), 1))
+        die("conv2d_direct: weight gradient from dout on a shape it does not fit");
     memset(w, 0, sizeof *w);
     w->from_dout = 1;
     w->isa = isa; w->in = in; w->dout = dout;
@@ -800,6 +812,15 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
 
 /* ---------------------------------------------------------------- conv backward through relu(bn) */
 
+/* whether conv2d_direct_backward_relu_bn takes its weight gradient from the padded dout (tests) */
+int conv2d_direct_wgrad_from_dout(int C, int H, int W, int K, int R, int S, int stride, int pad)
+{
+    (void)K;
+    const Isa *isa = pick(W);
+    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) return 0;
+    return wgrad_from_dout_fits(isa, C, H, W, conv_out_size(H, R, 1, pad), conv_out_size(W, S, 1, pad), 1);
+}
+
 void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
                                     const float *in, const float *weight, int N, int C, int H, int W,
                                     int K, int R, int S, int stride, int pad, float *workspace,
@@ -824,7 +845,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
     /* weight side, over the same images in the same pass (dout and the input read once);
      * where it fits, from the backward-input's padded dout (no padded copy of the input) */
     Wgrad w;
-    int from_dout = wgrad_from_dout_fits(isa, C, W, stride);
+    int from_dout = dweight && wgrad_from_dout_fits(isa, C, H, W, P, Q, stride);
     if (from_dout) wgrad_init_from_dout(&w, isa, &pl, dout, in, N, C, H, W, K, R, S, pad);
     else wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
     double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);

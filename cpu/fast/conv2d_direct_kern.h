@@ -3,9 +3,11 @@
  * avx2), KB (output channels per register tile) and one ISA's vector vocabulary
  * (cpu/fast/vec.h: V, VL, TARGET, VLOAD, VFMA, VSTORE_FIRST, VKEEP_GT0, ...).
  *
- * Both kernels see the input image through a zero-padded, phase-split copy (conv2d_direct.c):
+ * Both kernels see an image through a zero-padded, phase-split copy (conv2d_direct.c):
  * an output pixel vector (row p, columns q0..q0+VL-1) meets tap t = (c, r, s) at the VL
- * consecutive floats starting at  x + voff[v] + toff[t],  whatever the stride. */
+ * consecutive floats starting at  x + voff[v] + toff[t],  whatever the stride. (The weight
+ * gradient's "from dout" form shifts along the padded dout instead, its in-place operand the
+ * input: conv2d_direct.c, wgrad_init_from_dout.) */
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -110,8 +112,9 @@ TARGET static void CAT(fwd_image, SFX)(const float *x, const int *toff, int T, c
 #undef TILE
 }
 
-/* Weight-gradient tile: KB output channels x ns (<= 3) consecutive taps s of one (c, r),
- * summed over every pixel vector of the image:
+/* Weight-gradient tile: KB channels of the in-place operand d (output channels; input channels
+ * in the "from dout" form) x ns (<= 3) consecutive taps s of one (channel, r) of the padded
+ * image x, summed over every pixel vector of the image:
  *   vacc[kb][j] += sum_v  d[kb*dplane + doff[v] + lane] * x[voff[v] + soff[j] + lane]
  * vacc holds VL lanes per entry (reduced across lanes once per chunk of images). */
 TARGET static inline __attribute__((always_inline)) void
