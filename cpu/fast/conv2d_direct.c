@@ -812,13 +812,19 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
 
 /* ---------------------------------------------------------------- conv backward through relu(bn) */
 
-/* whether conv2d_direct_backward_relu_bn takes its weight gradient from the padded dout (tests) */
-int conv2d_direct_wgrad_from_dout(int C, int H, int W, int K, int R, int S, int stride, int pad)
+/* whether conv2d_direct_backward_relu_bn runs its own fused pass (else the operators in
+ * turn): a kernel set for rows of W, stride 1, and a padding the backward-input can mirror */
+static int backward_relu_bn_fused(const Isa *isa, int R, int S, int stride, int pad)
 {
-    (void)K;
+    return isa && stride == 1 && pad <= R - 1 && pad <= S - 1;
+}
+
+/* whether conv2d_direct_backward_relu_bn takes its weight gradient from the padded dout (tests) */
+int conv2d_direct_wgrad_from_dout(int C, int H, int W, int R, int S, int stride, int pad)
+{
     const Isa *isa = pick(W);
-    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) return 0;
-    return wgrad_from_dout_fits(isa, C, H, W, conv_out_size(H, R, 1, pad), conv_out_size(W, S, 1, pad), 1);
+    return backward_relu_bn_fused(isa, R, S, stride, pad) &&
+           wgrad_from_dout_fits(isa, C, H, W, conv_out_size(H, R, 1, pad), conv_out_size(W, S, 1, pad), 1);
 }
 
 void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
@@ -831,7 +837,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
     (void)beta;   /* `in` is stored on the CPU (recompute_act 0) */
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
     const Isa *isa = pick(W), *isaw = pick(Q);
-    if (!isa || stride != 1 || pad > R - 1 || pad > S - 1) {
+    if (!backward_relu_bn_fused(isa, R, S, stride, pad)) {
         if (dweight) conv2d_direct_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
         conv2d_direct_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
         relu_batchnorm_fast_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean,
@@ -871,7 +877,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
             float *xpg = scratch(&s_x, sizeof(float) * pl.xfloats * (from_dout ? w.G : 1));
             if (from_dout) {
                 for (int n = nb; n < e; n++) pad_image(&pl, xpg + (n - nb) * pl.xfloats, dout + n * dimg);
-                if (dweight) wgrad_images_from_dout(&w, ch, nb, e, xpg);
+                wgrad_images_from_dout(&w, ch, nb, e, xpg);   /* (from_dout: dweight is set) */
             } else if (dweight) {
                 wgrad_images(&w, ch, nb, e);
             }

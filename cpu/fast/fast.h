@@ -32,7 +32,7 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
                                    int stride, int pad, float *workspace);
 const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q pixels */
 /* 1 when conv2d_direct_backward_relu_bn takes the weight gradient from its padded dout */
-int conv2d_direct_wgrad_from_dout(int C, int H, int W, int K, int R, int S, int stride, int pad);
+int conv2d_direct_wgrad_from_dout(int C, int H, int W, int R, int S, int stride, int pad);
 
 /* winograd.c: Winograd F(2x2, 3x3) forward for 3x3 stride-1 pad-1 convolutions with even H
  * and W and K a multiple of 8 (winograd_fast_supported says; H = P, W = Q); the readable
