@@ -118,13 +118,17 @@ const Ops ops_cpu_ref = {
     .sgd_step = sgd_step,
 };
 
-/* The fast table's fused slots: cpu/fast/'s one-pass kernels. */
+/* The fast table's fused slots: cpu/fast/'s one-pass kernels. It stores no pre-activation
+ * (recompute_act): the convolutions apply batchnorm+ReLU as they read their input, and
+ * batchnorm's batch statistics are made in the store of the conv that produces its input. */
 static const FusedOps fused_cpu = {
+    .recompute_act = 1,
     .batchnorm_relu_forward_train = batchnorm_relu_fast_forward_train,
     .batchnorm_relu_forward_eval = batchnorm_relu_fast_forward_eval,
     .relu_batchnorm_backward = relu_batchnorm_fast_backward,
     .batchnorm_relu_conv2d_forward = batchnorm_relu_conv2d_direct_forward,
     .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
+    .batchnorm_relu_conv2d_forward_chained = batchnorm_relu_conv2d_direct_forward_chained,
 };
 
 /* The default CPU table: the readable table with the fast kernels in their slots. */

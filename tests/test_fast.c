@@ -104,8 +104,9 @@ static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
 
 /* The fused conv backward (weight and input) -> ReLU -> batchnorm backward against the
  * readable operators in turn: dweight, din (with and without a residual add, and aliasing
- * dout), dgamma, dbeta. */
-static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alias)
+ * dout), dgamma, dbeta; with recompute, the ReLU's output not given (in = NULL: the op
+ * table's recompute_act) but recomputed from batchnorm's input and saved statistics. */
+static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alias, int recompute)
 {
     int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
     int C = s->C, HW = s->H * s->W;
@@ -137,7 +138,7 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
     }
     float *dw0 = nan_floats(nw), *dw1 = nan_floats(nw);
     conv2d_backward_weight(dw0, dy, a, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
-    conv2d_direct_backward_relu_bn(dw1, d1, g1, dout, a, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
+    conv2d_direct_backward_relu_bn(dw1, d1, g1, dout, recompute ? NULL : a, w, s->N, C, s->H, s->W, s->K, s->R, s->S,
                                    s->stride, s->pad, work, dg1, db1, bx, ad, gamma, beta, mean, invstd);
     double e = rel_err(d1, d0, nin), e3 = rel_err(dg1, dg0, C), e4 = rel_err(db1, db0, C);
     double e5 = rel_err(dw1, dw0, nw);
@@ -159,11 +160,12 @@ START_TEST(conv_relu_bn_backward_matches_reference)
             const ConvShape *s = &conv_shapes[k];
             if (s->C > 64) continue;
             from_dout += conv2d_direct_wgrad_from_dout(s->C, s->H, s->W, s->R, s->S, s->stride, s->pad);
-            for (int mode = 0; mode < 3; mode++) {
-                double e = conv_relu_bn_error(s, mode == 1, mode == 2);
+            for (int mode = 0; mode < 4; mode++) {
+                double e = conv_relu_bn_error(s, mode == 1 || mode == 3, mode == 2, mode == 3);
                 ck_assert_msg(e <= FAST_TOL, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d %s: error %.3g",
                               cpu_isa_name(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
-                              s->pad, mode == 1 ? "with add" : mode == 2 ? "din aliasing dout" : "", e);
+                              s->pad, mode == 1 ? "with add" : mode == 2 ? "din aliasing dout" :
+                              mode == 3 ? "with add, the ReLU's output recomputed" : "", e);
             }
         }
         /* the three practical 3x3 stride-1 layers past the stem and the last four shapes
@@ -224,9 +226,57 @@ START_TEST(conv_direct_thread_independent)
 }
 END_TEST
 
+/* batchnorm's statistics (saved and running) made by the fast code against the readable
+ * batchnorm's: m, v (saved mean, invstd), rm, rv (running) vs m0, v0, rm0, rv0 */
+static void expect_stats(const char *what, const float *m, const float *v, const float *rm, const float *rv,
+                         const float *m0, const float *v0, const float *rm0, const float *rv0, int C)
+{
+    ck_assert_msg(mean_err(m, m0, v0, C) <= FAST_TOL && rel_err(v, v0, C) <= FAST_TOL,
+                  "%s: saved stats: mean %.3g invstd %.3g", what, mean_err(m, m0, v0, C), rel_err(v, v0, C));
+    ck_assert_msg(rel_err(rm, rm0, C) <= FAST_TOL && rel_err(rv, rv0, C) <= FAST_TOL, "%s: running stats %.3g %.3g",
+                  what, rel_err(rm, rm0, C), rel_err(rv, rv0, C));
+}
+
+/* The chained slot (batchnorm_relu_conv2d_direct_forward_chained) against the readable
+ * operators: y0 = conv(relu(bn(x))) (+ add) made with bn's batch statistics m0, v0 (or
+ * conv(x) (+ add) when bn == NULL); the chained call with in's statistics ready (given m0, v0)
+ * or made by it (!ready), and the statistics of its output made in its store for two
+ * batchnorms reading it, against a readable batchnorm over y0. */
+static void check_chained(const char *what, const ConvShape *s, const float *y0, const float *x, const float *w,
+                          const float *add, const float *g, const float *b, const float *m0, const float *v0,
+                          const float *rm0, const float *rv0, int with_bn, int ready)
+{
+    int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
+    int C = s->C, K = s->K;
+    size_t nout = (size_t)s->N * K * P * Q;
+    float *y = nan_floats(nout), *t = nan_floats(nout);
+    float m[32], v[32], rm[32], rv[32], ng[32], nb[32], nm0[32], nv0[32], nrm0[32], nrv0[32];
+    float nm[2][32], nv[2][32], nrm[2][32], nrv[2][32];
+    fill_normal_f(ng, K, 46); fill_normal_f(nb, K, 47);
+    for (int c = 0; c < C; c++) {   /* ready: the statistics and running update made before */
+        m[c] = ready ? m0[c] : NAN; v[c] = ready ? v0[c] : NAN;
+        rm[c] = ready ? rm0[c] : 0.1f * c; rv[c] = ready ? rv0[c] : 1.0f + 0.1f * c;
+    }
+    for (int k = 0; k < K; k++) { nrm0[k] = 0.2f; nrv0[k] = 1.5f; }
+    batchnorm_forward_train(t, nm0, nv0, nrm0, nrv0, y0, ng, nb, s->N, K, P * Q, 0.1f, 1e-5f);
+    BnRefs self = {m, v, rm, rv, g, b, 0.1f, 1e-5f}, nx[2];
+    for (int j = 0; j < 2; j++) {
+        for (int k = 0; k < K; k++) { nm[j][k] = nv[j][k] = NAN; nrm[j][k] = 0.2f; nrv[j][k] = 1.5f; }
+        nx[j] = (BnRefs){nm[j], nv[j], nrm[j], nrv[j], ng, nb, 0.1f, 1e-5f};
+    }
+    batchnorm_relu_conv2d_direct_forward_chained(y, x, w, add, s->N, C, s->H, s->W, K, s->R, s->S, s->stride, s->pad,
+                                                 with_bn ? &self : NULL, ready, nx, 2);
+    char at[200];
+    snprintf(at, sizeof at, "%s chained (bn %d, ready %d)", what, with_bn, ready);
+    ck_assert_msg(rel_err(y, y0, nout) <= FAST_TOL, "%s: out %.3g", at, rel_err(y, y0, nout));
+    if (with_bn) expect_stats(at, m, v, rm, rv, m0, v0, rm0, rv0, C);
+    for (int j = 0; j < 2; j++) expect_stats(at, nm[j], nv[j], nrm[j], nrv[j], nm0, nv0, nrm0, nrv0, K);
+    free(y); free(t);
+}
+
 /* The fused batchnorm -> ReLU -> conv forward (train and eval, with and without a residual
  * add) against the readable operators in turn: out, a, and batchnorm's saved and running
- * statistics. */
+ * statistics; in training also with a not stored (a = NULL) and the chained slot. */
 START_TEST(bn_relu_conv_forward_matches_reference)
 {
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
@@ -262,6 +312,17 @@ START_TEST(bn_relu_conv_forward_matches_reference)
                 ck_assert_msg(rel_err(rm1, rm0, C) <= FAST_TOL && rel_err(rv1, rv0, C) <= FAST_TOL, "%s: running stats", what);
                 if (train) ck_assert_msg(mean_err(m1, m0, v0, C) <= FAST_TOL && rel_err(v1, v0, C) <= FAST_TOL,
                                          "%s: saved stats: mean %.3g invstd %.3g", what, mean_err(m1, m0, v0, C), rel_err(v1, v0, C));
+                if (!train) continue;
+                for (int c = 0; c < C; c++) { rm1[c] = 0.1f * c; rv1[c] = 1.0f + 0.1f * c; }
+                batchnorm_relu_conv2d_direct_forward(y1, NULL, x, w, ad, s->N, C, s->H, s->W, s->K, s->R, s->S,
+                                                     s->stride, s->pad, work, m1, v1, rm1, rv1, g, b, 0.1f, 1e-5f, 1);
+                ck_assert_msg(rel_err(y1, y0, nout) <= FAST_TOL, "%s: out, a not stored %.3g", what, rel_err(y1, y0, nout));
+                expect_stats(what, m1, v1, rm1, rv1, m0, v0, rm0, rv0, C);
+                check_chained(what, s, y0, x, w, ad, g, b, m0, v0, rm0, rv0, 1, 1);
+                check_chained(what, s, y0, x, w, ad, g, b, m0, v0, rm0, rv0, 1, 0);
+                conv2d_forward(y1, x, w, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
+                if (ad) add_inplace(y1, ad, nout);
+                check_chained(what, s, y1, x, w, ad, g, b, m0, v0, rm0, rv0, 0, 0);   /* a plain conv */
             }
             free(x); free(w); free(add); free(work); free(a0); free(a1); free(y0); free(y1);
         }

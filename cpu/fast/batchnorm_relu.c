@@ -102,6 +102,60 @@ static double *parts(int N, int C)
     return p;
 }
 
+/* Batchnorm's training statistics from per-image sums: part[n][c] = the sums of x - x0 and
+ * (x - x0)^2 over image n's plane of channel c, with x0 = x0[c] (x0n NULL) or x0n[n][c] (a
+ * shift per image: sums made in a conv's store, which knows no value of other images). The
+ * per-image sums are moved to one shift per channel, X0 = x0[c] or x0n[0][c] (over several
+ * processes the running mean, which they share), exactly in double:
+ *   sum (x - X0) = s1 + HW d,  sum (x - X0)^2 = s2 + 2 d s1 + HW d^2,  d = x0n[n][c] - X0,
+ * and added in image order; then the mean, the biased variance (normalization), the running
+ * statistics (unbiased variance) and the y = x scale + shift coefficients (scale, shift may
+ * be NULL). */
+static void finish_stats(float *scale, float *shift, float *save_mean, float *save_invstd, float *running_mean,
+                         float *running_var, const double *part, const float *x0, const float *x0n,
+                         const float *gamma, const float *beta, int N, int C, int HW, float momentum, float eps)
+{
+    double M = (double)N * HW, *tot = malloc(sizeof(double) * (2 * (size_t)C + 1));
+    double *X0 = malloc(sizeof(double) * (size_t)C);
+    if (!tot || !X0) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    for (int c = 0; c < C; c++) {
+        double s1 = 0, s2 = 0;
+        if (!x0n) {
+            X0[c] = x0[c];
+            for (int n = 0; n < N; n++) { s1 += part[((size_t)n * C + c) * 2]; s2 += part[((size_t)n * C + c) * 2 + 1]; }
+        } else {
+            X0[c] = batchnorm_sync ? running_mean[c] : x0n[c];
+            for (int n = 0; n < N; n++) {
+                double p1 = part[((size_t)n * C + c) * 2], p2 = part[((size_t)n * C + c) * 2 + 1];
+                double d = (double)x0n[(size_t)n * C + c] - X0[c];
+                s1 += p1 + HW * d;
+                s2 += p2 + 2 * d * p1 + HW * d * d;
+            }
+        }
+        tot[c] = s1;
+        tot[C + c] = s2;
+    }
+    tot[2 * C] = M;
+    if (batchnorm_sync) batchnorm_sync(tot, 2 * C + 1);
+    M = tot[2 * C];
+    for (int c = 0; c < C; c++) {
+        double s1 = tot[c], s2 = tot[C + c];
+        double dmean = s1 / M, mean = X0[c] + dmean;
+        double var = s2 / M - dmean * dmean;
+        if (var < 0) var = 0;
+        double invstd = 1.0 / sqrt(var + eps);
+        if (scale) scale[c] = (float)(gamma[c] * invstd);
+        if (shift) shift[c] = (float)(beta[c] - mean * gamma[c] * invstd);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        double unbiased = M > 1 ? var * M / (M - 1) : var;
+        running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
+    }
+    free(tot);
+    free(X0);
+}
+
 /* The batch statistics of in (one read), the running-stat update and the per-channel
  * y = x*scale + shift coefficients of the training-mode batchnorm. */
 static void train_coeffs(float *scale, float *shift, float *save_mean, float *save_invstd,
@@ -111,9 +165,9 @@ static void train_coeffs(float *scale, float *shift, float *save_mean, float *sa
 {
     /* the shift x0 of each channel's sums: its first value; over several processes (whose
      * sums are added, cpu/cpu.h) one they share: the running mean */
-    double M = (double)N * HW, *part = parts(N, C), *tot = malloc(sizeof(double) * (2 * (size_t)C + 1));
+    double *part = parts(N, C);
     float *x0 = malloc(sizeof(float) * (size_t)C);
-    if (!tot || !x0) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    if (!x0) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
     for (int c = 0; c < C; c++) x0[c] = batchnorm_sync ? running_mean[c] : PLANE(in, 0, c)[0];
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
@@ -122,31 +176,9 @@ static void train_coeffs(float *scale, float *shift, float *save_mean, float *sa
             pc[0] = pc[1] = 0;
             plane_stats(PLANE(in, n, c), HW, x0[c], &pc[0], &pc[1]);
         }
-    for (int c = 0; c < C; c++) {
-        double s1 = 0, s2 = 0;
-        for (int n = 0; n < N; n++) { s1 += part[((size_t)n * C + c) * 2]; s2 += part[((size_t)n * C + c) * 2 + 1]; }
-        tot[c] = s1;
-        tot[C + c] = s2;
-    }
-    tot[2 * C] = M;
-    if (batchnorm_sync) batchnorm_sync(tot, 2 * C + 1);
-    M = tot[2 * C];
-    for (int c = 0; c < C; c++) {
-        double s1 = tot[c], s2 = tot[C + c];
-        double dmean = s1 / M, mean = x0[c] + dmean;
-        double var = s2 / M - dmean * dmean;
-        if (var < 0) var = 0;
-        double invstd = 1.0 / sqrt(var + eps);
-        scale[c] = (float)(gamma[c] * invstd);
-        shift[c] = (float)(beta[c] - mean * gamma[c] * invstd);
-        save_mean[c] = (float)mean;
-        save_invstd[c] = (float)invstd;
-        double unbiased = M > 1 ? var * M / (M - 1) : var;
-        running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
-        running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
-    }
+    finish_stats(scale, shift, save_mean, save_invstd, running_mean, running_var, part, x0, NULL, gamma, beta,
+                 N, C, HW, momentum, eps);
     free(part);
-    free(tot);
     free(x0);
 }
 
@@ -308,4 +340,21 @@ void batchnorm_fast_eval_coeffs(float *scale, float *shift, const float *gamma, 
                                 const float *running_mean, const float *running_var, int C, float eps)
 {
     eval_coeffs(scale, shift, gamma, beta, running_mean, running_var, C, eps);
+}
+
+void batchnorm_fast_stats_from_sums(float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                                    const double *part, const float *x0n, const float *gamma, const float *beta,
+                                    int N, int C, int HW, float momentum, float eps)
+{
+    finish_stats(NULL, NULL, save_mean, save_invstd, running_mean, running_var, part, NULL, x0n, gamma, beta, N, C,
+                 HW, momentum, eps);
+}
+
+void batchnorm_scale_shift(float *scale, float *shift, const float *gamma, const float *beta,
+                           const float *save_mean, const float *save_invstd, int C)
+{
+    for (int c = 0; c < C; c++) {
+        scale[c] = gamma[c] * save_invstd[c];
+        shift[c] = beta[c] - save_mean[c] * scale[c];
+    }
 }

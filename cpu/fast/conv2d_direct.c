@@ -33,10 +33,19 @@
 #include "cpu/cpu.h"
 #include "cpu/fast/fast.h"
 
+/* The kernels' epilogues (conv2d_direct_kern.h): the plain store, and two that also sum. */
+enum { EP_STORE, EP_BN_BWD, EP_STATS };
+
 /* The fused epilogue of a backward-input that feeds relu(batchnorm) backward, per image:
- * mask = the ReLU's output and x = batchnorm's input, both [K][plane] like the conv output;
- * mean[K]; sv[K][2][VL] lane sums of g and g * (x - mean), added tile by tile in a fixed order. */
-typedef struct { const float *mask, *x, *mean; float *sv; } ConvBnBwd;
+ * mask = the ReLU's output and x = batchnorm's input, both [K][plane] like the conv output
+ * (mask NULL: the ReLU's output recomputed as x scale[k] + shift[k]); mean[K]; sv[K][2][VL]
+ * lane sums of g and g * (x - mean), added tile by tile in a fixed order. */
+typedef struct { const float *mask, *x, *mean, *scale, *shift; float *sv; } ConvBnBwd;
+
+/* The statistics epilogue of a forward whose output feeds batchnorm, per image: x0[K] the
+ * image's first value of each channel (written by its first tile), sv[K][2][VL] lane sums of
+ * y - x0 and (y - x0)^2 over the stored values y, added tile by tile in a fixed order. */
+typedef struct { float *x0, *sv; } ConvStats;
 
 /* Software prefetch of the next image, spread over this one's tiles. Asked for all at once, a
  * thousand lines fill the core's line-fill buffers and the thread stalls until most have
@@ -109,7 +118,7 @@ static inline void prefetch_slice(void)
 
 typedef void (*fwd_image_fn)(const float *, const int *, int, const float *, int, const int *,
                              const int *, const int *, int, float *, const float *, size_t,
-                             const ConvBnBwd *);
+                             const ConvBnBwd *, const ConvStats *);
 typedef void (*bwdw_group_fn)(const float *, const int *, int, const float *, size_t, const int *,
                               const int *, int, float *);
 typedef struct {
@@ -186,7 +195,7 @@ const char *conv2d_direct_kernel_name(int Q)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp;
+static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp, s_act, s_st, s_actall;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -304,13 +313,15 @@ static void bn_relu_image(float *restrict a, const float *restrict x, int C, int
     }
 }
 
-/* pad_image of a = relu(img * scale + shift), a also written to a_img ([C,H,W]). At stride 1
- * in one pass (each row transformed once, stored twice); otherwise a first, then its copy. */
+/* pad_image of a = relu(img * scale + shift), a also written to a_img ([C,H,W]) unless a_img
+ * is NULL. At stride 1 in one pass (each row transformed once, stored once or twice);
+ * otherwise a first (into a per-thread image when a_img is NULL), then its copy. */
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-tree-loop-distribute-patterns")))
 static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restrict a_img,
                               const float *restrict img, const float *scale, const float *shift)
 {
     if (pl->st != 1) {
+        if (!a_img) a_img = scratch(&s_act, sizeof(float) * (size_t)pl->C * pl->H * pl->W);
         bn_relu_image(a_img, img, pl->C, pl->H * pl->W, scale, shift);
         pad_image(pl, xp, a_img);
         return;
@@ -322,15 +333,23 @@ static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restric
         memset(base, 0, sizeof(float) * (size_t)pl->padh * Wph);
         for (int h = 0; h < pl->H; h++) {
             const float *src = img + ((size_t)c * pl->H + h) * W;
-            float *arow = a_img + ((size_t)c * pl->H + h) * W;
             float *row = base + (size_t)(h + pl->padh) * Wph;
             for (int j = 0; j < padw; j++) row[j] = 0;
-            #pragma omp simd
-            for (int w = 0; w < W; w++) {
-                float v = src[w] * sc + sh;
-                v = v > 0 ? v : 0;
-                arow[w] = v;
-                row[padw + w] = v;
+            if (a_img) {
+                float *arow = a_img + ((size_t)c * pl->H + h) * W;
+                #pragma omp simd
+                for (int w = 0; w < W; w++) {
+                    float v = src[w] * sc + sh;
+                    v = v > 0 ? v : 0;
+                    arow[w] = v;
+                    row[padw + w] = v;
+                }
+            } else {
+                #pragma omp simd
+                for (int w = 0; w < W; w++) {
+                    float v = src[w] * sc + sh;
+                    row[padw + w] = v > 0 ? v : 0;
+                }
             }
             #pragma omp simd
             for (int j = padw + W; j < Wph; j++) row[j] = 0;
@@ -354,13 +373,17 @@ static float *repack_weights(const Plan *pl, const float *weight)
     return wt;
 }
 
-/* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. */
-/* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. With a
- * != NULL the conv's input is a = relu(in * scale + shift) (per channel), written to a. */
+/* out[n] (+ add[n]) = conv(in[n]) for every image, images split across threads. With scale
+ * != NULL the conv's input is a = relu(in * scale + shift) (per channel), written to a unless a
+ * is NULL. With part != NULL the statistics of out (after the add) for batchnorm: per image n
+ * and channel k, part[n][k] = the sums of y - x0 and (y - x0)^2 (lanes added in order, in
+ * double) with x0 = x0n[n][k], the image's first value of the channel. */
 static void run_forward_bn(const Plan *pl, const float *wt, float *out, const float *in,
-                           const float *add, int N, float *a, const float *scale, const float *shift)
+                           const float *add, int N, float *a, const float *scale, const float *shift,
+                           double *part, float *x0n)
 {
     size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->P * pl->Q;
+    int K = pl->K, VLn = pl->isa->vl;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *xp = scratch(&s_x, sizeof(float) * pl->xfloats);
@@ -368,17 +391,32 @@ static void run_forward_bn(const Plan *pl, const float *wt, float *out, const fl
         prefetch_reset();
         if (n + 1 < N) prefetch_plan(in + (n + 1) * in_img, sizeof(float) * in_img, groups);
         if (add && n + 1 < N) prefetch_plan(add + (n + 1) * out_img, sizeof(float) * out_img, groups);
-        if (a) pad_image_bn_relu(pl, xp, a + n * in_img, in + n * in_img, scale, shift);
+        if (scale) pad_image_bn_relu(pl, xp, a ? a + n * in_img : NULL, in + n * in_img, scale, shift);
         else pad_image(pl, xp, in + n * in_img);
-        pl->isa->fwd(xp, pl->toff, pl->T, wt, pl->K, pl->voff, pl->ooff, pl->nl, pl->nvec,
-                     out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q, NULL);
+        ConvStats st = {0};
+        if (part) {
+            st.sv = scratch(&s_st, sizeof(float) * 2 * (size_t)K * VLn);
+            memset(st.sv, 0, sizeof(float) * 2 * (size_t)K * VLn);
+            st.x0 = x0n + (size_t)n * K;
+        }
+        pl->isa->fwd(xp, pl->toff, pl->T, wt, K, pl->voff, pl->ooff, pl->nl, pl->nvec,
+                     out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q, NULL,
+                     part ? &st : NULL);
+        if (part)
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < 2; j++) {     /* lanes in order, into double */
+                    const float *l = st.sv + ((size_t)k * 2 + j) * VLn;
+                    double t = 0;
+                    for (int i = 0; i < VLn; i++) t += l[i];
+                    part[((size_t)n * K + k) * 2 + j] = t;
+                }
     }
 }
 
 static void run_forward(const Plan *pl, const float *wt, float *out, const float *in,
                         const float *add, int N)
 {
-    run_forward_bn(pl, wt, out, in, add, N, NULL, NULL, NULL);
+    run_forward_bn(pl, wt, out, in, add, N, NULL, NULL, NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- operators */
@@ -488,7 +526,7 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
             for (int b = 0; b < st; b++) {
                 const Phase *f = &ph[a * st + b];
                 if (f->T == 0) continue;
-                isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane, NULL);
+                isa->fwd(xp, f->toff, f->T, f->wt, C, f->voff, f->ooff, f->nl, f->nvec, ob, NULL, ob_plane, NULL, NULL);
                 for (int c = 0; c < C; c++)
                     for (int i = 0; i < f->Ha; i++) {
                         const float *src = ob + c * ob_plane + (size_t)i * QVb * VLn;
@@ -501,6 +539,15 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
     free(ph);
 }
 
+/* a = relu(in scale + shift) for every image (the readable path's stored activation) */
+static float *bn_relu_all(float *a, const float *in, int N, int C, int HW, const float *scale, const float *shift)
+{
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        bn_relu_image(a + (size_t)n * C * HW, in + (size_t)n * C * HW, C, HW, scale, shift);
+    return a;
+}
+
 void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in, const float *weight,
         const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *workspace, float *save_mean, float *save_invstd, float *running_mean,
@@ -508,24 +555,78 @@ void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in,
         int train)
 {
     const Isa *isa = pick(conv_out_size(W, S, stride, pad));
-    if (!isa) {
-        if (train) batchnorm_relu_fast_forward_train(a, save_mean, save_invstd, running_mean, running_var,
-                                                     in, gamma, beta, N, C, H * W, momentum, eps);
-        else batchnorm_relu_fast_forward_eval(a, in, gamma, beta, running_mean, running_var, N, C, H * W, eps);
-        conv2d_direct_forward_add(out, a, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
-        return;
-    }
     float *coef = scratch(&s_bn, sizeof(float) * 2 * (size_t)C);
     if (train) batchnorm_fast_train_coeffs(coef, coef + C, save_mean, save_invstd, running_mean, running_var,
                                            in, gamma, beta, N, C, H * W, momentum, eps);
     else batchnorm_fast_eval_coeffs(coef, coef + C, gamma, beta, running_mean, running_var, C, eps);
+    /* a not stored: the backward recomputes it from the saved statistics, so the forward
+     * applies the same coefficients (fast.h: batchnorm_scale_shift) */
+    if (train && !a) batchnorm_scale_shift(coef, coef + C, gamma, beta, save_mean, save_invstd, C);
+    if (!isa) {
+        float *act = a ? a : scratch(&s_actall, sizeof(float) * (size_t)N * C * H * W);
+        bn_relu_all(act, in, N, C, H * W, coef, coef + C);
+        conv2d_direct_forward_add(out, act, weight, add, N, C, H, W, K, R, S, stride, pad, workspace);
+        return;
+    }
     if (winograd_fast_chosen(C, H, W, K, R, S, stride, pad)) {   /* fewer multiplications (winograd.c) */
         winograd_fast_forward_bn(out, a, in, weight, add, N, C, H, W, K, coef, coef + C);
         return;
     }
     Plan pl;
     plan_make(&pl, &s_plan, isa, C, H, W, K, R, S, stride, pad, pad);
-    run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, a, coef, coef + C);
+    run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, a, coef, coef + C, NULL, NULL);
+}
+
+void batchnorm_relu_conv2d_direct_forward_chained(float *out, const float *in, const float *weight,
+        const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        const BnRefs *bn, int in_ready, const BnRefs *next, int n_next)
+{
+    int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
+    const Isa *isa = pick(Q);
+    float *coef = NULL;
+    if (bn) {   /* in's statistics (unless made by its producer), then the coefficients from them */
+        coef = scratch(&s_bn, sizeof(float) * 2 * (size_t)C);
+        if (!in_ready)
+            batchnorm_fast_train_coeffs(coef, coef + C, bn->save_mean, bn->save_invstd, bn->running_mean,
+                                        bn->running_var, in, bn->gamma, bn->beta, N, C, H * W, bn->momentum, bn->eps);
+        batchnorm_scale_shift(coef, coef + C, bn->gamma, bn->beta, bn->save_mean, bn->save_invstd, C);
+    }
+    double *part = NULL;
+    float *x0n = NULL;
+    if (!isa || (bn && winograd_fast_chosen(C, H, W, K, R, S, stride, pad))) {
+        /* no statistics epilogue on these paths: the convolution, then a statistics pass */
+        if (!isa) {
+            const float *act = bn ? bn_relu_all(scratch(&s_actall, sizeof(float) * (size_t)N * C * H * W), in, N, C,
+                                                H * W, coef, coef + C) : in;
+            float *ws = xmalloc(sizeof(float) * (conv2d_workspace_floats(N, C, H, W, K, R, S, stride, pad) + 1));
+            conv2d_direct_forward_add(out, act, weight, add, N, C, H, W, K, R, S, stride, pad, ws);
+            free(ws);
+        } else {
+            winograd_fast_forward_bn(out, NULL, in, weight, add, N, C, H, W, K, coef, coef + C);
+        }
+    } else {
+        Plan pl;
+        plan_make(&pl, &s_plan, isa, C, H, W, K, R, S, stride, pad, pad);
+        if (n_next > 0) {
+            part = xmalloc(sizeof(double) * 2 * (size_t)N * K);
+            x0n = xmalloc(sizeof(float) * (size_t)N * K);
+        }
+        run_forward_bn(&pl, repack_weights(&pl, weight), out, in, add, N, NULL, coef, coef ? coef + C : NULL,
+                       part, x0n);
+    }
+    float *tmp = n_next > 0 && !part ? xmalloc(sizeof(float) * 2 * (size_t)K) : NULL;
+    for (int j = 0; j < n_next; j++) {
+        const BnRefs *b = &next[j];
+        if (part)
+            batchnorm_fast_stats_from_sums(b->save_mean, b->save_invstd, b->running_mean, b->running_var, part, x0n,
+                                           b->gamma, b->beta, N, K, P * Q, b->momentum, b->eps);
+        else
+            batchnorm_fast_train_coeffs(tmp, tmp + K, b->save_mean, b->save_invstd, b->running_mean, b->running_var,
+                                        out, b->gamma, b->beta, N, K, P * Q, b->momentum, b->eps);
+    }
+    free(tmp);
+    free(part);
+    free(x0n);
 }
 
 /* The stride-1 backward-input as a forward conv of dout ([K,P,Q] per image, padded by R-1-pad
@@ -575,6 +676,7 @@ typedef struct {
     Plan pl;
     const Isa *isa;
     const float *in, *dout;
+    const float *bn_in, *scale, *shift;   /* in == NULL: in = relu(bn_in scale + shift) */
     int N, C, H, W, K, R, S, P, Q, stride;
     int VLn, KBn, kblocks, SG, inplace, G, chunks;
     int from_dout;                  /* 1: the form of wgrad_init_from_dout (see there) */
@@ -639,7 +741,10 @@ static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
     size_t img = (size_t)C * w->H * w->W;
     float *vacc = w->all + (size_t)ch * w->nacc;
     float *xp = scratch(&s_x2, sizeof(float) * pl->xfloats * w->G);
-    for (int j = 0; j < g; j++) pad_image(pl, xp + j * pl->xfloats, w->in + (n0 + j) * img);
+    for (int j = 0; j < g; j++) {
+        if (w->in) pad_image(pl, xp + j * pl->xfloats, w->in + (n0 + j) * img);
+        else pad_image_bn_relu(pl, xp + j * pl->xfloats, NULL, w->bn_in + (n0 + j) * img, w->scale, w->shift);
+    }
     const float *d = w->dout + (size_t)n0 * K * PQ;
     if (!w->inplace) {
         float *dp = scratch(&s_dp, sizeof(float) * w->dimg * w->G);
@@ -715,13 +820,12 @@ static void wgrad_init_from_dout(Wgrad *w, const Isa *isa, const Plan *bwd, cons
 }
 
 /* Images [n0, n1) of chunk ch into its accumulators; dpad holds their padded dout, one
- * bwd-plan image (pl.xfloats floats) each. */
-static void wgrad_images_from_dout(const Wgrad *w, int ch, int n0, int n1, const float *dpad)
+ * bwd-plan image (pl.xfloats floats) each, and in their input (n1 - n0 images [C,H,W]). */
+static void wgrad_images_from_dout(const Wgrad *w, int ch, int n0, int n1, const float *dpad, const float *in)
 {
     const Plan *pl = &w->pl;
     int K = w->K, R = w->R, S = w->S, g = n1 - n0, KBn = w->KBn;
     float *vacc = w->all + (size_t)ch * w->nacc;
-    const float *in = w->in + (size_t)n0 * w->dimg;
     for (int cb = 0; cb < w->kblocks; cb++)
         for (int k = 0; k < K; k++)
             for (int r = 0; r < R; r++)              /* r counts dpad's rows: tap R-1-r */
@@ -834,14 +938,21 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                                     const float *gamma, const float *beta, const float *save_mean,
                                     const float *save_invstd)
 {
-    (void)beta;   /* `in` is stored on the CPU (recompute_act 0) */
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
     const Isa *isa = pick(W), *isaw = pick(Q);
+    float *coef = NULL;   /* in == NULL: in = relu(bn_in scale + shift), as the forward applied it */
+    if (!in) {
+        coef = xmalloc(sizeof(float) * 2 * (size_t)C);
+        batchnorm_scale_shift(coef, coef + C, gamma, beta, save_mean, save_invstd, C);
+    }
     if (!backward_relu_bn_fused(isa, R, S, stride, pad)) {
+        if (!in) in = bn_relu_all(scratch(&s_actall, sizeof(float) * (size_t)N * C * HW), bn_in, N, C, HW, coef,
+                                  coef + C);
         if (dweight) conv2d_direct_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
         conv2d_direct_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
         relu_batchnorm_fast_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean,
                                      save_invstd, N, C, HW);
+        free(coef);
         return;
     }
     /* input side: the forward kernels on dout with the flipped kernel, the ReLU mask and
@@ -854,6 +965,9 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
     int from_dout = dweight && wgrad_from_dout_fits(isa, C, H, W, P, Q, stride);
     if (from_dout) wgrad_init_from_dout(&w, isa, &pl, dout, in, N, C, H, W, K, R, S, pad);
     else wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
+    w.bn_in = bn_in;
+    w.scale = coef;
+    w.shift = coef ? coef + C : NULL;
     double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);
     size_t dimg = (size_t)K * P * Q, img = (size_t)C * HW;
     int VLn = isa->vl;
@@ -869,15 +983,21 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
             prefetch_reset();
             if (e < n1) {
                 int slices = (dweight ? wgrad_tiles(&w) : 0) + (e - nb) * ceil_div(pl.nvec, FWD_NV);
-                prefetch_plan(in + e * img, sizeof(float) * img, slices);
+                if (in) prefetch_plan(in + e * img, sizeof(float) * img, slices);
                 prefetch_plan(dout + e * dimg, sizeof(float) * dimg, slices);
                 prefetch_plan(bn_in + e * img, sizeof(float) * img, slices);
             }
             /* the group's padded dout: one image at a time, or all G kept for both sides */
             float *xpg = scratch(&s_x, sizeof(float) * pl.xfloats * (from_dout ? w.G : 1));
-            if (from_dout) {
+            if (from_dout) {   /* (from_dout: dweight is set) */
                 for (int n = nb; n < e; n++) pad_image(&pl, xpg + (n - nb) * pl.xfloats, dout + n * dimg);
-                wgrad_images_from_dout(&w, ch, nb, e, xpg);   /* (from_dout: dweight is set) */
+                const float *ing = in ? in + nb * img : NULL;
+                if (!in) {   /* the group's input, recomputed once for all its tiles */
+                    float *act = scratch(&s_act, sizeof(float) * img * w.G);
+                    for (int n = nb; n < e; n++) bn_relu_image(act + (n - nb) * img, bn_in + n * img, C, HW, coef, coef + C);
+                    ing = act;
+                }
+                wgrad_images_from_dout(&w, ch, nb, e, xpg, ing);
             } else if (dweight) {
                 wgrad_images(&w, ch, nb, e);
             }
@@ -886,9 +1006,9 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                 float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
                 memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
                 if (!from_dout) pad_image(&pl, xp, dout + n * dimg);
-                ConvBnBwd bn = {in + n * img, bn_in + n * img, save_mean, sv};
+                ConvBnBwd bn = {in ? in + n * img : NULL, bn_in + n * img, save_mean, coef, coef ? coef + C : NULL, sv};
                 isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * img, NULL,
-                         (size_t)HW, &bn);
+                         (size_t)HW, &bn, NULL);
                 for (int c = 0; c < C; c++)
                     for (int k = 0; k < 2; k++) {     /* lanes in order, into double */
                         const float *l = sv + ((size_t)c * 2 + k) * VLn;
@@ -903,4 +1023,5 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
     batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd,
                                       N, C, HW, sums);
     free(sums);
+    free(coef);
 }

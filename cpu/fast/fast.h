@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "core/ops_fused.h"
 
 enum { CPU_ISA_NONE = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
 int cpu_isa_supported(int isa);     /* can this CPU run it */
@@ -90,6 +91,16 @@ void batchnorm_fast_train_coeffs(float *scale, float *shift, float *save_mean, f
                                  float momentum, float eps);
 void batchnorm_fast_eval_coeffs(float *scale, float *shift, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, int C, float eps);
+/* scale = gamma save_invstd, shift = beta - save_mean scale (float): the coefficients from saved
+ * statistics that a forward and the backward recomputing its activations (recompute_act) share */
+void batchnorm_scale_shift(float *scale, float *shift, const float *gamma, const float *beta,
+                           const float *save_mean, const float *save_invstd, int C);
+/* batchnorm's training statistics (save_mean, save_invstd, the running statistics updated) from
+ * sums made elsewhere (a conv's store): part[n][c][2] = the sums of x - x0n[n][c] and of
+ * (x - x0n[n][c])^2 over image n's plane of channel c */
+void batchnorm_fast_stats_from_sums(float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                                    const double *part, const float *x0n, const float *gamma, const float *beta,
+                                    int N, int C, int HW, float momentum, float eps);
 
 /* The second half of relu_batchnorm_fast_backward when the first pass was done elsewhere:
  * g = dout * [relu_out > 0] already masked, sums [N][C][2] = per image sum of g and of
@@ -102,13 +113,21 @@ void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, 
 /* conv2d_direct.c: a conv whose input is relu(batchnorm(in)) (the op-table slot
  * batchnorm_relu_conv2d_forward): a = relu(batchnorm(in)) (train: batch statistics, running
  * statistics updated; eval: running statistics), out = conv2d(a) (+ add). The batchnorm and
- * ReLU are applied while the conv copies its input into the padded buffer, and a is written
- * there too (the backward needs it): one pass over the activations less. */
+ * ReLU are applied while the conv copies its input into the padded buffer; a is written there
+ * too unless a is NULL (the op table's recompute_act: the backward recomputes it from in). */
 void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in, const float *weight,
         const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
         float *workspace, float *save_mean, float *save_invstd, float *running_mean,
         float *running_var, const float *gamma, const float *beta, float momentum, float eps,
         int train);
+
+/* conv2d_direct.c: the same in training mode with batchnorm's statistics made where tensors
+ * are produced (the op-table slot batchnorm_relu_conv2d_forward_chained, core/ops_fused.h): bn's
+ * statistics of `in` made by the call that produced it when in_ready; those of out (after the
+ * add) for next[0..n_next) made in the conv's store; a never stored; bn NULL: a plain conv. */
+void batchnorm_relu_conv2d_direct_forward_chained(float *out, const float *in, const float *weight,
+        const float *add, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
+        const BnRefs *bn, int in_ready, const BnRefs *next, int n_next);
 
 /* conv2d_direct.c: the backward of a conv whose input `in` is relu(batchnorm(bn_in)),
  * continued through that ReLU and batchnorm (the op-table slot conv2d_relu_batchnorm_backward):
@@ -116,7 +135,9 @@ void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in,
  *   g       = conv2d_backward_input(dout) * [in > 0]        (g: [N,C,H,W] scratch)
  *   din     = batchnorm_backward(g) (+ add)                  (dgamma, dbeta written)
  * At stride 1 both conv gradients run in one pass over the images, and the masking and
- * batchnorm's sums happen in the conv's store. din may alias dout. */
+ * batchnorm's sums happen in the conv's store. din may alias dout. in == NULL: `in` is
+ * recomputed where it is read, relu(bn_in scale + shift) with scale = gamma save_invstd and
+ * shift = beta - save_mean scale (batchnorm_scale_shift), as the forward applied it. */
 void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
                                     const float *in, const float *weight, int N, int C, int H, int W,
                                     int K, int R, int S, int stride, int pad, float *workspace,
