@@ -128,6 +128,7 @@ static const FusedOps fused_cpu = {
     .relu_batchnorm_backward = relu_batchnorm_fast_backward,
     .batchnorm_relu_conv2d_forward = batchnorm_relu_conv2d_direct_forward,
     .conv2d_relu_batchnorm_backward = conv2d_direct_backward_relu_bn,
+    .conv2d_relu_batchnorm_backward_pair = conv2d_direct_backward_relu_bn_pair,
     .batchnorm_relu_conv2d_forward_chained = batchnorm_relu_conv2d_direct_forward_chained,
 };
 

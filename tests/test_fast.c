@@ -201,6 +201,65 @@ START_TEST(conv_direct_matches_reference)
 }
 END_TEST
 
+/* The pair slot (conv2d_direct_backward_relu_bn_pair: a pre-activation block's two layers)
+ * against its two calls with d(conv1's output) stored in between: the same bits for every
+ * output (din with a residual add, both weight and batchnorm gradients), on every ISA.
+ * conv1 at stride 1 takes the form that applies bn2's backward in its padded dout; at
+ * stride 2, and with 5 channels (no weight gradient from the padded dout), the two calls. */
+START_TEST(conv_relu_bn_pair_matches_two_calls)
+{
+    static const int shapes[][6] = {{3, 16, 16, 16, 16, 1}, {2, 8, 8, 16, 16, 1}, {3, 16, 16, 16, 24, 2},
+                                    {2, 5, 9, 9, 6, 1}};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!cpu_isa_force(isas[i])) continue;
+        for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+            int N = shapes[t][0], C = shapes[t][1], H = shapes[t][2], W = shapes[t][3], K = shapes[t][4];
+            int st = shapes[t][5], P = conv_out_size(H, 3, st, 1), Q = conv_out_size(W, 3, st, 1);
+            size_t nx = (size_t)N * C * H * W, nc = (size_t)N * K * P * Q, nw1 = (size_t)K * C * 9, nw2 = (size_t)K * K * 9;
+            float *x = malloc(sizeof(float) * nx), *c1 = malloc(sizeof(float) * nc), *dy = malloc(sizeof(float) * nc);
+            float *add = malloc(sizeof(float) * nx), *w1 = malloc(sizeof(float) * nw1), *w2 = malloc(sizeof(float) * nw2);
+            size_t nws1 = conv2d_workspace_floats(N, C, H, W, K, 3, 3, st, 1), nws2 = conv2d_workspace_floats(N, K, P, Q, K, 3, 3, 1, 1);
+            float bn[8][32], *ws = nan_floats((nws1 > nws2 ? nws1 : nws2) + 1);
+            fill_normal_f(x, nx, 61); fill_normal_f(c1, nc, 62); fill_normal_f(dy, nc, 63); fill_normal_f(add, nx, 64);
+            fill_normal_f(w1, nw1, 65); fill_normal_f(w2, nw2, 66);
+            for (int j = 0; j < 4; j++) fill_normal_f(bn[j], 32, 67 + j);   /* gamma1, beta1, gamma2, beta2 */
+            float rm[32], rv[32], *tmp = malloc(sizeof(float) * (nx > nc ? nx : nc));
+            for (int j = 0; j < 32; j++) { rm[j] = 0; rv[j] = 1; }
+            /* bn1's statistics of x, bn2's of c1 (saved mean, invstd) */
+            batchnorm_forward_train(tmp, bn[4], bn[5], rm, rv, x, bn[0], bn[1], N, C, H * W, 0.1f, 1e-5f);
+            batchnorm_forward_train(tmp, bn[6], bn[7], rm, rv, c1, bn[2], bn[3], N, K, P * Q, 0.1f, 1e-5f);
+            float *out[2][8];   /* din, dw1, dw2, dgamma1, dbeta1, dgamma2, dbeta2 */
+            size_t len[7] = {nx, nw1, nw2, (size_t)C, (size_t)C, (size_t)K, (size_t)K};
+            for (int v = 0; v < 2; v++) {
+                for (int j = 0; j < 7; j++) out[v][j] = nan_floats(len[j]);
+                float *g1 = nan_floats(nx), *g2 = nan_floats(nc), *dc1 = nan_floats(nc);
+                ConvBnLayer l1 = {w1, x, bn[0], bn[1], bn[4], bn[5], out[v][1], out[v][3], out[v][4], C, H, W, K, 3, 3, st, 1};
+                ConvBnLayer l2 = {w2, c1, bn[2], bn[3], bn[6], bn[7], out[v][2], out[v][5], out[v][6], K, P, Q, K, 3, 3, 1, 1};
+                if (v == 0) {
+                    conv2d_direct_backward_relu_bn(l2.dweight, dc1, g2, dy, NULL, w2, N, K, P, Q, K, 3, 3, 1, 1, ws, l2.dgamma,
+                                                   l2.dbeta, c1, NULL, l2.gamma, l2.beta, l2.save_mean, l2.save_invstd);
+                    conv2d_direct_backward_relu_bn(l1.dweight, out[v][0], g1, dc1, NULL, w1, N, C, H, W, K, 3, 3, st, 1, ws,
+                                                   l1.dgamma, l1.dbeta, x, add, l1.gamma, l1.beta, l1.save_mean,
+                                                   l1.save_invstd);
+                } else {
+                    conv2d_direct_backward_relu_bn_pair(out[v][0], g1, g2, dy, &l2, &l1, add, N);
+                }
+                free(g1); free(g2); free(dc1);
+            }
+            static const char *names[7] = {"din", "dweight1", "dweight2", "dgamma1", "dbeta1", "dgamma2", "dbeta2"};
+            for (int j = 0; j < 7; j++)
+                ck_assert_msg(memcmp(out[0][j], out[1][j], sizeof(float) * len[j]) == 0,
+                              "isa %s, N%d C%d %dx%d K%d stride %d: %s differs from the two calls (%.3g)",
+                              cpu_isa_name(isas[i]), N, C, H, W, K, st, names[j], rel_err(out[1][j], out[0][j], len[j]));
+            for (int v = 0; v < 2; v++)
+                for (int j = 0; j < 7; j++) free(out[v][j]);
+            free(x); free(c1); free(dy); free(add); free(w1); free(w2); free(ws); free(tmp);
+        }
+    }
+    cpu_isa_force(-1);
+}
+END_TEST
+
 /* The same conv computed with 1 and with 2 threads must agree bit for bit. */
 START_TEST(conv_direct_thread_independent)
 {
@@ -444,6 +503,7 @@ Suite *suite_fast(void)
     tcase_add_test(t, conv_direct_matches_reference);
     tcase_add_test(t, conv_direct_thread_independent);
     tcase_add_test(t, conv_relu_bn_backward_matches_reference);
+    tcase_add_test(t, conv_relu_bn_pair_matches_two_calls);
     tcase_add_test(t, batchnorm_fast_matches_reference);
     tcase_add_test(t, bn_relu_conv_forward_matches_reference);
     tcase_add_loop_test(t, model_step_thread_independent, 0, 2);   /* 1: Winograd on */

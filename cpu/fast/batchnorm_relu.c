@@ -220,28 +220,15 @@ static void forward_eval(float *out, const float *in, const float *gamma, const 
     free(scale);
 }
 
-/* sums: NULL (computed here), or [N][C][2] per image sums of dy' and dy'*(x - mean) made
- * by the caller (the conv backward-input epilogue); added in image order. */
-static void backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *mask,
-                     const float *in, const float *add, const float *gamma, const float *save_mean,
-                     const float *save_invstd, int N, int C, int HW, const double *sums)
+/* dgamma, dbeta and the apply's coefficients k[c][3] of batchnorm's backward,
+ * dx = k1 dy' - k0 - (x - mean) k2, from the per-image sums [N][C][2] of dy' and of
+ * dy' (x - mean), added in image order (over several processes: the whole batch's) */
+static void backward_coeffs(float *k, float *dgamma, float *dbeta, const float *gamma, const float *save_invstd,
+                            int N, int C, int HW, const double *sums)
 {
-    double M = (double)N * HW, *part = NULL;
-    if (!sums) {
-        part = parts(N, C);
-        #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++) {
-                double *pc = part + ((size_t)n * C + c) * 2;
-                pc[0] = pc[1] = 0;
-                plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
-                               save_mean[c], &pc[0], &pc[1]);
-            }
-        sums = part;
-    }
-    float *k = malloc(sizeof(float) * 3 * (size_t)C);
+    double M = (double)N * HW;
     double *tot = malloc(sizeof(double) * (2 * (size_t)C + 1));   /* sum dy' [C], sum dy' xhat [C], M */
-    if (!k || !tot) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    if (!tot) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
         for (int n = 0; n < N; n++) { sdy += sums[((size_t)n * C + c) * 2]; sdyx += sums[((size_t)n * C + c) * 2 + 1]; }
@@ -261,6 +248,31 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
         k[3 * c + 1] = (float)(f * M);
         k[3 * c + 2] = (float)(f * sdyx * invstd);
     }
+    free(tot);
+}
+
+/* sums: NULL (computed here), or [N][C][2] per image sums of dy' and dy'*(x - mean) made
+ * by the caller (the conv backward-input epilogue); added in image order. */
+static void backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *mask,
+                     const float *in, const float *add, const float *gamma, const float *save_mean,
+                     const float *save_invstd, int N, int C, int HW, const double *sums)
+{
+    double *part = NULL;
+    if (!sums) {
+        part = parts(N, C);
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                double *pc = part + ((size_t)n * C + c) * 2;
+                pc[0] = pc[1] = 0;
+                plane_bwd_sums(PLANE(dout, n, c), mask ? PLANE(mask, n, c) : NULL, PLANE(in, n, c), HW,
+                               save_mean[c], &pc[0], &pc[1]);
+            }
+        sums = part;
+    }
+    float *k = malloc(sizeof(float) * 3 * (size_t)C);
+    if (!k) { fprintf(stderr, "convnet: out of memory (batchnorm)\n"); exit(1); }
+    backward_coeffs(k, dgamma, dbeta, gamma, save_invstd, N, C, HW, sums);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
@@ -268,7 +280,6 @@ static void backward(float *din, float *dgamma, float *dbeta, const float *dout,
                             PLANE(in, n, c), add ? PLANE(add, n, c) : NULL, HW, save_mean[c],
                             k[3 * c], k[3 * c + 1], k[3 * c + 2]);
     free(k);
-    free(tot);
     free(part);
 }
 
@@ -357,4 +368,10 @@ void batchnorm_scale_shift(float *scale, float *shift, const float *gamma, const
         scale[c] = gamma[c] * save_invstd[c];
         shift[c] = beta[c] - save_mean[c] * scale[c];
     }
+}
+
+void batchnorm_fast_backward_coeffs(float *k, float *dgamma, float *dbeta, const float *gamma, const float *save_invstd,
+                                    int N, int C, int HW, const double *sums)
+{
+    backward_coeffs(k, dgamma, dbeta, gamma, save_invstd, N, C, HW, sums);
 }

@@ -195,7 +195,7 @@ const char *conv2d_direct_kernel_name(int Q)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp, s_act, s_st, s_actall;
+static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp, s_act, s_st, s_actall, s_dc1;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -351,6 +351,36 @@ static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restric
                     row[padw + w] = v > 0 ? v : 0;
                 }
             }
+            #pragma omp simd
+            for (int j = padw + W; j < Wph; j++) row[j] = 0;
+        }
+        int below = pl->Hp - pl->H - pl->padh;
+        memset(base + (size_t)(pl->H + pl->padh) * Wph, 0, sizeof(float) * (size_t)below * Wph);
+    }
+}
+
+/* A gradient given as batchnorm's backward not yet applied (conv2d_direct_backward_relu_bn_pair):
+ * d = k1 g - k0 - (x - mean) k2 per channel c, with k = k[c][3], mean = mean[c], g and x
+ * [C][H][W] an image (g masked by the ReLU already). */
+typedef struct { const float *g, *x, *mean, *k; } BnApplyIn;
+
+/* pad_image (stride 1) of d for one image: the arithmetic of cpu/fast/batchnorm_relu.c's
+ * apply (plane_bwd_apply), so the same bits as applying first and copying after */
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-tree-loop-distribute-patterns")))
+static void pad_image_bn_apply(const Plan *pl, float *restrict xp, const float *restrict g,
+                               const float *restrict x, const float *k, const float *mean)
+{
+    int Wph = pl->Wph, W = pl->W, padw = pl->padw;
+    for (int c = 0; c < pl->C; c++) {
+        float *base = xp + (size_t)c * pl->Hp * Wph;
+        float k0 = k[3 * c], k1 = k[3 * c + 1], k2 = k[3 * c + 2], m = mean[c];
+        memset(base, 0, sizeof(float) * (size_t)pl->padh * Wph);
+        for (int h = 0; h < pl->H; h++) {
+            const float *gr = g + ((size_t)c * pl->H + h) * W, *xr = x + ((size_t)c * pl->H + h) * W;
+            float *row = base + (size_t)(h + pl->padh) * Wph;
+            for (int j = 0; j < padw; j++) row[j] = 0;
+            #pragma omp simd
+            for (int w = 0; w < W; w++) row[padw + w] = k1 * gr[w] - k0 - (xr[w] - m) * k2;
             #pragma omp simd
             for (int j = padw + W; j < Wph; j++) row[j] = 0;
         }
@@ -931,12 +961,25 @@ int conv2d_direct_wgrad_from_dout(int C, int H, int W, int R, int S, int stride,
            wgrad_from_dout_fits(isa, C, H, W, conv_out_size(H, R, 1, pad), conv_out_size(W, S, 1, pad), 1);
 }
 
-void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
-                                    const float *in, const float *weight, int N, int C, int H, int W,
-                                    int K, int R, int S, int stride, int pad, float *workspace,
-                                    float *dgamma, float *dbeta, const float *bn_in, const float *add,
-                                    const float *gamma, const float *beta, const float *save_mean,
-                                    const float *save_invstd)
+/* whether backward_relu_bn can read its dout only through the backward-input's padded copy
+ * (as the pair gives it: BnApplyIn): its own fused pass, and a weight gradient (if any) from
+ * that padded dout */
+static int backward_relu_bn_reads_padded(int dweight, int C, int H, int W, int R, int S, int stride, int pad)
+{
+    return backward_relu_bn_fused(pick(W), R, S, stride, pad) &&
+           (!dweight || conv2d_direct_wgrad_from_dout(C, H, W, R, S, stride, pad));
+}
+
+/* conv2d_direct_backward_relu_bn, and two forms for the pair (on its fused pass only):
+ *   dap != NULL: dout is not given (NULL) but read as dap describes, through the padded copy
+ *                (backward_relu_bn_reads_padded says where that is possible);
+ *   kout != NULL: batchnorm's apply is not run: din is not written, kout[C][3] gets its
+ *                coefficients (dgamma, dbeta written), g is left masked. */
+static void backward_relu_bn(float *dweight, float *din, float *g, const float *dout, const BnApplyIn *dap,
+                             float *kout, const float *in, const float *weight, int N, int C, int H, int W,
+                             int K, int R, int S, int stride, int pad, float *workspace, float *dgamma,
+                             float *dbeta, const float *bn_in, const float *add, const float *gamma,
+                             const float *beta, const float *save_mean, const float *save_invstd)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
     const Isa *isa = pick(W), *isaw = pick(Q);
@@ -946,6 +989,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
         batchnorm_scale_shift(coef, coef + C, gamma, beta, save_mean, save_invstd, C);
     }
     if (!backward_relu_bn_fused(isa, R, S, stride, pad)) {
+        if (dap || kout) die("conv2d_direct: a pair's form of the backward on a shape without the fused pass");
         if (!in) in = bn_relu_all(scratch(&s_actall, sizeof(float) * (size_t)N * C * HW), bn_in, N, C, HW, coef,
                                   coef + C);
         if (dweight) conv2d_direct_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
@@ -963,6 +1007,7 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
      * where it fits, from the backward-input's padded dout (no padded copy of the input) */
     Wgrad w;
     int from_dout = dweight && wgrad_from_dout_fits(isa, C, H, W, P, Q, stride);
+    if (dap && dweight && !from_dout) die("conv2d_direct: an unapplied dout needs the weight gradient from its padded copy");
     if (from_dout) wgrad_init_from_dout(&w, isa, &pl, dout, in, N, C, H, W, K, R, S, pad);
     else wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
     w.bn_in = bn_in;
@@ -984,13 +1029,19 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
             if (e < n1) {
                 int slices = (dweight ? wgrad_tiles(&w) : 0) + (e - nb) * ceil_div(pl.nvec, FWD_NV);
                 if (in) prefetch_plan(in + e * img, sizeof(float) * img, slices);
-                prefetch_plan(dout + e * dimg, sizeof(float) * dimg, slices);
+                if (dap) prefetch_plan(dap->g + e * dimg, sizeof(float) * dimg, slices);
+                if (dap) prefetch_plan(dap->x + e * dimg, sizeof(float) * dimg, slices);
+                else prefetch_plan(dout + e * dimg, sizeof(float) * dimg, slices);
                 prefetch_plan(bn_in + e * img, sizeof(float) * img, slices);
             }
             /* the group's padded dout: one image at a time, or all G kept for both sides */
             float *xpg = scratch(&s_x, sizeof(float) * pl.xfloats * (from_dout ? w.G : 1));
             if (from_dout) {   /* (from_dout: dweight is set) */
-                for (int n = nb; n < e; n++) pad_image(&pl, xpg + (n - nb) * pl.xfloats, dout + n * dimg);
+                for (int n = nb; n < e; n++) {
+                    if (dap) pad_image_bn_apply(&pl, xpg + (n - nb) * pl.xfloats, dap->g + n * dimg, dap->x + n * dimg,
+                                                dap->k, dap->mean);
+                    else pad_image(&pl, xpg + (n - nb) * pl.xfloats, dout + n * dimg);
+                }
                 const float *ing = in ? in + nb * img : NULL;
                 if (!in) {   /* the group's input, recomputed once for all its tiles */
                     float *act = scratch(&s_act, sizeof(float) * img * w.G);
@@ -1005,7 +1056,8 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                 float *xp = from_dout ? xpg + (n - nb) * pl.xfloats : xpg;
                 float *sv = scratch(&s_bn, sizeof(float) * 2 * (size_t)C * VLn);
                 memset(sv, 0, sizeof(float) * 2 * (size_t)C * VLn);
-                if (!from_dout) pad_image(&pl, xp, dout + n * dimg);
+                if (!from_dout && dap) pad_image_bn_apply(&pl, xp, dap->g + n * dimg, dap->x + n * dimg, dap->k, dap->mean);
+                else if (!from_dout) pad_image(&pl, xp, dout + n * dimg);
                 ConvBnBwd bn = {in ? in + n * img : NULL, bn_in + n * img, save_mean, coef, coef ? coef + C : NULL, sv};
                 isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * img, NULL,
                          (size_t)HW, &bn, NULL);
@@ -1020,8 +1072,61 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
         }
     }
     if (dweight) wgrad_finish(&w, dweight);
-    batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd,
-                                      N, C, HW, sums);
+    if (kout) batchnorm_fast_backward_coeffs(kout, dgamma, dbeta, gamma, save_invstd, N, C, HW, sums);
+    else batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd,
+                                           N, C, HW, sums);
     free(sums);
     free(coef);
+}
+
+void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
+                                    const float *in, const float *weight, int N, int C, int H, int W,
+                                    int K, int R, int S, int stride, int pad, float *workspace,
+                                    float *dgamma, float *dbeta, const float *bn_in, const float *add,
+                                    const float *gamma, const float *beta, const float *save_mean,
+                                    const float *save_invstd)
+{
+    backward_relu_bn(dweight, din, g, dout, NULL, NULL, in, weight, N, C, H, W, K, R, S, stride, pad, workspace,
+                     dgamma, dbeta, bn_in, add, gamma, beta, save_mean, save_invstd);
+}
+
+/* one layer of the pair, as conv2d_direct_backward_relu_bn takes it (in recomputed) */
+static void layer_backward(const ConvBnLayer *l, float *din, float *g, const float *dout, const BnApplyIn *dap,
+                           float *kout, const float *add, int N, float *workspace)
+{
+    backward_relu_bn(l->dweight, din, g, dout, dap, kout, NULL, l->weight, N, l->C, l->H, l->W, l->K, l->R, l->S,
+                     l->stride, l->pad, workspace, l->dgamma, l->dbeta, l->bn_in, add, l->gamma, l->beta,
+                     l->save_mean, l->save_invstd);
+}
+
+/* the readable operators' workspace, for a layer whose backward may fall back to them */
+static size_t layer_workspace(const ConvBnLayer *l, int N)
+{
+    int Q = conv_out_size(l->W, l->S, l->stride, l->pad);
+    int fallback = !pick(l->W) || !pick(Q) || l->pad > l->R - 1 || l->pad > l->S - 1;
+    return fallback ? conv2d_workspace_floats(N, l->C, l->H, l->W, l->K, l->R, l->S, l->stride, l->pad) : 0;
+}
+
+void conv2d_direct_backward_relu_bn_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
+                                         const ConvBnLayer *l1, const float *add, int N)
+{
+    if (!din) die("conv2d_direct: the pair's d x unapplied (no conv2d_backward_weight_bn_grad on this table)");
+    size_t nws = layer_workspace(l2, N), nws1 = layer_workspace(l1, N);
+    float *ws = nws || nws1 ? xmalloc(sizeof(float) * (nws > nws1 ? nws : nws1)) : NULL;
+    int P1 = conv_out_size(l1->H, l1->R, l1->stride, l1->pad), Q1 = conv_out_size(l1->W, l1->S, l1->stride, l1->pad);
+    if (backward_relu_bn_fused(pick(l2->W), l2->R, l2->S, l2->stride, l2->pad) &&
+        backward_relu_bn_reads_padded(l1->dweight != NULL, l1->C, l1->H, l1->W, l1->R, l1->S, l1->stride, l1->pad)) {
+        /* conv2's backward leaves bn2's apply to conv1's, which applies it as it pads its
+         * dout: d(conv1's output) is never stored */
+        float *k = xmalloc(sizeof(float) * 3 * (size_t)l2->C);
+        layer_backward(l2, NULL, g2, dout, NULL, k, NULL, N, ws);
+        BnApplyIn dap = {g2, l2->bn_in, l2->save_mean, k};
+        layer_backward(l1, din, g1, NULL, &dap, NULL, add, N, ws);
+        free(k);
+    } else {   /* the two calls, d(conv1's output) stored in between */
+        float *dc1 = scratch(&s_dc1, sizeof(float) * (size_t)N * l1->K * P1 * Q1);
+        layer_backward(l2, dc1, g2, dout, NULL, NULL, NULL, N, ws);
+        layer_backward(l1, din, g1, dc1, NULL, NULL, add, N, ws);
+    }
+    free(ws);
 }

@@ -109,6 +109,10 @@ void batchnorm_fast_backward_from_sums(float *din, float *dgamma, float *dbeta, 
                                        const float *in, const float *add, const float *gamma,
                                        const float *save_mean, const float *save_invstd, int N,
                                        int C, int HW, const double *sums);
+/* its first half alone: dgamma, dbeta and the coefficients k[C][3] of the apply
+ * din = k1 g - k0 - (in - mean) k2 (for a caller that applies it as it reads din) */
+void batchnorm_fast_backward_coeffs(float *k, float *dgamma, float *dbeta, const float *gamma, const float *save_invstd,
+                                    int N, int C, int HW, const double *sums);
 
 /* conv2d_direct.c: a conv whose input is relu(batchnorm(in)) (the op-table slot
  * batchnorm_relu_conv2d_forward): a = relu(batchnorm(in)) (train: batch statistics, running
@@ -144,5 +148,13 @@ void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const 
                                     float *dgamma, float *dbeta, const float *bn_in, const float *add,
                                     const float *gamma, const float *beta, const float *save_mean,
                                     const float *save_invstd);
+
+/* conv2d_direct.c: the op-table slot conv2d_relu_batchnorm_backward_pair (core/ops_fused.h) on
+ * a table with recompute_act: conv2's backward through bn2 (l2), then conv1's through bn1
+ * (l1); where conv1's backward reads its dout only through its padded copy (stride 1, weight
+ * gradient from the padded dout), bn2's apply is computed in that copy, so d(conv1's output)
+ * is never stored. din must not be NULL (no conv2d_backward_weight_bn_grad here). */
+void conv2d_direct_backward_relu_bn_pair(float *din, float *g1, float *g2, const float *dout, const ConvBnLayer *l2,
+                                         const ConvBnLayer *l1, const float *add, int N);
 
 #endif
