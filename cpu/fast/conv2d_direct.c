@@ -482,8 +482,43 @@ void conv2d_direct_forward(float *out, const float *in, const float *weight,
  * into a per-phase buffer and then spread to every st-th pixel of din. */
 typedef struct { int T, Ha, Wb, nvec; int *toff, *voff, *ooff, *nl; float *wt; } Phase;
 
+/* The epilogue of a strided backward-input that feeds relu(batchnorm) backward (as ConvBnBwd,
+ * for the whole batch): each value spread to din is g = value * [relu_out > 0] (relu_out from
+ * mask, or recomputed as x scale + shift when mask is NULL), and sums[n][c] gets the image's
+ * sums of g and g * (x - mean) (rows summed in float, added in a fixed order in double). */
+typedef struct { const float *mask, *x, *mean, *scale, *shift; double *sums; } StridedBnBwd;
+
+/* g = g [r > 0], r = mask, or x scale + shift when mask is NULL (the ReLU's output), over one
+ * plane in place; sn[0], sn[1] = the sums of g and g (x - mean) (vector lanes, then double) */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void mask_sums_plane(float *g, const float *mask, const float *x, int HW, float scale, float shift,
+                            float mean, double *sn)
+{
+    float s1 = 0, s2 = 0;
+    if (mask) {
+        #pragma omp simd reduction(+ : s1, s2)
+        for (int i = 0; i < HW; i++) {
+            float v = mask[i] > 0 ? g[i] : 0;
+            g[i] = v;
+            s1 += v;
+            s2 += v * (x[i] - mean);
+        }
+    } else {
+        #pragma omp simd reduction(+ : s1, s2)
+        for (int i = 0; i < HW; i++) {
+            float v = x[i] * scale + shift > 0 ? g[i] : 0;
+            g[i] = v;
+            s1 += v;
+            s2 += v * (x[i] - mean);
+        }
+    }
+    sn[0] = s1;
+    sn[1] = s2;
+}
+
 static void backward_input_strided(const Isa *isa, float *din, const float *dout, const float *weight,
-                                   int N, int C, int H, int W, int K, int R, int S, int st, int pad)
+                                   int N, int C, int H, int W, int K, int R, int S, int st, int pad,
+                                   const StridedBnBwd *bn)
 {
     int P = conv_out_size(H, R, st, pad), Q = conv_out_size(W, S, st, pad);
     int VLn = isa->vl, KBn = isa->kb, cblocks = ceil_div(C, KBn);
@@ -563,6 +598,13 @@ static void backward_input_strided(const Isa *isa, float *din, const float *dout
                         float *dst = dimg + ((size_t)c * H + i * st + a) * W + b;
                         for (int j = 0; j < f->Wb; j++) dst[j * st] = src[j];
                     }
+            }
+        if (bn)   /* the image's planes, just written: masked in place and summed */
+            for (int c = 0; c < C; c++) {
+                size_t at = ((size_t)n * C + c) * H * W;
+                double *sn = bn->sums + ((size_t)n * C + c) * 2;
+                mask_sums_plane(dimg + (size_t)c * H * W, bn->mask ? bn->mask + at : NULL, bn->x + at, H * W,
+                                bn->scale ? bn->scale[c] : 0, bn->shift ? bn->shift[c] : 0, bn->mean[c], sn);
             }
     }
     for (int i = 0; i < nph; i++) { free(ph[i].toff); free(ph[i].wt); }
@@ -687,7 +729,7 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
         return;
     }
     if (stride > 1) {
-        backward_input_strided(isa, din, dout, weight, N, C, H, W, K, R, S, stride, pad);
+        backward_input_strided(isa, din, dout, weight, N, C, H, W, K, R, S, stride, pad, NULL);
         return;
     }
     Plan pl;
@@ -914,17 +956,18 @@ static void chunk_range(const Wgrad *w, int ch, int *n0, int *n1)
     *n1 = (int)((long)(ch + 1) * w->N / w->chunks);
 }
 
-void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
-                                   int N, int C, int H, int W, int K, int R, int S,
-                                   int stride, int pad, float *workspace)
+/* conv2d_direct_backward_weight on a kernel set; in == NULL: in = relu(bn_in scale + shift),
+ * recomputed as each image is padded */
+static void backward_weight(const Isa *isa, float *dweight, const float *dout, const float *in, const float *bn_in,
+                            const float *scale, const float *shift, int N, int C, int H, int W, int K, int R,
+                            int S, int stride, int pad)
 {
-    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
-    if (!isa) {
-        conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
-        return;
-    }
     Wgrad w;
     wgrad_init(&w, isa, dout, in, N, C, H, W, K, R, S, stride, pad);
+    w.bn_in = bn_in;
+    w.scale = scale;
+    w.shift = shift;
+    const float *src = in ? in : bn_in;   /* what the padded copies read */
     size_t img = (size_t)C * H * W, dimg = (size_t)K * w.P * w.Q;
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < w.chunks; ch++) {
@@ -935,13 +978,22 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
             int e = n + w.G < n1 ? n + w.G : n1;
             prefetch_reset();
             if (e < n1) {   /* the next group's first image, over this group's tiles */
-                prefetch_plan(in + e * img, sizeof(float) * img, wgrad_tiles(&w));
+                prefetch_plan(src + e * img, sizeof(float) * img, wgrad_tiles(&w));
                 prefetch_plan(dout + e * dimg, sizeof(float) * dimg, wgrad_tiles(&w));
             }
             wgrad_images(&w, ch, n, e);
         }
     }
     wgrad_finish(&w, dweight);
+}
+
+void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
+                                   int N, int C, int H, int W, int K, int R, int S,
+                                   int stride, int pad, float *workspace)
+{
+    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    if (!isa) conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
+    else backward_weight(isa, dweight, dout, in, NULL, NULL, NULL, N, C, H, W, K, R, S, stride, pad);
 }
 
 /* ---------------------------------------------------------------- conv backward through relu(bn) */
@@ -987,6 +1039,22 @@ static void backward_relu_bn(float *dweight, float *din, float *g, const float *
     if (!in) {
         coef = xmalloc(sizeof(float) * 2 * (size_t)C);
         batchnorm_scale_shift(coef, coef + C, gamma, beta, save_mean, save_invstd, C);
+    }
+    const Isa *isas = stride > 1 ? pick(ceil_div(W, stride)) : NULL;
+    if (stride > 1 && isas && isaw && pad <= R - 1 && pad <= S - 1) {
+        if (dap || kout) die("conv2d_direct: a pair's form of the backward on a strided convolution");
+        /* strided: the weight gradient (recomputing in where it pads it), then the
+         * backward-input with the ReLU's mask and batchnorm's sums in its spread */
+        if (dweight) backward_weight(isaw, dweight, dout, in, bn_in, coef, coef ? coef + C : NULL, N, C, H, W, K, R, S,
+                                     stride, pad);
+        double *sums = xmalloc(sizeof(double) * 2 * (size_t)N * C);
+        StridedBnBwd sb = {in, bn_in, save_mean, coef, coef ? coef + C : NULL, sums};
+        backward_input_strided(isas, g, dout, weight, N, C, H, W, K, R, S, stride, pad, &sb);
+        batchnorm_fast_backward_from_sums(din, dgamma, dbeta, g, bn_in, add, gamma, save_mean, save_invstd, N, C, HW,
+                                          sums);
+        free(sums);
+        free(coef);
+        return;
     }
     if (!backward_relu_bn_fused(isa, R, S, stride, pad)) {
         if (dap || kout) die("conv2d_direct: a pair's form of the backward on a shape without the fused pass");
