@@ -80,7 +80,7 @@ static void ref_conv_relu_bn_backward(float *dweight, float *din, float *g, cons
         const float *add, const float *gamma, const float *beta, const float *save_mean,
         const float *save_invstd)
 {
-    (void)beta;   /* `in` is stored on the CPU (recompute_act 0) */
+    (void)beta;   /* the definition takes `in` stored (fused_cpu_ref has no recompute_act) */
     if (dweight) conv2d_backward_weight(dweight, dout, in, N, C, H, W, K, R, S, stride, pad, workspace);
     conv2d_backward_input(g, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
     ref_relu_bn_backward(din, dgamma, dbeta, g, in, bn_in, add, gamma, save_mean, save_invstd,

@@ -13,7 +13,8 @@
  *   forward          tiles of NV pixel vectors x KB output channels, summed over all taps
  *   backward_input   (stride 1) the forward of dout with the flipped, transposed kernel:
  *                    din[c,h,w] = sum_{k,r,s} w[k,c,R-1-r,S-1-s] dout_pad[k, h+r, w+s],
- *                    padding R-1-pad / S-1-pad; other strides use the readable operator
+ *                    padding R-1-pad / S-1-pad; other strides one output phase at a time
+ *                    (backward_input_strided)
  *   backward_weight  dw[k,c,r,s] = sum_{n,p,q} dout[n,k,p,q] in_pad[n,c,p*st+r,q*st+s]:
  *                    KB channels x 3 taps of accumulators per (c, r), vectors over pixels;
  *                    each chunk of images keeps its lane sums, the chunks are added in order
@@ -21,6 +22,15 @@
  *                    (the fused backward) the same sum is taken the other way round, from the
  *                    padded dout that the backward-input makes anyway: no padded input copy
  *                    (wgrad_init_from_dout).
+ *
+ * Fused with the batchnorm and ReLU before the conv (the op table's slots, core/ops_fused.h;
+ * the table stores no a = relu(bn(x)), recompute_act):
+ *   forward          a made while the input is padded (pad_image_bn_relu); with chained
+ *                    statistics, the sums for the next batchnorm taken in the store (EP_STATS)
+ *   backward         backward-input stores g = din_a [a > 0] and batchnorm's sums (EP_BN_BWD),
+ *                    a recomputed from bn_in; the weight gradient reads a recomputed once per
+ *                    group of images; the pair applies bn2's backward while padding conv1's
+ *                    dout (pad_image_bn_apply)
  * Determinism: every output is summed by one thread in a fixed order; the weight gradient
  * uses the same fixed image chunks as cpu/conv2d.c (CONV_DW_CHUNKS, a constant), added in
  * chunk order. Results do not depend on the thread count. */
