@@ -28,7 +28,10 @@ ifeq ($(WERROR),1)
   WERR = -Werror
   NVWERR = ,-Werror -Werror all-warnings
 endif
-CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra $(WERR) -fopenmp -D_DEFAULT_SOURCE -I.
+# -ffp-contract=off: a product and a sum stay two roundings in C (gcc's ISO mode default, said
+# for every compiler): the fast CPU kernels recompute a batchnorm+ReLU value in intrinsics as
+# the C code made it, mul then add (cpu/fast/conv2d_direct_kern.h)
+CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra $(WERR) -ffp-contract=off -fopenmp -D_DEFAULT_SOURCE -I.
 LDLIBS  = -fopenmp -lpthread -lm
 ifeq ($(SANITIZE),1)
   SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

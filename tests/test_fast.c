@@ -120,9 +120,20 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
     fill_normal_f(w, nw, 21); fill_normal_f(dy, nout, 22); fill_normal_f(bx, nin, 23); fill_normal_f(add, nin, 24);
     fill_normal_f(gamma, C, 25); fill_normal_f(beta, C, 26);
     for (int c = 0; c < C; c++) { rm[c] = 0; rv[c] = 1; }
-    /* a = relu(bn(bx)) with the batch statistics, as the forward made it */
+    /* a = relu(bn(bx)) with the batch statistics, as the forward made it; recomputed: from the
+     * coefficients the forward and the backward share (batchnorm_scale_shift), so that no
+     * value near 0 lands on the other side of the ReLU in the reference */
     batchnorm_forward_train(a, mean, invstd, rm, rv, bx, gamma, beta, s->N, C, HW, 0.1f, 1e-5f);
     relu_forward(a, a, nin);
+    if (recompute) {
+        float sc[64], sh[64];
+        batchnorm_scale_shift(sc, sh, gamma, beta, mean, invstd, C);
+        for (size_t i = 0; i < nin; i++) {
+            int c = (int)(i / HW % C);
+            float v = bx[i] * sc[c] + sh[c];
+            a[i] = v > 0 ? v : 0;
+        }
+    }
     float *g0 = nan_floats(nin), *d0 = nan_floats(nin), *g1 = nan_floats(nin), *d1 = nan_floats(nin);
     float dg0[64], db0[64], dg1[64], db1[64];
     const float *ad = with_add ? add : NULL;
@@ -228,10 +239,11 @@ START_TEST(conv_relu_bn_pair_matches_two_calls)
             /* bn1's statistics of x, bn2's of c1 (saved mean, invstd) */
             batchnorm_forward_train(tmp, bn[4], bn[5], rm, rv, x, bn[0], bn[1], N, C, H * W, 0.1f, 1e-5f);
             batchnorm_forward_train(tmp, bn[6], bn[7], rm, rv, c1, bn[2], bn[3], N, K, P * Q, 0.1f, 1e-5f);
-            float *out[2][8];   /* din, dw1, dw2, dgamma1, dbeta1, dgamma2, dbeta2 */
+            float *out[3][8];   /* din, dw1, dw2, dgamma1, dbeta1, dgamma2, dbeta2 */
             size_t len[7] = {nx, nw1, nw2, (size_t)C, (size_t)C, (size_t)K, (size_t)K};
-            for (int v = 0; v < 2; v++) {
+            for (int v = 0; v < 3; v++) {   /* the two calls; the pair; the pair with din aliasing add */
                 for (int j = 0; j < 7; j++) out[v][j] = nan_floats(len[j]);
+                if (v == 2) memcpy(out[v][0], add, sizeof(float) * nx);
                 float *g1 = nan_floats(nx), *g2 = nan_floats(nc), *dc1 = nan_floats(nc);
                 ConvBnLayer l1 = {w1, x, bn[0], bn[1], bn[4], bn[5], out[v][1], out[v][3], out[v][4], C, H, W, K, 3, 3, st, 1};
                 ConvBnLayer l2 = {w2, c1, bn[2], bn[3], bn[6], bn[7], out[v][2], out[v][5], out[v][6], K, P, Q, K, 3, 3, 1, 1};
@@ -242,16 +254,18 @@ START_TEST(conv_relu_bn_pair_matches_two_calls)
                                                    l1.dgamma, l1.dbeta, x, add, l1.gamma, l1.beta, l1.save_mean,
                                                    l1.save_invstd);
                 } else {
-                    conv2d_direct_backward_relu_bn_pair(out[v][0], g1, g2, dy, &l2, &l1, add, N);
+                    conv2d_direct_backward_relu_bn_pair(out[v][0], g1, g2, dy, &l2, &l1, v == 2 ? out[v][0] : add, N);
                 }
                 free(g1); free(g2); free(dc1);
             }
             static const char *names[7] = {"din", "dweight1", "dweight2", "dgamma1", "dbeta1", "dgamma2", "dbeta2"};
-            for (int j = 0; j < 7; j++)
-                ck_assert_msg(memcmp(out[0][j], out[1][j], sizeof(float) * len[j]) == 0,
-                              "isa %s, N%d C%d %dx%d K%d stride %d: %s differs from the two calls (%.3g)",
-                              cpu_isa_name(isas[i]), N, C, H, W, K, st, names[j], rel_err(out[1][j], out[0][j], len[j]));
-            for (int v = 0; v < 2; v++)
+            for (int v = 1; v < 3; v++)
+                for (int j = 0; j < 7; j++)
+                    ck_assert_msg(memcmp(out[0][j], out[v][j], sizeof(float) * len[j]) == 0,
+                                  "isa %s, N%d C%d %dx%d K%d stride %d%s: %s differs from the two calls (%.3g)",
+                                  cpu_isa_name(isas[i]), N, C, H, W, K, st, v == 2 ? ", din aliasing add" : "",
+                                  names[j], rel_err(out[v][j], out[0][j], len[j]));
+            for (int v = 0; v < 3; v++)
                 for (int j = 0; j < 7; j++) free(out[v][j]);
             free(x); free(c1); free(dy); free(add); free(w1); free(w2); free(ws); free(tmp);
         }
@@ -295,6 +309,10 @@ static void expect_stats(const char *what, const float *m, const float *v, const
     ck_assert_msg(rel_err(rm, rm0, C) <= FAST_TOL && rel_err(rv, rv0, C) <= FAST_TOL, "%s: running stats %.3g %.3g",
                   what, rel_err(rm, rm0, C), rel_err(rv, rv0, C));
 }
+
+/* batchnorm_sync of one process (the sums are already the whole batch's): with it set, the
+ * statistics take the data-parallel path (one shift, the running mean) */
+static void sync_one_process(double *v, int n) { (void)v; (void)n; }
 
 /* The chained slot (batchnorm_relu_conv2d_direct_forward_chained) against the readable
  * operators: y0 = conv(relu(bn(x))) (+ add) made with bn's batch statistics m0, v0 (or
@@ -377,8 +395,28 @@ START_TEST(bn_relu_conv_forward_matches_reference)
                                                      s->stride, s->pad, work, m1, v1, rm1, rv1, g, b, 0.1f, 1e-5f, 1);
                 ck_assert_msg(rel_err(y1, y0, nout) <= FAST_TOL, "%s: out, a not stored %.3g", what, rel_err(y1, y0, nout));
                 expect_stats(what, m1, v1, rm1, rv1, m0, v0, rm0, rv0, C);
+                if (!winograd_fast_chosen(C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad)) {
+                    /* the forward applied the coefficients the backward recomputes its mask and
+                     * input with: the direct conv of that activation gives the same bits */
+                    float sc[64], sh[64];
+                    batchnorm_scale_shift(sc, sh, g, b, m1, v1, C);
+                    for (size_t j = 0; j < nin; j++) {
+                        int c = (int)(j / HW % C);
+                        float v = x[j] * sc[c] + sh[c];
+                        a1[j] = v > 0 ? v : 0;
+                    }
+                    conv2d_direct_forward_add(y0, a1, w, ad, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad,
+                                              work);
+                    ck_assert_msg(memcmp(y0, y1, sizeof(float) * nout) == 0,
+                                  "%s: a not stored: the forward's coefficients are not batchnorm_scale_shift's", what);
+                    conv2d_forward(y0, a0, w, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
+                    if (ad) add_inplace(y0, ad, nout);   /* y0 as it was */
+                }
                 check_chained(what, s, y0, x, w, ad, g, b, m0, v0, rm0, rv0, 1, 1);
                 check_chained(what, s, y0, x, w, ad, g, b, m0, v0, rm0, rv0, 1, 0);
+                batchnorm_sync = sync_one_process;   /* the data-parallel shift: the running mean */
+                check_chained(what, s, y0, x, w, ad, g, b, m0, v0, rm0, rv0, 1, 0);
+                batchnorm_sync = NULL;
                 conv2d_forward(y1, x, w, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, work);
                 if (ad) add_inplace(y1, ad, nout);
                 check_chained(what, s, y1, x, w, ad, g, b, m0, v0, rm0, rv0, 0, 0);   /* a plain conv */

@@ -106,7 +106,7 @@ static double *parts(int N, int C)
  * (x - x0)^2 over image n's plane of channel c, with x0 = x0[c] (x0n NULL) or x0n[n][c] (a
  * shift per image: sums made in a conv's store, which knows no value of other images). The
  * per-image sums are moved to one shift per channel, X0 = x0[c] or x0n[0][c] (over several
- * processes the running mean, which they share), exactly in double:
+ * processes the running mean, which they share), in double (one rounding a term):
  *   sum (x - X0) = s1 + HW d,  sum (x - X0)^2 = s2 + 2 d s1 + HW d^2,  d = x0n[n][c] - X0,
  * and added in image order; then the mean, the biased variance (normalization), the running
  * statistics (unbiased variance) and the y = x scale + shift coefficients (scale, shift may

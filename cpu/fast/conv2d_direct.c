@@ -28,9 +28,10 @@
  *   forward          a made while the input is padded (pad_image_bn_relu); with chained
  *                    statistics, the sums for the next batchnorm taken in the store (EP_STATS)
  *   backward         backward-input stores g = din_a [a > 0] and batchnorm's sums (EP_BN_BWD),
- *                    a recomputed from bn_in; the weight gradient reads a recomputed once per
- *                    group of images; the pair applies bn2's backward while padding conv1's
- *                    dout (pad_image_bn_apply)
+ *                    a recomputed from bn_in (strided: masked and summed after the spread,
+ *                    mask_sums_plane); the weight gradient reads a recomputed once per group
+ *                    of images (from dout) or in its padded copy (pad_image_bn_relu); the
+ *                    pair applies bn2's backward while padding conv1's dout (pad_image_bn_apply)
  * Determinism: every output is summed by one thread in a fixed order; the weight gradient
  * uses the same fixed image chunks as cpu/conv2d.c (CONV_DW_CHUNKS, a constant), added in
  * chunk order. Results do not depend on the thread count. */
@@ -1008,14 +1009,16 @@ void conv2d_direct_backward_weight(float *dweight, const float *dout, const floa
 
 /* ---------------------------------------------------------------- conv backward through relu(bn) */
 
-/* whether conv2d_direct_backward_relu_bn runs its own fused pass (else the operators in
- * turn): a kernel set for rows of W, stride 1, and a padding the backward-input can mirror */
+/* whether conv2d_direct_backward_relu_bn runs its own fused pass (else the strided fused
+ * form, or the operators in turn): a kernel set for rows of W, stride 1, and a padding the
+ * backward-input can mirror */
 static int backward_relu_bn_fused(const Isa *isa, int R, int S, int stride, int pad)
 {
     return isa && stride == 1 && pad <= R - 1 && pad <= S - 1;
 }
 
-/* whether conv2d_direct_backward_relu_bn takes its weight gradient from the padded dout (tests) */
+/* whether conv2d_direct_backward_relu_bn takes its weight gradient from the padded dout (the
+ * tests, and backward_relu_bn_reads_padded) */
 int conv2d_direct_wgrad_from_dout(int C, int H, int W, int R, int S, int stride, int pad)
 {
     const Isa *isa = pick(W);
@@ -1189,9 +1192,10 @@ void conv2d_direct_backward_relu_bn_pair(float *din, float *g1, float *g2, const
                                          const ConvBnLayer *l1, const float *add, int N)
 {
     if (!din) die("conv2d_direct: the pair's d x unapplied (no conv2d_backward_weight_bn_grad on this table)");
+    int P1 = conv_out_size(l1->H, l1->R, l1->stride, l1->pad), Q1 = conv_out_size(l1->W, l1->S, l1->stride, l1->pad);
+    if (l2->C != l1->K || l2->H != P1 || l2->W != Q1) die("conv2d_direct: a pair whose conv2 does not read conv1's output");
     size_t nws = layer_workspace(l2, N), nws1 = layer_workspace(l1, N);
     float *ws = nws || nws1 ? xmalloc(sizeof(float) * (nws > nws1 ? nws : nws1)) : NULL;
-    int P1 = conv_out_size(l1->H, l1->R, l1->stride, l1->pad), Q1 = conv_out_size(l1->W, l1->S, l1->stride, l1->pad);
     if (backward_relu_bn_fused(pick(l2->W), l2->R, l2->S, l2->stride, l2->pad) &&
         backward_relu_bn_reads_padded(l1->dweight != NULL, l1->C, l1->H, l1->W, l1->R, l1->S, l1->stride, l1->pad)) {
         /* conv2's backward leaves bn2's apply to conv1's, which applies it as it pads its
@@ -1202,7 +1206,10 @@ void conv2d_direct_backward_relu_bn_pair(float *din, float *g1, float *g2, const
         layer_backward(l1, din, g1, NULL, &dap, NULL, add, N, ws);
         free(k);
     } else {   /* the two calls, d(conv1's output) stored in between */
-        float *dc1 = scratch(&s_dc1, sizeof(float) * (size_t)N * l1->K * P1 * Q1);
+        /* d(conv1's output) in din when it fits there (conv1's backward may read its dout
+         * from din; not when din is add, which its apply reads), else a buffer kept */
+        size_t nc1 = (size_t)N * l1->K * P1 * Q1, nx1 = (size_t)N * l1->C * l1->H * l1->W;
+        float *dc1 = din != add && nc1 <= nx1 ? din : scratch(&s_dc1, sizeof(float) * nc1);
         layer_backward(l2, dc1, g2, dout, NULL, NULL, NULL, N, ws);
         layer_backward(l1, din, g1, dc1, NULL, NULL, add, N, ws);
     }

@@ -68,7 +68,8 @@ CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, cons
                 size_t at = (size_t)kb * plane + ooff[i];
                 int full = n[i] == VL;
                 V xv = full ? VLOAD(bn->x + cb + ooff[i]) : VLOAD_FIRST(bn->x + cb + ooff[i], n[i]);
-                /* relu_out > 0 iff bn_in scale + shift > 0 (the forward's product and sum);
+                /* relu_out > 0 iff bn_in scale + shift > 0 (the forward's product and sum, two
+                 * roundings there too: the build's -ffp-contract=off);
                  * lanes past n[i] are 0, so that g is 0 there */
                 V m = !bn->mask ? (full ? VADD(VMUL(xv, sc), sh) : VKEEP_FIRST(VADD(VMUL(xv, sc), sh), n[i]))
                     : full ? VLOAD(bn->mask + cb + ooff[i]) : VLOAD_FIRST(bn->mask + cb + ooff[i], n[i]);

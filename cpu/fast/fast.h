@@ -59,7 +59,7 @@ void winograd_fast_backward_input(float *din, const float *dout, const float *we
 /* batchnorm_relu.c: batchnorm (signatures of cpu/batchnorm.c), alone or fused with the ReLU
  * that follows it: out = relu(batchnorm(in)); the fused backward takes the ReLU's output
  * as the mask: din = batchnorm_backward(dout * [relu_out > 0]) (+ add, if not NULL).
- * din may alias dout, not add. */
+ * din may alias dout or add (every pass goes element by element). */
 void batchnorm_fast_forward_train(float *out, float *save_mean, float *save_invstd,
                                   float *running_mean, float *running_var, const float *in,
                                   const float *gamma, const float *beta, int N, int C, int HW,
@@ -139,7 +139,8 @@ void batchnorm_relu_conv2d_direct_forward_chained(float *out, const float *in, c
  *   g       = conv2d_backward_input(dout) * [in > 0]        (g: [N,C,H,W] scratch)
  *   din     = batchnorm_backward(g) (+ add)                  (dgamma, dbeta written)
  * At stride 1 both conv gradients run in one pass over the images, and the masking and
- * batchnorm's sums happen in the conv's store. din may alias dout. in == NULL: `in` is
+ * batchnorm's sums happen in the conv's store (strided: just after each image's spread).
+ * din may alias dout. in == NULL: `in` is
  * recomputed where it is read, relu(bn_in scale + shift) with scale = gamma save_invstd and
  * shift = beta - save_mean scale (batchnorm_scale_shift), as the forward applied it. */
 void conv2d_direct_backward_relu_bn(float *dweight, float *din, float *g, const float *dout,
