@@ -102,6 +102,20 @@ static ConvErr conv_errors(const ConvShape *s)
 
 static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
 
+/* a = relu(x scale + shift) [N,C,HW] with the coefficients of batchnorm_scale_shift (C <= 64):
+ * the activation the fast table applies and recomputes (recompute_act) */
+static void act_from_saved(float *a, const float *x, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, int N, int C, int HW)
+{
+    float sc[64], sh[64];
+    batchnorm_scale_shift(sc, sh, gamma, beta, mean, invstd, C);
+    for (size_t i = 0; i < (size_t)N * C * HW; i++) {
+        int c = (int)(i / HW % C);
+        float v = x[i] * sc[c] + sh[c];
+        a[i] = v > 0 ? v : 0;
+    }
+}
+
 /* The fused conv backward (weight and input) -> ReLU -> batchnorm backward against the
  * readable operators in turn: dweight, din (with and without a residual add, and aliasing
  * dout), dgamma, dbeta; with recompute, the ReLU's output not given (in = NULL: the op
@@ -125,15 +139,7 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
      * value near 0 lands on the other side of the ReLU in the reference */
     batchnorm_forward_train(a, mean, invstd, rm, rv, bx, gamma, beta, s->N, C, HW, 0.1f, 1e-5f);
     relu_forward(a, a, nin);
-    if (recompute) {
-        float sc[64], sh[64];
-        batchnorm_scale_shift(sc, sh, gamma, beta, mean, invstd, C);
-        for (size_t i = 0; i < nin; i++) {
-            int c = (int)(i / HW % C);
-            float v = bx[i] * sc[c] + sh[c];
-            a[i] = v > 0 ? v : 0;
-        }
-    }
+    if (recompute) act_from_saved(a, bx, gamma, beta, mean, invstd, s->N, C, HW);
     float *g0 = nan_floats(nin), *d0 = nan_floats(nin), *g1 = nan_floats(nin), *d1 = nan_floats(nin);
     float dg0[64], db0[64], dg1[64], db1[64];
     const float *ad = with_add ? add : NULL;
@@ -398,13 +404,7 @@ START_TEST(bn_relu_conv_forward_matches_reference)
                 if (!winograd_fast_chosen(C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad)) {
                     /* the forward applied the coefficients the backward recomputes its mask and
                      * input with: the direct conv of that activation gives the same bits */
-                    float sc[64], sh[64];
-                    batchnorm_scale_shift(sc, sh, g, b, m1, v1, C);
-                    for (size_t j = 0; j < nin; j++) {
-                        int c = (int)(j / HW % C);
-                        float v = x[j] * sc[c] + sh[c];
-                        a1[j] = v > 0 ? v : 0;
-                    }
+                    act_from_saved(a1, x, g, b, m1, v1, s->N, C, HW);
                     conv2d_direct_forward_add(y0, a1, w, ad, s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad,
                                               work);
                     ck_assert_msg(memcmp(y0, y1, sizeof(float) * nout) == 0,
