@@ -117,7 +117,7 @@ int main(int argc, char **argv)
         }
         double flop = 2.0 * N * c.K * c.P * c.Q * c.C * c.R * c.R;
         printf("| %dx%d %d->%d %dx%d/s%d | %s | %.2f | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx |", c.H, c.W, c.C,
-               c.K, c.R, c.R, c.stride, conv2d_direct_kernel_name(c.Q), t[0][FWD] * 1e3, flop / t[0][FWD] * 1e-9,
+               c.K, c.R, c.R, c.stride, conv2d_direct_kernel_name(c.Q, c.K, c.R * c.R), t[0][FWD] * 1e3, flop / t[0][FWD] * 1e-9,
                t[0][BWD_IN] * 1e3, t[0][BWD_W] * 1e3, t[0][BN_FWD] * 1e3, t[0][BN_BWD] * 1e3, sum[1] * 1e3,
                sum[1] / sum[0]);
         if (ntorch) {

@@ -48,9 +48,9 @@ int main(int argc, char **argv)
         printf("kernels: %s table (%s, the plain walk)\n", ops->name,
                data_parallel ? "the fast convolutions with the readable batchnorm" : "the readable operators");
     else if (ops->host)
-        printf("kernels: %s table, ISA %s (conv rows of 32/16/8 pixels: %s/%s/%s; Winograd: %s)\n", ops->name,
-               cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32),
-               conv2d_direct_kernel_name(16), conv2d_direct_kernel_name(8), winograd_fast_choice());
+        printf("kernels: %s table, ISA %s (3x3 convs, rows of 32/16/8 pixels into 16/24/32 channels: %s/%s/%s; "
+               "Winograd: %s)\n", ops->name, cpu_isa_name(cpu_isa_best()), conv2d_direct_kernel_name(32, 16, 9),
+               conv2d_direct_kernel_name(16, 24, 9), conv2d_direct_kernel_name(8, 32, 9), winograd_fast_choice());
     ModelConfig cfg;
     model_config_default(&cfg);
     Model *m = model_create(ops, &cfg, batch);

@@ -100,7 +100,25 @@ static ConvErr conv_errors(const ConvShape *s)
     return e;
 }
 
-static const int isas[] = {CPU_ISA_AVX512, CPU_ISA_AVX2, CPU_ISA_NONE};
+/* The kernel sets to test, each where the CPU runs it: AVX-512 (rows of 8 pixels or fewer by
+ * the channel-vector kernel where it is chosen), AVX-512 with 8-lane pixel vectors for those
+ * rows (ISA_AVX512_ROWS), AVX2, and none (the readable operators). */
+enum { ISA_AVX512_ROWS = 10 + CPU_ISA_AVX512 };
+static const int isas[] = {CPU_ISA_AVX512, ISA_AVX512_ROWS, CPU_ISA_AVX2, CPU_ISA_NONE};
+
+static int use_isa(int code)   /* 0 if this CPU cannot run it */
+{
+    conv2d_direct_set_cv(code < 10 ? -1 : 0);
+    return cpu_isa_force(code % 10);
+}
+
+static const char *isa_label(int code) { return code >= 10 ? "avx512 (8-lane rows)" : cpu_isa_name(code); }
+
+static void use_isa_default(void)
+{
+    cpu_isa_force(-1);
+    conv2d_direct_set_cv(-1);
+}
 
 /* a = relu(x scale + shift) [N,C,HW] with the coefficients of batchnorm_scale_shift (C <= 64):
  * the activation the fast table applies and recomputes (recompute_act) */
@@ -171,7 +189,7 @@ static double conv_relu_bn_error(const ConvShape *s, int with_add, int with_alia
 START_TEST(conv_relu_bn_backward_matches_reference)
 {
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (!cpu_isa_force(isas[i])) continue;
+        if (!use_isa(isas[i])) continue;
         int from_dout = 0;   /* shapes whose weight gradient comes from the padded dout */
         for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
             const ConvShape *s = &conv_shapes[k];
@@ -180,7 +198,7 @@ START_TEST(conv_relu_bn_backward_matches_reference)
             for (int mode = 0; mode < 4; mode++) {
                 double e = conv_relu_bn_error(s, mode == 1 || mode == 3, mode == 2, mode == 3);
                 ck_assert_msg(e <= FAST_TOL, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d %s: error %.3g",
-                              cpu_isa_name(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+                              isa_label(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                               s->pad, mode == 1 ? "with add" : mode == 2 ? "din aliasing dout" :
                               mode == 3 ? "with add, the ReLU's output recomputed" : "", e);
             }
@@ -189,9 +207,9 @@ START_TEST(conv_relu_bn_backward_matches_reference)
          * except pad 0 (a smaller output: the padded-input form does fewer products) */
         if (isas[i] != CPU_ISA_NONE)
             ck_assert_msg(from_dout == 6, "isa %s: %d shapes took the weight gradient from dout, not 6",
-                          cpu_isa_name(isas[i]), from_dout);
+                          isa_label(isas[i]), from_dout);
     }
-    cpu_isa_force(-1);
+    use_isa_default();
 }
 END_TEST
 
@@ -199,21 +217,21 @@ START_TEST(conv_direct_matches_reference)
 {
     int tested = 0;
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (!cpu_isa_force(isas[i])) continue;   /* this CPU cannot run it */
+        if (!use_isa(isas[i])) continue;   /* this CPU cannot run it */
         tested++;
         for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
             const ConvShape *s = &conv_shapes[k];
             ConvErr e = conv_errors(s);
             char what[160];
             snprintf(what, sizeof what, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d",
-                     cpu_isa_name(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
+                     isa_label(isas[i]), s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
             ck_assert_msg(e.fwd <= FAST_TOL, "%s: forward error %.3g", what, e.fwd);
             ck_assert_msg(e.add <= FAST_TOL, "%s: forward+add error %.3g", what, e.add);
             ck_assert_msg(e.bin <= FAST_TOL, "%s: backward-input error %.3g", what, e.bin);
             ck_assert_msg(e.bw <= FAST_TOL, "%s: backward-weight error %.3g", what, e.bw);
         }
     }
-    cpu_isa_force(-1);
+    use_isa_default();
     ck_assert_int_ge(tested, 1);
 }
 END_TEST
@@ -228,7 +246,7 @@ START_TEST(conv_relu_bn_pair_matches_two_calls)
     static const int shapes[][6] = {{3, 16, 16, 16, 16, 1}, {2, 8, 8, 16, 16, 1}, {3, 16, 16, 16, 24, 2},
                                     {2, 5, 9, 9, 6, 1}};
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (!cpu_isa_force(isas[i])) continue;
+        if (!use_isa(isas[i])) continue;
         for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
             int N = shapes[t][0], C = shapes[t][1], H = shapes[t][2], W = shapes[t][3], K = shapes[t][4];
             int st = shapes[t][5], P = conv_out_size(H, 3, st, 1), Q = conv_out_size(W, 3, st, 1);
@@ -269,14 +287,14 @@ START_TEST(conv_relu_bn_pair_matches_two_calls)
                 for (int j = 0; j < 7; j++)
                     ck_assert_msg(memcmp(out[0][j], out[v][j], sizeof(float) * len[j]) == 0,
                                   "isa %s, N%d C%d %dx%d K%d stride %d%s: %s differs from the two calls (%.3g)",
-                                  cpu_isa_name(isas[i]), N, C, H, W, K, st, v == 2 ? ", din aliasing add" : "",
+                                  isa_label(isas[i]), N, C, H, W, K, st, v == 2 ? ", din aliasing add" : "",
                                   names[j], rel_err(out[v][j], out[0][j], len[j]));
             for (int v = 0; v < 3; v++)
                 for (int j = 0; j < 7; j++) free(out[v][j]);
             free(x); free(c1); free(dy); free(add); free(w1); free(w2); free(ws); free(tmp);
         }
     }
-    cpu_isa_force(-1);
+    use_isa_default();
 }
 END_TEST
 
@@ -363,7 +381,7 @@ static void check_chained(const char *what, const ConvShape *s, const float *y0,
 START_TEST(bn_relu_conv_forward_matches_reference)
 {
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (!cpu_isa_force(isas[i])) continue;
+        if (!use_isa(isas[i])) continue;
         for (size_t k = 0; k < sizeof conv_shapes / sizeof conv_shapes[0]; k++) {
             const ConvShape *s = &conv_shapes[k];
             int P = conv_out_size(s->H, s->R, s->stride, s->pad), Q = conv_out_size(s->W, s->S, s->stride, s->pad);
@@ -388,7 +406,7 @@ START_TEST(bn_relu_conv_forward_matches_reference)
                 batchnorm_relu_conv2d_direct_forward(y1, a1, x, w, ad, s->N, C, s->H, s->W, s->K, s->R, s->S,
                                                      s->stride, s->pad, work, m1, v1, rm1, rv1, g, b, 0.1f, 1e-5f, train);
                 char what[160];
-                snprintf(what, sizeof what, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d mode %d", cpu_isa_name(isas[i]),
+                snprintf(what, sizeof what, "isa %s, N%d C%d %dx%d K%d %dx%d/s%d/p%d mode %d", isa_label(isas[i]),
                          s->N, C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, mode);
                 ck_assert_msg(rel_err(y1, y0, nout) <= FAST_TOL, "%s: out %.3g", what, rel_err(y1, y0, nout));
                 ck_assert_msg(rel_err(a1, a0, nin) <= FAST_TOL, "%s: a %.3g", what, rel_err(a1, a0, nin));
@@ -424,7 +442,7 @@ START_TEST(bn_relu_conv_forward_matches_reference)
             free(x); free(w); free(add); free(work); free(a0); free(a1); free(y0); free(y1);
         }
     }
-    cpu_isa_force(-1);
+    use_isa_default();
 }
 END_TEST
 
@@ -437,7 +455,7 @@ START_TEST(batchnorm_fast_matches_reference)
 {
     const int shapes[][3] = {{3, 16, 1024}, {3, 24, 256}, {3, 32, 64}, {1, 5, 49}, {3, 7, 13}, {2, 3, 5}};
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        if (!cpu_isa_force(isas[i])) continue;
+        if (!use_isa(isas[i])) continue;
         for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
             int N = shapes[k][0], C = shapes[k][1], HW = shapes[k][2];
             size_t n = (size_t)N * C * HW;
@@ -450,7 +468,7 @@ START_TEST(batchnorm_fast_matches_reference)
             for (size_t j = 0; j < n; j++) x[j] += 20.0f * (float)((j / HW) % C == 1);   /* mean 20 */
             for (int c = 0; c < C; c++) { rm0[c] = rm1[c] = 0.5f; rv0[c] = rv1[c] = 2.0f; }
             char what[96];
-            snprintf(what, sizeof what, "isa %s, N%d C%d HW%d", cpu_isa_name(isas[i]), N, C, HW);
+            snprintf(what, sizeof what, "isa %s, N%d C%d HW%d", isa_label(isas[i]), N, C, HW);
             for (int relu = 0; relu <= 1; relu++) {
                 batchnorm_forward_train(y0, m0, s0, rm0, rv0, x, g, b, N, C, HW, 0.1f, 1e-5f);
                 if (relu) relu_forward(y0, y0, n);
@@ -482,7 +500,7 @@ START_TEST(batchnorm_fast_matches_reference)
             free(x); free(dy); free(add); free(y0); free(y1); free(d0); free(d1);
         }
     }
-    cpu_isa_force(-1);
+    use_isa_default();
 }
 END_TEST
 

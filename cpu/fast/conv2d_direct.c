@@ -132,16 +132,72 @@ typedef void (*fwd_image_fn)(const float *, const int *, int, const float *, int
                              const ConvBnBwd *, const ConvStats *);
 typedef void (*bwdw_group_fn)(const float *, const int *, int, const float *, size_t, const int *,
                               const int *, int, float *);
+/* Rows of at most 8 output pixels on AVX-512: the output channels in the vector lanes. A
+ * tile is one row of 8 pixels x 32 output channels (two zmm vectors a pixel, 16
+ * accumulators): per tap two weight vectors and 8 broadcast inputs, 16 FMAs at the full
+ * width (the pixel-vector kernel would fill only 8 lanes of a row). The sums are turned
+ * round (a scatter into rows[channel][8 pixels]) and stored by the 8-lane kernel set's
+ * epilogue (fwd_store_avx512y), so its fused forms are the same code.
+ *   acc[j][h][l] = sum_t wt[t][16h + l] x[voff + toff[t] + j]   (pixel j, channel 16h + l)
+ * Plans, padded images and repacked weights are those of the 8-lane set with 32 channels a
+ * block (Isa.kb). */
+#define CV_KB 32
+__attribute__((target("avx512f,avx512vl,avx2,fma")))
+static void fwd_image_cv(const float *x, const int *toff, int T, const float *wt, int K, const int *voff,
+                         const int *ooff, const int *n, int nvec, float *out, const float *add, size_t plane,
+                         const ConvBnBwd *bn, const ConvStats *st)
+{
+    float rows[CV_KB * 8] __attribute__((aligned(64)));
+    const __m512i idx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
+    for (int v = 0; v < nvec; v++) {
+        const float *xb = x + voff[v];
+        for (int k0 = 0; k0 < K; k0 += CV_KB) {
+            const float *w = wt + (size_t)(k0 / CV_KB) * T * CV_KB;
+            __m512 a0[8], a1[8];
+            #pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+            for (int t = 0; t < T; t++) {
+                const float *xt = xb + toff[t];
+                __m512 w0 = _mm512_loadu_ps(w + (size_t)t * CV_KB), w1 = _mm512_loadu_ps(w + (size_t)t * CV_KB + 16);
+                #pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    __m512 b = _mm512_set1_ps(xt[j]);
+                    a0[j] = _mm512_fmadd_ps(b, w0, a0[j]);
+                    a1[j] = _mm512_fmadd_ps(b, w1, a1[j]);
+                }
+            }
+            #pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {   /* rows[c][j] = channel c of pixel j */
+                _mm512_i32scatter_ps(rows + j, idx, a0[j], 4);
+                _mm512_i32scatter_ps(rows + 128 + j, idx, a1[j], 4);
+            }
+            for (int kb = 0; kb < CV_KB && k0 + kb < K; kb += 8) {
+                __m256 acc[8][FWD_NV];
+                #pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) acc[c][0] = _mm256_load_ps(rows + (kb + c) * 8);
+                int k = k0 + kb;
+                float *o = out + (size_t)k * plane;
+                const float *a = add ? add + (size_t)k * plane : NULL;
+                if (bn) fwd_store_avx512y(acc, 1, o, a, ooff + v, n + v, plane, K - k, EP_BN_BWD, bn, st, v == 0, k);
+                else if (st) fwd_store_avx512y(acc, 1, o, a, ooff + v, n + v, plane, K - k, EP_STATS, bn, st, v == 0, k);
+                else fwd_store_avx512y(acc, 1, o, a, ooff + v, n + v, plane, K - k, EP_STORE, bn, st, v == 0, k);
+            }
+        }
+        if (v % FWD_NV == FWD_NV - 1 || v == nvec - 1) prefetch_slice();   /* as often as the others ask */
+    }
+}
+
 typedef struct {
     const char *name;
-    int vl, kb;
+    int vl, kb, kbw;   /* kb: output channels a forward tile (repacked weights); kbw: the weight gradient's */
     fwd_image_fn fwd;
     bwdw_group_fn bwdw;
 } Isa;
 
-static const Isa isa_avx512 = {"avx512", 16, 8, fwd_image_avx512, bwdw_group_avx512};
-static const Isa isa_avx512y = {"avx512-ymm", 8, 8, fwd_image_avx512y, bwdw_group_avx512y};
-static const Isa isa_avx2 = {"avx2", 8, 4, fwd_image_avx2, bwdw_group_avx2};
+static const Isa isa_avx512 = {"avx512", 16, 8, 8, fwd_image_avx512, bwdw_group_avx512};
+static const Isa isa_avx512y = {"avx512-ymm", 8, 8, 8, fwd_image_avx512y, bwdw_group_avx512y};
+static const Isa isa_avx512cv = {"avx512-cv", 8, CV_KB, 8, fwd_image_cv, bwdw_group_avx512y};
+static const Isa isa_avx2 = {"avx2", 8, 4, 4, fwd_image_avx2, bwdw_group_avx2};
 
 /* ---------------------------------------------------------------- kernel choice */
 
@@ -186,6 +242,12 @@ const char *cpu_isa_name(int isa)
     return isa == CPU_ISA_AVX512 ? "avx512" : isa == CPU_ISA_AVX2 ? "avx2" : "none";
 }
 
+/* Rows of 8 pixels or fewer on AVX-512: the channel-vector kernel where it pays (1), or 8-lane
+ * pixel vectors always (0; $CONVNET_CV=0 at the start, or the tests) */
+static int cv_rows = -1;
+
+void conv2d_direct_set_cv(int on) { cv_rows = on < 0 ? -1 : on != 0; }
+
 /* Kernel set for output rows of Q pixels: 16-wide when a row fills them, else 8-wide. */
 static const Isa *pick(int Q)
 {
@@ -196,9 +258,24 @@ static const Isa *pick(int Q)
     }
 }
 
-const char *conv2d_direct_kernel_name(int Q)
+/* The kernel set for a forward kernel call over rows of Q pixels into K channels with RS taps
+ * a channel: pick's, but the channel-vector kernel for rows of 8 or fewer on AVX-512 where its
+ * 32-channel tiles are full (K a multiple of 32) and a tap loop long enough to pay for turning
+ * the sums round (not 1x1). Measured (bench/conv, 2 threads): 8x8 32->32 3x3 forward 0.69 ->
+ * 0.48 ms; a 1x1 24->32 slower (0.17 -> 0.21), a backward-input into 24 channels slower. */
+static const Isa *pick_fwd(int Q, int K, int RS)
 {
+    if (cv_rows < 0) {
+        const char *e = getenv("CONVNET_CV");
+        cv_rows = !(e && !strcmp(e, "0"));
+    }
     const Isa *isa = pick(Q);
+    return isa == &isa_avx512y && cv_rows && K % CV_KB == 0 && RS > 1 ? &isa_avx512cv : isa;
+}
+
+const char *conv2d_direct_kernel_name(int Q, int K, int RS)
+{
+    const Isa *isa = pick_fwd(Q, K, RS);
     return isa ? isa->name : "reference";
 }
 
@@ -466,7 +543,7 @@ void conv2d_direct_forward_add(float *out, const float *in, const float *weight,
                                int N, int C, int H, int W, int K, int R, int S,
                                int stride, int pad, float *workspace)
 {
-    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    const Isa *isa = pick_fwd(conv_out_size(W, S, stride, pad), K, R * S);
     if (!isa) {
         conv2d_forward(out, in, weight, N, C, H, W, K, R, S, stride, pad, workspace);
         if (add) add_inplace(out, add, (size_t)N * K * conv_out_size(H, R, stride, pad) * conv_out_size(W, S, stride, pad));
@@ -637,7 +714,7 @@ void batchnorm_relu_conv2d_direct_forward(float *out, float *a, const float *in,
         float *running_var, const float *gamma, const float *beta, float momentum, float eps,
         int train)
 {
-    const Isa *isa = pick(conv_out_size(W, S, stride, pad));
+    const Isa *isa = pick_fwd(conv_out_size(W, S, stride, pad), K, R * S);
     float *coef = scratch(&s_bn, sizeof(float) * 2 * (size_t)C);
     if (train) batchnorm_fast_train_coeffs(coef, coef + C, save_mean, save_invstd, running_mean, running_var,
                                            in, gamma, beta, N, C, H * W, momentum, eps);
@@ -665,7 +742,7 @@ void batchnorm_relu_conv2d_direct_forward_chained(float *out, const float *in, c
         const BnRefs *bn, int in_ready, const BnRefs *next, int n_next)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
-    const Isa *isa = pick(Q);
+    const Isa *isa = pick_fwd(Q, K, R * S);
     float *coef = NULL;
     if (bn) {   /* in's statistics (unless made by its producer), then the coefficients from them */
         coef = scratch(&s_bn, sizeof(float) * 2 * (size_t)C);
@@ -734,7 +811,7 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
                                   int stride, int pad, float *workspace)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad);
-    const Isa *isa = pick(stride == 1 ? W : ceil_div(W, stride));
+    const Isa *isa = pick_fwd(stride == 1 ? W : ceil_div(W, stride), C, R * S);
     if (!isa || pad > R - 1 || pad > S - 1) {
         conv2d_backward_input(din, dout, weight, N, C, H, W, K, R, S, stride, pad, workspace);
         return;
@@ -799,7 +876,7 @@ static void wgrad_init(Wgrad *w, const Isa *isa, const float *dout, const float 
     plan_make(&w->pl, &s_plan2, isa, C, H, W, K, R, S, stride, pad, pad);
     const Plan *pl = &w->pl;
     int P = w->P, Q = w->Q, PQ = P * Q;
-    w->VLn = isa->vl; w->KBn = isa->kb;
+    w->VLn = isa->vl; w->KBn = isa->kbw;
     w->kblocks = ceil_div(K, w->KBn);
     w->SG = ceil_div(S, 3);
     /* dout is read in place when its rows fill whole vectors and K whole channel blocks;
@@ -872,7 +949,7 @@ static int wgrad_tiles(const Wgrad *w) { return w->kblocks * (w->from_dout ? w->
  * "same" convolution; with pad 0 the output is smaller and the zeros would cost products). */
 static int wgrad_from_dout_fits(const Isa *isa, int C, int H, int W, int P, int Q, int stride)
 {
-    return stride == 1 && W % isa->vl == 0 && C % isa->kb == 0 && (long)P * Q >= (long)H * W;
+    return stride == 1 && W % isa->vl == 0 && C % isa->kbw == 0 && (long)P * Q >= (long)H * W;
 }
 
 static void wgrad_init_from_dout(Wgrad *w, const Isa *isa, const Plan *bwd, const float *dout,
@@ -888,7 +965,7 @@ static void wgrad_init_from_dout(Wgrad *w, const Isa *isa, const Plan *bwd, cons
     w->Q = conv_out_size(W, S, 1, pad);
     w->pl = *bwd;                                   /* tables stay the backward-input's */
     const Plan *pl = &w->pl;
-    w->VLn = isa->vl; w->KBn = isa->kb;
+    w->VLn = isa->vl; w->KBn = isa->kbw;
     w->kblocks = C / w->KBn;                        /* blocks of input channels */
     w->SG = ceil_div(S, 3);
     w->inplace = 1;
@@ -1047,13 +1124,13 @@ static void backward_relu_bn(float *dweight, float *din, float *g, const float *
                              const float *beta, const float *save_mean, const float *save_invstd)
 {
     int P = conv_out_size(H, R, stride, pad), Q = conv_out_size(W, S, stride, pad), HW = H * W;
-    const Isa *isa = pick(W), *isaw = pick(Q);
+    const Isa *isa = pick_fwd(W, C, R * S), *isaw = pick(Q);   /* (the same vl and kbw as pick(W)) */
     float *coef = NULL;   /* in == NULL: in = relu(bn_in scale + shift), as the forward applied it */
     if (!in) {
         coef = xmalloc(sizeof(float) * 2 * (size_t)C);
         batchnorm_scale_shift(coef, coef + C, gamma, beta, save_mean, save_invstd, C);
     }
-    const Isa *isas = stride > 1 ? pick(ceil_div(W, stride)) : NULL;
+    const Isa *isas = stride > 1 ? pick_fwd(ceil_div(W, stride), C, R * S) : NULL;
     if (stride > 1 && isas && isaw && pad <= R - 1 && pad <= S - 1) {
         if (dap || kout) die("conv2d_direct: a pair's form of the backward on a strided convolution");
         /* strided: the weight gradient (recomputing in where it pads it), then the

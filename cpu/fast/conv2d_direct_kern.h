@@ -26,34 +26,14 @@
  *   EP_STATS     the store, and per channel the sums of (y - x0) and (y - x0)^2 of the stored
  *                values y into st->sv, x0 the image's first value of the channel, taken by
  *                the image's first tile (first = 1; its pixel vector 0 starts at pixel 0)
- *                (see ConvStats) */
+ *                (see ConvStats)
+ * fwd_store is that epilogue for sums acc of KB channels x nv pixel vectors (also used by
+ * conv2d_direct.c's channel-vector kernel), fwd_tile the sums and then fwd_store. */
 TARGET static inline __attribute__((always_inline)) void
-CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, const int *voff,
-                   const int nv, float *out, const float *add, const int *ooff, const int *n,
-                   size_t plane, int kvalid, const int ep, const ConvBnBwd *bn, const ConvStats *st,
-                   int first, int k0)
+CAT(fwd_store, SFX)(V acc[KB][NV], const int nv, float *out, const float *add, const int *ooff, const int *n,
+                    size_t plane, int kvalid, const int ep, const ConvBnBwd *bn, const ConvStats *st, int first,
+                    int k0)
 {
-    V acc[KB][NV];
-    const float *xb[NV];
-    #pragma GCC unroll 8
-    for (int kb = 0; kb < KB; kb++)
-        #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++) acc[kb][i] = VZERO();
-    #pragma GCC unroll 4
-    for (int i = 0; i < nv; i++) xb[i] = x + voff[i];
-    for (int t = 0; t < T; t++) {
-        int o = toff[t];
-        const float *w = wt + (size_t)t * KB;
-        V xv[NV];
-        #pragma GCC unroll 4
-        for (int i = 0; i < nv; i++) xv[i] = VLOAD(xb[i] + o);
-        #pragma GCC unroll 8
-        for (int kb = 0; kb < KB; kb++) {
-            V b = VBCAST(w + kb);
-            #pragma GCC unroll 4
-            for (int i = 0; i < nv; i++) acc[kb][i] = VFMA(b, xv[i], acc[kb][i]);
-        }
-    }
     #pragma GCC unroll 8
     for (int kb = 0; kb < KB; kb++) {
         if (kb >= kvalid) break;
@@ -107,6 +87,36 @@ CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, cons
             VSTORE(st->sv + (k * 2 + 1) * VL, s2);
         }
     }
+}
+
+TARGET static inline __attribute__((always_inline)) void
+CAT(fwd_tile, SFX)(const float *x, const int *toff, int T, const float *wt, const int *voff,
+                   const int nv, float *out, const float *add, const int *ooff, const int *n,
+                   size_t plane, int kvalid, const int ep, const ConvBnBwd *bn, const ConvStats *st,
+                   int first, int k0)
+{
+    V acc[KB][NV];
+    const float *xb[NV];
+    #pragma GCC unroll 8
+    for (int kb = 0; kb < KB; kb++)
+        #pragma GCC unroll 4
+        for (int i = 0; i < nv; i++) acc[kb][i] = VZERO();
+    #pragma GCC unroll 4
+    for (int i = 0; i < nv; i++) xb[i] = x + voff[i];
+    for (int t = 0; t < T; t++) {
+        int o = toff[t];
+        const float *w = wt + (size_t)t * KB;
+        V xv[NV];
+        #pragma GCC unroll 4
+        for (int i = 0; i < nv; i++) xv[i] = VLOAD(xb[i] + o);
+        #pragma GCC unroll 8
+        for (int kb = 0; kb < KB; kb++) {
+            V b = VBCAST(w + kb);
+            #pragma GCC unroll 4
+            for (int i = 0; i < nv; i++) acc[kb][i] = VFMA(b, xv[i], acc[kb][i]);
+        }
+    }
+    CAT(fwd_store, SFX)(acc, nv, out, add, ooff, n, plane, kvalid, ep, bn, st, first, k0);
 }
 
 /* Forward over one padded image: every (pixel-vector group, channel block) tile.

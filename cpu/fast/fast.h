@@ -31,7 +31,11 @@ void conv2d_direct_backward_input(float *din, const float *dout, const float *we
 void conv2d_direct_backward_weight(float *dweight, const float *dout, const float *in,
                                    int N, int C, int H, int W, int K, int R, int S,
                                    int stride, int pad, float *workspace);
-const char *conv2d_direct_kernel_name(int Q);   /* kernel for output rows of Q pixels */
+/* the forward kernel for output rows of Q pixels into K channels, RS taps a channel */
+const char *conv2d_direct_kernel_name(int Q, int K, int RS);
+/* rows of 8 pixels or fewer on AVX-512: 1 the channel-vector kernel where it is chosen, 0 8-lane
+ * pixel vectors always (tests), -1 $CONVNET_CV (0: as 0) or else 1, read at the next call */
+void conv2d_direct_set_cv(int on);
 /* 1 when conv2d_direct_backward_relu_bn takes the weight gradient from its padded dout */
 int conv2d_direct_wgrad_from_dout(int C, int H, int W, int R, int S, int stride, int pad);
 
