@@ -283,7 +283,7 @@ const char *conv2d_direct_kernel_name(int Q, int K, int RS)
 
 /* Per-thread buffers that grow once and are reused (no allocation in steady state). */
 typedef struct { void *p; size_t cap; } Scratch;
-static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp, s_act, s_st, s_actall, s_dc1;
+static _Thread_local Scratch s_x, s_x2, s_d, s_all, s_plan, s_plan2, s_w, s_bn, s_wtab, s_dp, s_act, s_st, s_actall, s_dc1, s_inT;
 
 static void *scratch(Scratch *s, size_t bytes)
 {
@@ -840,6 +840,7 @@ typedef struct {
     int N, C, H, W, K, R, S, P, Q, stride;
     int VLn, KBn, kblocks, SG, inplace, G, chunks;
     int from_dout;                  /* 1: the form of wgrad_init_from_dout (see there) */
+    int cv;                         /* 1 (with from_dout): the channel-vector form (wgrad_use_cv) */
     size_t dplane, dimg, tile, nacc;
     int *voff, *doff;
     float *all;
@@ -930,8 +931,12 @@ static void wgrad_images(const Wgrad *w, int ch, int n0, int n1)
                 }
 }
 
-/* tiles (and prefetch_slice calls) per group of wgrad_images or wgrad_images_from_dout */
-static int wgrad_tiles(const Wgrad *w) { return w->kblocks * (w->from_dout ? w->K : w->C) * w->R * w->SG; }
+/* tiles (and prefetch_slice calls) per group of wgrad_images, wgrad_images_from_dout or
+ * wgrad_cv_images */
+static int wgrad_tiles(const Wgrad *w)
+{
+    return w->cv ? w->K : w->kblocks * (w->from_dout ? w->K : w->C) * w->R * w->SG;
+}
 
 /* The weight gradient of a stride-1 convolution from the backward-input's padded dout, so
  * the input needs no padded copy of its own. With pad' = R-1-pad rows (and S-1-pad columns)
@@ -1000,6 +1005,64 @@ static void wgrad_images_from_dout(const Wgrad *w, int ch, int n0, int n1, const
                 }
 }
 
+/* The weight gradient from dout with the input channels in the vector lanes, beside the
+ * channel-vector forward kernel (rows of 8 pixels or fewer on AVX-512, where 8 pixel lanes
+ * would be half a vector; 3x3, C a multiple of 32): per input pixel (h, w) of each image,
+ *   acc[k][r'][s'][c] += in[c,h,w] dpad[k, h+r', w+s']      (c over the lanes)
+ * which is dw[k, c, R-1-r', S-1-s'] (wgrad_init_from_dout's sum). A tile is one k x 32 input
+ * channels x the 9 taps: 18 accumulators, per pixel two vectors of the input's channels (the
+ * group's input turned round once, inT[pixel][c]), 9 broadcasts from dpad[k], 18 FMAs. The
+ * chunk's accumulators [K][9][C] stay in memory between groups; each lane is one weight, so
+ * nothing is summed across lanes. */
+static int wgrad_cv_fits(const Isa *isa, int C, int R, int S) { return isa == &isa_avx512cv && C % CV_KB == 0 && R == 3 && S == 3; }
+
+static void wgrad_use_cv(Wgrad *w)
+{
+    w->cv = 1;
+    w->nacc = (size_t)w->K * 9 * w->C;
+    w->all = scratch(&s_all, sizeof(float) * w->nacc * w->chunks);
+}
+
+__attribute__((target("avx512f,avx512vl,avx2,fma")))
+static void wgrad_cv_images(const Wgrad *w, int ch, int n0, int n1, const float *dpad, const float *in)
+{
+    const Plan *pl = &w->pl;
+    int K = w->K, C = w->C, H = w->H, W = w->W, HW = H * W, g = n1 - n0, Wph = pl->Wph;
+    float *all = w->all + (size_t)ch * w->nacc;
+    float *inT = scratch(&s_inT, sizeof(float) * (size_t)g * HW * C);
+    for (int j = 0; j < g; j++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < HW; i++) inT[((size_t)j * HW + i) * C + c] = in[((size_t)j * C + c) * HW + i];
+    int toff[9];
+    for (int t = 0; t < 9; t++) toff[t] = (t / 3) * Wph + t % 3;
+    for (int k = 0; k < K; k++) {
+        for (int cb = 0; cb < C; cb += CV_KB) {
+            float *ak = all + (size_t)k * 9 * C + cb;
+            __m512 a0[9], a1[9];
+            #pragma GCC unroll 9
+            for (int t = 0; t < 9; t++) { a0[t] = _mm512_loadu_ps(ak + t * C); a1[t] = _mm512_loadu_ps(ak + t * C + 16); }
+            for (int j = 0; j < g; j++) {
+                const float *xk = dpad + (size_t)j * pl->xfloats + (size_t)k * pl->Hp * Wph;
+                const float *it = inT + (size_t)j * HW * C + cb;
+                for (int h = 0; h < H; h++)
+                    for (int x = 0; x < W; x++) {
+                        const float *xp = xk + h * Wph + x, *ip = it + (size_t)(h * W + x) * C;
+                        __m512 i0 = _mm512_loadu_ps(ip), i1 = _mm512_loadu_ps(ip + 16);
+                        #pragma GCC unroll 9
+                        for (int t = 0; t < 9; t++) {
+                            __m512 b = _mm512_set1_ps(xp[toff[t]]);
+                            a0[t] = _mm512_fmadd_ps(b, i0, a0[t]);
+                            a1[t] = _mm512_fmadd_ps(b, i1, a1[t]);
+                        }
+                    }
+            }
+            #pragma GCC unroll 9
+            for (int t = 0; t < 9; t++) { _mm512_storeu_ps(ak + t * C, a0[t]); _mm512_storeu_ps(ak + t * C + 16, a1[t]); }
+        }
+        prefetch_slice();
+    }
+}
+
 /* The chunks' accumulators added in chunk order (lane by lane), then the lanes of each weight. */
 static void wgrad_finish(const Wgrad *w, float *dweight)
 {
@@ -1013,6 +1076,13 @@ static void wgrad_finish(const Wgrad *w, float *dweight)
             #pragma omp simd
             for (size_t i = i0; i < i1; i++) all[i] += src[i];
         }
+    }
+    if (w->cv) {   /* [k][r'][s'][c] is dw[k][c][2-r'][2-s'] */
+        for (int k = 0; k < w->K; k++)
+            for (int t = 0; t < 9; t++)
+                for (int c = 0; c < w->C; c++)
+                    dweight[(((size_t)k * w->C + c) * 3 + 2 - t / 3) * 3 + 2 - t % 3] = all[((size_t)k * 9 + t) * w->C + c];
+        return;
     }
     /* tiles [block][i][r][sg] of [KB][3][VL]: the block's channels are k (i = c), or for
      * from_dout c (i = k, taps flipped: r and s count from the kernel's far end) */
@@ -1168,6 +1238,7 @@ static void backward_relu_bn(float *dweight, float *din, float *g, const float *
     if (dap && dweight && !from_dout) die("conv2d_direct: an unapplied dout needs the weight gradient from its padded copy");
     if (from_dout) wgrad_init_from_dout(&w, isa, &pl, dout, in, N, C, H, W, K, R, S, pad);
     else wgrad_init(&w, isaw, dout, in, N, C, H, W, K, R, S, stride, pad);
+    if (from_dout && wgrad_cv_fits(isa, C, R, S)) wgrad_use_cv(&w);
     w.bn_in = bn_in;
     w.scale = coef;
     w.shift = coef ? coef + C : NULL;
@@ -1206,7 +1277,8 @@ static void backward_relu_bn(float *dweight, float *din, float *g, const float *
                     for (int n = nb; n < e; n++) bn_relu_image(act + (n - nb) * img, bn_in + n * img, C, HW, coef, coef + C);
                     ing = act;
                 }
-                wgrad_images_from_dout(&w, ch, nb, e, xpg, ing);
+                if (w.cv) wgrad_cv_images(&w, ch, nb, e, xpg, ing);
+                else wgrad_images_from_dout(&w, ch, nb, e, xpg, ing);
             } else if (dweight) {
                 wgrad_images(&w, ch, nb, e);
             }
