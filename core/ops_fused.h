@@ -78,8 +78,9 @@ typedef struct FusedOps {
      * for l2 (conv2, bn2; bn_in = conv1's output) and then for l1 (conv1, bn1; bn_in = x):
      * din = d x (+ add; din may alias dout or add), every weight and batchnorm gradient, the
      * same values as the two calls. g2 [N, l2->C, l2->H, l2->W] and g1 [N, l1->C, l1->H, l1->W]:
-     * scratch, aliasing nothing (each other included). The table need not store d(conv1's output): conv1's backward may compute each
-     * value it reads from bn2's backward (the GPU: bn2's apply pass is not run).
+     * scratch, aliasing nothing (each other included). The table need not store d(conv1's
+     * output): conv1's backward may compute each value it reads from bn2's backward (the GPU:
+     * bn2's apply pass is not run).
      * din == NULL (tables with conv2d_backward_weight_bn_grad): d x is not written; g1 holds
      * the gradient at bn1's ReLU (before its mask) and l1's dgamma, dbeta are complete, from
      * which conv2d_backward_weight_bn_grad computes d x as it reads it. */

@@ -296,6 +296,17 @@ static void *scratch(Scratch *s, size_t bytes)
     return s->p;
 }
 
+/* dst[i] = the sum of the VL float lanes of sv[i][...] in lane order, in double, i < n: how
+ * the epilogues' per-channel lane sums become one image's sums */
+static void lanes_to_double(double *dst, const float *sv, int n, int VL)
+{
+    for (int i = 0; i < n; i++) {
+        double t = 0;
+        for (int l = 0; l < VL; l++) t += sv[(size_t)i * VL + l];
+        dst[i] = t;
+    }
+}
+
 /* ---------------------------------------------------------------- plan */
 
 typedef struct {
@@ -341,6 +352,25 @@ static void plan_make(Plan *pl, Scratch *tabs, const Isa *isa, int C, int H, int
     }
 }
 
+/* Stride 1's padded layout, channel by channel (base: channel c's first padded row): the zero
+ * rows above and below the image, and row h's zero margins, returning where its W values go.
+ * pad_image's and its batchnorm-applying twins' common frame. */
+static inline void pad_frame_rows(const Plan *pl, float *base)
+{
+    memset(base, 0, sizeof(float) * (size_t)pl->padh * pl->Wph);
+    int below = pl->Hp - pl->H - pl->padh;
+    memset(base + (size_t)(pl->H + pl->padh) * pl->Wph, 0, sizeof(float) * (size_t)below * pl->Wph);
+}
+
+static inline float *pad_frame_row(const Plan *pl, float *base, int h)
+{
+    float *row = base + (size_t)(h + pl->padh) * pl->Wph;
+    for (int j = 0; j < pl->padw; j++) row[j] = 0;
+    #pragma omp simd
+    for (int j = pl->padw + pl->W; j < pl->Wph; j++) row[j] = 0;
+    return row + pl->padw;
+}
+
 /* Zero-padded, phase-split copy of one image [C,H,W]. Only the border is zeroed; rows are
  * copied with plain loops, vectorized for the CPU's ISA (target_clones) and kept as loops
  * (a memcpy call per 32-float row costs more than the copy). */
@@ -355,11 +385,9 @@ static void pad_image(const Plan *pl, float *restrict xp, const float *restrict 
             const float *src = img + ((size_t)c * pl->H + h) * W;
             float *row = base + (size_t)(h + pl->padh) * rowlen;
             if (st == 1) {
-                for (int j = 0; j < padw; j++) row[j] = 0;
+                float *dst = pad_frame_row(pl, base, h);
                 #pragma omp simd
-                for (int w = 0; w < W; w++) row[padw + w] = src[w];
-                #pragma omp simd
-                for (int j = padw + W; j < Wph; j++) row[j] = 0;
+                for (int w = 0; w < W; w++) dst[w] = src[w];
                 continue;
             }
             if ((h + pl->padh) % st >= pl->R) continue;   /* a row no tap reads (R < stride) */
@@ -414,15 +442,14 @@ static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restric
         pad_image(pl, xp, a_img);
         return;
     }
-    int Wph = pl->Wph, W = pl->W, padw = pl->padw;
+    int W = pl->W;
     for (int c = 0; c < pl->C; c++) {
-        float *base = xp + (size_t)c * pl->Hp * Wph;
+        float *base = xp + (size_t)c * pl->Hp * pl->Wph;
         float sc = scale[c], sh = shift[c];
-        memset(base, 0, sizeof(float) * (size_t)pl->padh * Wph);
+        pad_frame_rows(pl, base);
         for (int h = 0; h < pl->H; h++) {
             const float *src = img + ((size_t)c * pl->H + h) * W;
-            float *row = base + (size_t)(h + pl->padh) * Wph;
-            for (int j = 0; j < padw; j++) row[j] = 0;
+            float *row = pad_frame_row(pl, base, h);
             if (a_img) {
                 float *arow = a_img + ((size_t)c * pl->H + h) * W;
                 #pragma omp simd
@@ -430,20 +457,16 @@ static void pad_image_bn_relu(const Plan *pl, float *restrict xp, float *restric
                     float v = src[w] * sc + sh;
                     v = v > 0 ? v : 0;
                     arow[w] = v;
-                    row[padw + w] = v;
+                    row[w] = v;
                 }
             } else {
                 #pragma omp simd
                 for (int w = 0; w < W; w++) {
                     float v = src[w] * sc + sh;
-                    row[padw + w] = v > 0 ? v : 0;
+                    row[w] = v > 0 ? v : 0;
                 }
             }
-            #pragma omp simd
-            for (int j = padw + W; j < Wph; j++) row[j] = 0;
         }
-        int below = pl->Hp - pl->H - pl->padh;
-        memset(base + (size_t)(pl->H + pl->padh) * Wph, 0, sizeof(float) * (size_t)below * Wph);
     }
 }
 
@@ -458,22 +481,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-tree-lo
 static void pad_image_bn_apply(const Plan *pl, float *restrict xp, const float *restrict g,
                                const float *restrict x, const float *k, const float *mean)
 {
-    int Wph = pl->Wph, W = pl->W, padw = pl->padw;
+    int W = pl->W;
     for (int c = 0; c < pl->C; c++) {
-        float *base = xp + (size_t)c * pl->Hp * Wph;
+        float *base = xp + (size_t)c * pl->Hp * pl->Wph;
         float k0 = k[3 * c], k1 = k[3 * c + 1], k2 = k[3 * c + 2], m = mean[c];
-        memset(base, 0, sizeof(float) * (size_t)pl->padh * Wph);
+        pad_frame_rows(pl, base);
         for (int h = 0; h < pl->H; h++) {
             const float *gr = g + ((size_t)c * pl->H + h) * W, *xr = x + ((size_t)c * pl->H + h) * W;
-            float *row = base + (size_t)(h + pl->padh) * Wph;
-            for (int j = 0; j < padw; j++) row[j] = 0;
+            float *row = pad_frame_row(pl, base, h);
             #pragma omp simd
-            for (int w = 0; w < W; w++) row[padw + w] = k1 * gr[w] - k0 - (xr[w] - m) * k2;
-            #pragma omp simd
-            for (int j = padw + W; j < Wph; j++) row[j] = 0;
+            for (int w = 0; w < W; w++) row[w] = k1 * gr[w] - k0 - (xr[w] - m) * k2;
         }
-        int below = pl->Hp - pl->H - pl->padh;
-        memset(base + (size_t)(pl->H + pl->padh) * Wph, 0, sizeof(float) * (size_t)below * Wph);
     }
 }
 
@@ -520,14 +538,7 @@ static void run_forward_bn(const Plan *pl, const float *wt, float *out, const fl
         pl->isa->fwd(xp, pl->toff, pl->T, wt, K, pl->voff, pl->ooff, pl->nl, pl->nvec,
                      out + n * out_img, add ? add + n * out_img : NULL, (size_t)pl->P * pl->Q, NULL,
                      part ? &st : NULL);
-        if (part)
-            for (int k = 0; k < K; k++)
-                for (int j = 0; j < 2; j++) {     /* lanes in order, into double */
-                    const float *l = st.sv + ((size_t)k * 2 + j) * VLn;
-                    double t = 0;
-                    for (int i = 0; i < VLn; i++) t += l[i];
-                    part[((size_t)n * K + k) * 2 + j] = t;
-                }
+        if (part) lanes_to_double(part + (size_t)n * K * 2, st.sv, 2 * K, VLn);
     }
 }
 
@@ -573,9 +584,9 @@ void conv2d_direct_forward(float *out, const float *in, const float *weight,
 typedef struct { int T, Ha, Wb, nvec; int *toff, *voff, *ooff, *nl; float *wt; } Phase;
 
 /* The epilogue of a strided backward-input that feeds relu(batchnorm) backward (as ConvBnBwd,
- * for the whole batch): each value spread to din is g = value * [relu_out > 0] (relu_out from
- * mask, or recomputed as x scale + shift when mask is NULL), and sums[n][c] gets the image's
- * sums of g and g * (x - mean) (rows summed in float, added in a fixed order in double). */
+ * for the whole batch): once an image is spread to din, each value becomes g = value
+ * [relu_out > 0] (relu_out from mask, or recomputed as x scale + shift when mask is NULL), and
+ * sums[n][c] gets the image's sums of g and g * (x - mean) (mask_sums_plane). */
 typedef struct { const float *mask, *x, *mean, *scale, *shift; double *sums; } StridedBnBwd;
 
 /* g = g [r > 0], r = mask, or x scale + shift when mask is NULL (the ReLU's output), over one
@@ -1324,13 +1335,7 @@ static void backward_relu_bn(float *dweight, float *din, float *g, const float *
                 ConvBnBwd bn = {in ? in + n * img : NULL, bn_in + n * img, save_mean, coef, coef ? coef + C : NULL, sv};
                 isa->fwd(xp, pl.toff, pl.T, wt, C, pl.voff, pl.ooff, pl.nl, pl.nvec, g + n * img, NULL,
                          (size_t)HW, &bn, NULL);
-                for (int c = 0; c < C; c++)
-                    for (int k = 0; k < 2; k++) {     /* lanes in order, into double */
-                        const float *l = sv + ((size_t)c * 2 + k) * VLn;
-                        double t = 0;
-                        for (int i = 0; i < VLn; i++) t += l[i];
-                        sums[((size_t)n * C + c) * 2 + k] = t;
-                    }
+                lanes_to_double(sums + (size_t)n * C * 2, sv, 2 * C, VLn);
             }
         }
     }
